@@ -1,0 +1,83 @@
+"""tools/summary.py: the paper's figures through the command line, JSON output and clean errors."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "summary.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def summary_cli():
+    spec = importlib.util.spec_from_file_location("summary_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_json_for_the_paper_preset_at_320():
+    completed = _run("ssdlite_mobilenet_v2", "--size", "320", "--num-classes", "90", "--json")
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert isinstance(result["params"], int) and isinstance(result["macs"], int)
+    assert abs(result["params"] - 4.5e6) <= 0.05 * 4.5e6
+    assert abs(result["macs"] - 0.80e9) <= 0.05 * 0.80e9
+    assert (result["num_anchors"], result["outputs_per_box"], result["image_size"]) == (2034, 91, 320)
+
+
+def test_unknown_model_is_one_line_error_without_traceback():
+    completed = _run("ssd_vgg16")
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown model 'ssd_vgg16'" in lines[0] and "ssdlite_mobilenet_v2" in lines[0]
+    assert completed.stdout == ""
+
+
+def test_folded_mobilenet_v1_json(summary_cli, capsys):
+    summary_cli.main(["mobilenet_v1", "--fold-bn", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["params"] == 4_221_032 and result["batchnorm_params"] == 0
+    assert abs(result["macs"] - 569e6) <= 0.01 * 569e6
+
+
+def test_table_for_mobilenet_v1_shallow_at_width_half(summary_cli, capsys):
+    summary_cli.main(["mobilenet_v1", "--width", "0.5", "--size", "160", "--shallow"])
+    table = capsys.readouterr().out
+    assert "Conv / s2" in table and "3x3x3x16" in table and "160x160x3" in table and "Conv dw / s1" in table
+    assert "Total params:" in table and "Total MACs:" in table
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mobilenet_v2", "--shallow"], "shallow=True applies to MobileNetV1 only"),
+        (["ssdlite_mobilenet_v2", "--width", "0"], "width_mult must be a number > 0"),
+        (["ssdlite_mobilenet_v2", "--size", "32"], "image_size must be an integer >= 64"),
+    ],
+)
+def test_bad_options_exit_with_the_message(summary_cli, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        summary_cli.main(argv)
+    assert message in str(exit_info.value.code)
