@@ -1,0 +1,96 @@
+"""tools/eval_coco.py, results-file mode, run as a user runs it."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "eval_coco.py"
+
+
+def run_cli(*arguments, cwd):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, arguments)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture()
+def files(coco_fixture, tmp_path):
+    ground_truth, detections = coco_fixture
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth))
+    (tmp_path / "dt.json").write_text(json.dumps(detections))
+    return tmp_path
+
+
+def test_results_mode_writes_the_report_and_prints_the_table(files, coco_fixture):
+    completed = run_cli("--ann", "gt.json", "--results", "dt.json", "--backend", "faster", "--out", "report",
+                        cwd=files)
+    assert completed.returncode == 0, completed.stderr
+    report = files / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["metrics.json", "per_class_ap.csv", "per_class_ap.png",
+                                                         "pr_curve.png"]  # the results file is not copied
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics) == {*COCO_METRIC_NAMES, *VOC_METRIC_NAMES, "per_class_AP"}
+    assert metrics == CocoEvaluator(coco_fixture[0], backend="faster").evaluate(coco_fixture[1])
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = ")
+    assert lines[0].endswith(f"{metrics['AP']:0.3f}")
+    assert sum("Average Recall" in line for line in lines) == 6
+    assert any("VOC07" in line for line in lines)
+    for name in ("pr_curve.png", "per_class_ap.png"):
+        with Image.open(report / name) as image:
+            image.verify()
+            assert image.format == "PNG"
+
+
+def load_cli():
+    """tools/eval_coco.py as a module, to call main(argv) in-process."""
+    specification = importlib.util.spec_from_file_location("eval_coco_cli", SCRIPT)
+    module = importlib.util.module_from_spec(specification)
+    specification.loader.exec_module(module)
+    return module
+
+
+def test_bad_results_file_gives_one_line_error_and_no_traceback(files):
+    (files / "bad.json").write_text(json.dumps({"not": "a list"}))
+    completed = run_cli("--ann", "gt.json", "--results", "bad.json", "--out", "report", cwd=files)
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    assert completed.stderr.count("\n") == 1 and "Traceback" not in completed.stderr
+    assert completed.stderr.startswith("eval_coco.py: error: results file 'bad.json' must be a JSON list")
+    assert not (files / "report").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--results", "bad.json"], "'bad.json': detection [0] has 'bbox' 7"),
+        (["--results", "unknown.json"], "unknown.json' names 1 image id(s) that are not in the ground truth"),
+        (["--results", "missing.json"], "results file 'missing.json' does not exist"),
+        (["--checkpoint", "model.ckpt", "--images", "images"], "not available yet"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_one(arguments, expected, files, capsys, monkeypatch):
+    monkeypatch.chdir(files)
+    (files / "bad.json").write_text(json.dumps([{"image_id": 1000, "category_id": 3, "bbox": 7, "score": 0.5}]))
+    (files / "unknown.json").write_text(json.dumps([{"image_id": 5, "category_id": 3, "bbox": [1, 2, 3, 4],
+                                                     "score": 0.5}]))
+    assert load_cli().main(["--ann", "gt.json", *arguments, "--out", "report"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("eval_coco.py: error: ") and expected in captured.err
+
+
+def test_argument_errors(files, capsys):
+    cli = load_cli()
+    for arguments in (["--results", "dt.json", "--checkpoint", "model.ckpt"], ["--checkpoint", "model.ckpt"],
+                      ["--results", "dt.json", "--backend", "fast"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["--ann", "gt.json", *arguments])
+        assert exit_info.value.code == 2
+    assert "--checkpoint needs --images" in capsys.readouterr().err
