@@ -1,7 +1,7 @@
 """Session fixtures of the evaluation tests."""
 
 import pytest
-from coco_eval_fixtures import make_coco_fixture, pycocotools_reference
+from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from coco_eval_fixtures import make_coco_fixture, pycocotools_reference
+from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 from faster_coco_eval import COCO as FasterCOCO
 from pycocotools.coco import COCO
 

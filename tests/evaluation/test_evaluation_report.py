@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from coco_eval_fixtures import make_coco_fixture
+from .coco_eval_fixtures import make_coco_fixture
 from PIL import Image
 
 from ssdlite.evaluation import (

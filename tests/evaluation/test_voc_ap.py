@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from coco_eval_fixtures import make_coco_fixture, pycocotools_reference
+from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 
 from ssdlite.evaluation import CocoEvaluator
 from ssdlite.evaluation.coco import _detection_table, _ground_truth_table

@@ -1,0 +1,145 @@
+"""The map-style dataset the three readers share: records in, Samples out."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ssdlite.data.annotations import DatasetWarning, ImageRecord, records_to_coco
+from ssdlite.data.image_io import ImageReadError, read_image
+
+__all__ = ["DetectionDataset"]
+
+
+class DetectionDataset(Dataset):
+    """Images and boxes from parsed annotation records, yielding Samples.
+
+    A Sample is a dict: ``image`` np.ndarray[H, W, 3] uint8 RGB, ``boxes`` np.ndarray[N, 4] float32 xyxy absolute
+    pixels, ``labels`` np.ndarray[N] int64 in 1..K, ``image_id`` int, ``orig_size`` (h, w), ``iscrowd``
+    np.ndarray[N] bool, ``difficult`` np.ndarray[N] bool (VOC only) and ``file_name`` str. ``transform`` (if any) is
+    applied to that dict.
+
+    An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file) and the next readable
+    sample is returned instead; with ``strict=True`` the :class:`ImageReadError` is raised.
+
+    Args:
+        records: one per image.
+        class_names: label i+1 is ``class_names[i]``.
+        category_ids: label i+1 is written as category id ``category_ids[i]`` in COCO files / results.
+        transform: callable ``sample -> sample``.
+        strict: raise on unreadable images instead of skipping them.
+        include_crowd: keep crowd boxes (``iscrowd``) in the Sample's training targets.
+        keep_difficult: keep VOC difficult boxes in the Sample's training targets.
+        name: how messages name this dataset.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        *,
+        class_names: Sequence[str],
+        category_ids: Sequence[int],
+        transform: Callable[[dict], dict] | None = None,
+        strict: bool = False,
+        include_crowd: bool = False,
+        keep_difficult: bool = True,
+        name: str = "dataset",
+    ) -> None:
+        self.records = list(records)
+        self.class_names = list(class_names)
+        self.category_ids = [int(category_id) for category_id in category_ids]
+        self.transform = transform
+        self.strict = strict
+        self.include_crowd = include_crowd
+        self.keep_difficult = keep_difficult
+        self.name = name
+        self._reported_paths: set[str] = set()
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of object classes (labels run 1..K)."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self)} images")
+        index %= len(self)
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                sample = self.load_sample(candidate)
+            except ImageReadError as error:
+                if self.strict:
+                    raise
+                self._report_unreadable(error)
+                continue
+            return self.transform(sample) if self.transform is not None else sample
+        raise ImageReadError(self.name, "none of its images can be read")
+
+    def load_sample(self, index: int) -> dict:
+        """The Sample of one image, before ``transform``; raises ImageReadError for an unreadable image."""
+        record = self.records[index]
+        image = read_image(record.path)
+        height, width = image.shape[:2]
+        keep = self.training_mask(record)
+        boxes = record.boxes[keep]
+        if (height, width) != (record.height, record.width):
+            # The annotation file states another size: keep the Sample consistent with the pixels.
+            self._report_size_mismatch(record, height, width)
+            boxes = np.clip(boxes, 0.0, [width, height, width, height])
+            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            keep = np.flatnonzero(keep)[valid]
+            boxes = boxes[valid]
+        sample = {
+            "image": image,
+            "boxes": boxes.astype(np.float32).reshape(-1, 4),
+            "labels": record.labels[keep].astype(np.int64),
+            "image_id": int(record.image_id),
+            "orig_size": (int(height), int(width)),
+            "iscrowd": record.iscrowd[keep].astype(bool),
+            "file_name": record.file_name,
+        }
+        if record.difficult is not None:
+            sample["difficult"] = record.difficult[keep].astype(bool)
+        return sample
+
+    def training_mask(self, record: ImageRecord) -> np.ndarray:
+        """bool [N]: which of the record's annotations are training targets (crowd / difficult filtering)."""
+        keep = np.ones(len(record.labels), dtype=bool)
+        if not self.include_crowd:
+            keep &= ~record.iscrowd
+        if not self.keep_difficult and record.difficult is not None:
+            keep &= ~record.difficult
+        return keep
+
+    def to_coco(self) -> dict:
+        """COCO-format ground truth with the dataset's category ids (crowd and difficult as ``iscrowd=1``)."""
+        return records_to_coco(
+            self.records, class_names=self.class_names, category_ids=self.category_ids, description=self.name
+        )
+
+    def _report_unreadable(self, error: ImageReadError) -> None:
+        if error.path in self._reported_paths:
+            return
+        self._reported_paths.add(error.path)
+        warnings.warn(f"{self.name}: skipping an image: {error}", DatasetWarning, stacklevel=3)
+
+    def _report_size_mismatch(self, record: ImageRecord, height: int, width: int) -> None:
+        if str(record.path) in self._reported_paths:
+            return
+        self._reported_paths.add(str(record.path))
+        warnings.warn(
+            f"{self.name}: {record.path} is {width}x{height} but {record.source or 'its annotation'} says "
+            f"{record.width}x{record.height}; boxes were clipped to the real image. Fix the annotation.",
+            DatasetWarning,
+            stacklevel=3,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.name}: {len(self)} images, {self.num_classes} classes>"
