@@ -1,0 +1,106 @@
+"""MultiBox loss (SSD paper, section 2.2 "Training objective" and "Hard negative mining"), batched over images.
+
+``L = (L_loc + L_conf) / N``: smooth L1 (beta 1) over the positive default boxes plus softmax cross-entropy over the
+positives and the hardest negatives (at most ``neg_pos_ratio`` per positive, per image), both summed and divided by
+N = max(1, positives in the batch). Equal to torchvision's ``SSD.compute_loss``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssdlite.core.box_coder import encode
+from ssdlite.core.matcher import match_anchors
+
+
+def hard_negative_mask(classification_loss: Tensor, positive: Tensor, neg_pos_ratio: int) -> Tensor:
+    """The negatives with the highest loss, ``neg_pos_ratio`` per positive of the same image.
+
+    torchvision's sort-based selection: rank the negatives of each image by loss (positives pushed to the end
+    with -inf) and keep those ranked below ``neg_pos_ratio * positives``. An image without positives gets no
+    negatives. Positives are never selected (torchvision would count them twice in the rare case
+    ``(1 + neg_pos_ratio) * positives > A``; otherwise the two agree).
+
+    Args:
+        classification_loss (Tensor[B, A]): per default box cross-entropy.
+        positive (Tensor[B, A]): bool.
+        neg_pos_ratio: negatives per positive.
+
+    Returns:
+        Tensor[B, A]: bool.
+    """
+    num_negatives = neg_pos_ratio * positive.sum(dim=1, keepdim=True)
+    negative_loss = classification_loss.detach().masked_fill(positive, -float("inf"))
+    order = negative_loss.sort(dim=1, descending=True).indices
+    rank = order.sort(dim=1).indices
+    return (rank < num_negatives) & ~positive
+
+
+class MultiBoxLoss(nn.Module):
+    """SSD's MultiBox loss with hard negative mining.
+
+    Args:
+        neg_pos_ratio: hard negatives kept per positive (3 in the paper).
+        variances: box coder variances (centre, size).
+        iou_threshold: matching threshold.
+    """
+
+    def __init__(
+        self, neg_pos_ratio: int = 3, variances: tuple[float, float] = (0.1, 0.2), iou_threshold: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.neg_pos_ratio = neg_pos_ratio
+        self.variances = tuple(variances)
+        self.iou_threshold = iou_threshold
+
+    def forward(
+        self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_labels: Tensor
+    ) -> dict[str, Tensor]:
+        """Compute the loss of a batch.
+
+        Args:
+            cls_logits (Tensor[B, A, K + 1]): class logits, column 0 = background.
+            box_deltas (Tensor[B, A, 4]): predicted (dx, dy, dw, dh).
+            anchors (Tensor[A, 4]): default boxes (cx, cy, w, h) normalised.
+            gt_boxes (Tensor[B, M, 4]): xyxy normalised; non-finite, degenerate and out-of-image boxes are
+                sanitised (clamped to [0, 1], dropped when empty), so the loss stays finite.
+            gt_labels (Tensor[B, M]): int64 1..K, 0 = padding.
+
+        Returns:
+            dict with ``loss`` (bbox_regression + classification), ``bbox_regression``, ``classification``
+            (float32 scalar tensors) and ``num_positives`` (int64 scalar tensor, positives in the batch).
+        """
+        # float32 whatever the model ran in (half/bfloat16 sums over thousands of boxes lose too much).
+        cls_logits, box_deltas = cls_logits.float(), box_deltas.float()
+        matched_labels, matched_boxes = match_anchors(
+            anchors, gt_boxes, gt_labels, iou_threshold=self.iou_threshold
+        )
+        positive = matched_labels > 0  # [B, A]
+        num_positives = positive.sum()
+        normaliser = num_positives.clamp(min=1).to(cls_logits.dtype)
+
+        target_deltas = encode(matched_boxes, anchors.to(matched_boxes.dtype), self.variances)
+        box_loss = F.smooth_l1_loss(
+            box_deltas, target_deltas.to(box_deltas.dtype), reduction="none", beta=1.0
+        )
+        bbox_regression = torch.where(positive[..., None], box_loss, torch.zeros_like(box_loss)).sum()
+
+        num_columns = cls_logits.shape[-1]
+        classification_loss = F.cross_entropy(
+            cls_logits.reshape(-1, num_columns), matched_labels.reshape(-1), reduction="none"
+        ).reshape(matched_labels.shape)
+        selected = positive | hard_negative_mask(classification_loss, positive, self.neg_pos_ratio)
+        classification = torch.where(
+            selected, classification_loss, torch.zeros_like(classification_loss)
+        ).sum()
+
+        bbox_regression = bbox_regression / normaliser
+        classification = classification / normaliser
+        return {
+            "loss": bbox_regression + classification,
+            "bbox_regression": bbox_regression,
+            "classification": classification,
+            "num_positives": num_positives,
+        }

@@ -1,0 +1,106 @@
+"""From raw head outputs to detections in original-image pixels.
+
+Softmax, per-class score threshold and top-k, decode, clip, class-wise NMS, the best ``max_detections`` per image,
+rescale to each image's original size: the same result as torchvision's ``SSD.postprocess_detections`` followed by
+``GeneralizedRCNNTransform.postprocess``, computed for the whole batch at once (classes and images flattened into
+one candidate list and one ``batched_nms`` call; only the final split into per-image outputs is ragged).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from ssdlite.core.box_coder import decode
+
+
+def postprocess_detections(
+    cls_logits: Tensor,
+    box_deltas: Tensor,
+    anchors: Tensor,
+    image_sizes: Tensor,
+    *,
+    score_threshold: float = 0.001,
+    topk_per_class: int = 300,
+    nms_iou: float = 0.55,
+    max_detections: int = 300,
+    variances: tuple[float, float] = (0.1, 0.2),
+) -> list[dict[str, Tensor]]:
+    """Detections of every image of a batch.
+
+    Args:
+        cls_logits (Tensor[B, A, K + 1]): class logits, column 0 = background.
+        box_deltas (Tensor[B, A, 4]): predicted (dx, dy, dw, dh).
+        anchors (Tensor[A, 4]): default boxes (cx, cy, w, h) normalised.
+        image_sizes (Tensor[B, 2]): original (h, w) of each image in pixels.
+        score_threshold: keep class scores strictly above this.
+        topk_per_class: candidates kept per class and image before NMS.
+        nms_iou: IoU above which NMS suppresses a box of the same class.
+        max_detections: detections kept per image, best scores first.
+        variances: box coder variances (centre, size).
+
+    Returns:
+        One dict per image: ``boxes`` (Tensor[D, 4]) xyxy in original pixels, clipped to the image; ``scores``
+        (Tensor[D]) float32; ``labels`` (Tensor[D]) int64 in 1..K; sorted by score, highest first.
+    """
+    batch_size, num_anchors, num_columns = cls_logits.shape
+    num_classes = num_columns - 1
+    device = cls_logits.device
+    image_sizes = torch.as_tensor(image_sizes, device=device)
+    if image_sizes.shape != (batch_size, 2):
+        raise ValueError(
+            f"postprocess_detections needs image_sizes of shape [B, 2] = [{batch_size}, 2] as (h, w), got "
+            f"{tuple(image_sizes.shape)}"
+        )
+
+    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, K, A]
+    boxes = decode(box_deltas.float(), anchors, variances).clamp(min=0.0, max=1.0)  # [B, A, 4]
+
+    # Top-k of all scores, then the threshold: the same set as torchvision's threshold-then-top-k.
+    num_topk = min(topk_per_class, num_anchors)
+    top_scores, top_anchors = scores.topk(num_topk, dim=2)  # [B, K, k]
+    top_scores = top_scores.reshape(batch_size, -1)  # [B, K * k]
+    top_anchors = top_anchors.reshape(batch_size, -1)
+    labels = (
+        torch.arange(1, num_classes + 1, device=device).repeat_interleave(num_topk).expand(batch_size, -1)
+    )
+    image_index = torch.arange(batch_size, device=device)[:, None].expand_as(labels)
+
+    keep = top_scores > score_threshold
+    candidate_boxes = boxes.gather(1, top_anchors[..., None].expand(-1, -1, 4))[keep]  # [N, 4]
+    candidate_scores, candidate_labels, candidate_images = top_scores[keep], labels[keep], image_index[keep]
+
+    # One NMS over all images and classes: each (image, class) is its own group. float64 because batched_nms
+    # offsets each group by up to B * (K + 1) times the box range, which would cost float32 precision.
+    kept = batched_nms(
+        candidate_boxes.double(),
+        candidate_scores.double(),
+        candidate_images * num_columns + candidate_labels,
+        nms_iou,
+    )  # sorted by score, highest first
+    kept = _best_per_image(kept, candidate_images[kept], batch_size, max_detections)
+    kept_images = candidate_images[kept]
+
+    scale = image_sizes[:, [1, 0, 1, 0]].to(boxes.dtype)  # (w, h, w, h)
+    final_boxes = candidate_boxes[kept] * scale[kept_images]
+    counts = torch.bincount(kept_images, minlength=batch_size).tolist()
+    return [
+        {"boxes": image_boxes, "scores": image_scores, "labels": image_labels}
+        for image_boxes, image_scores, image_labels in zip(
+            final_boxes.split(counts),
+            candidate_scores[kept].split(counts),
+            candidate_labels[kept].split(counts),
+        )
+    ]
+
+
+def _best_per_image(kept: Tensor, kept_images: Tensor, batch_size: int, max_detections: int) -> Tensor:
+    """Indices ``kept`` (score-sorted) regrouped by image, at most ``max_detections`` each, still score-sorted."""
+    by_image = torch.sort(kept_images, stable=True).indices
+    kept, kept_images = kept[by_image], kept_images[by_image]
+    counts = torch.bincount(kept_images, minlength=batch_size)
+    starts = counts.cumsum(0) - counts
+    rank_in_image = torch.arange(kept.numel(), device=kept.device) - starts[kept_images]
+    return kept[rank_in_image < max_detections]
