@@ -1,0 +1,364 @@
+"""What ``detect.py`` does, one function per subcommand: images, a folder, a video file, a camera.
+
+Each job checks its input first (files, folder, camera), then loads the model, so a typo fails in a fraction of a
+second with a message naming the input. Errors are ValueError / FileNotFoundError with one-line messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from ssdlite.data.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from ssdlite.deploy import stream
+from ssdlite.deploy.model_files import backend_for_path, find_latest_checkpoint
+from ssdlite.deploy.visualize import draw_detections
+
+DEFAULT_WEB_PORT = 8000
+Log = Callable[[str], None]
+
+log_line: Log = functools.partial(print, flush=True)
+
+
+def warn_line(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class DetectOptions:
+    """What every subcommand shares.
+
+    Attributes:
+        model: checkpoint (.ckpt) or exported model (.onnx); None: the newest checkpoint under ``runs_dir``.
+        runs_dir: where training writes checkpoints.
+        device: torch device ("cpu", "cuda").
+        score_threshold: keep detections scoring above this (None: the Predictor default, 0.4).
+        classes: keep only these class names (None: all).
+        save: where annotated output goes (image file / folder for images, .mp4 / .avi for streams).
+        json_path: write the detections as COCO-style records (with class names) here.
+        show: show the output (OpenCV window; the web view for cameras when OpenCV has no GUI).
+    """
+
+    model: str | Path | None = None
+    runs_dir: str | Path = "runs"
+    device: str = "cpu"
+    score_threshold: float | None = None
+    classes: Sequence[str] | None = None
+    save: str | Path | None = None
+    json_path: str | Path | None = None
+    show: bool = True
+
+
+# ------------------------------------------------------------------------------------------------ the model
+
+
+def resolve_model_path(model: str | Path | None, runs_dir: str | Path, *, log: Log = log_line) -> Path:
+    """``model`` itself, or the newest checkpoint under ``runs_dir`` (saying which).
+
+    Raises:
+        FileNotFoundError: ``model`` does not exist.
+        ValueError: no ``model`` and no checkpoint under ``runs_dir`` (says how to train one).
+    """
+    if model is not None:
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        return path
+    found = find_latest_checkpoint(runs_dir)
+    if found is None:
+        raise ValueError(
+            f"no --model given and no checkpoint (*.ckpt) under {Path(runs_dir)}/; train one with `make demo` "
+            "(or tools/train.py), then run again or pass --model PATH"
+        )
+    log(f"no --model given: using the newest checkpoint under {Path(runs_dir)}/: {found}")
+    return found
+
+
+def load_predictor(options: DetectOptions, *, log: Log = log_line):
+    """A Predictor for ``options.model`` (backend from the file suffix) with the options' threshold and classes."""
+    path = resolve_model_path(options.model, options.runs_dir, log=log)  # before importing torch: fail fast
+    from ssdlite.deploy.predictor import DEFAULT_SCORE_THRESHOLD, Predictor, available_backends
+
+    backend = backend_for_path(path)
+    if backend not in available_backends():
+        raise ValueError(
+            f"{path}: ONNX models need the ONNX Runtime backend, which is not available yet; "
+            "pass a training checkpoint (.ckpt) with --model"
+        )
+    threshold = DEFAULT_SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
+    predictor = Predictor(
+        path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes
+    )
+    log(f"model {path}: {predictor.describe()}")
+    return predictor
+
+
+def write_json(records: list[dict], path: str | Path, *, log: Log = log_line) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1))
+    log(f"wrote {len(records)} detections to {path}")
+
+
+def _check_json_path(json_path: str | Path | None) -> None:
+    if json_path is not None and Path(json_path).is_dir():
+        raise ValueError(f"--json {json_path} is a folder; give a file name such as detections.json")
+
+
+# --------------------------------------------------------------------------------------------------- images
+
+
+def list_folder_images(folder: str | Path) -> list[Path]:
+    """The images directly inside ``folder`` (``ssdlite.data.image_io.list_images``), at least one.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: the folder has no images.
+    """
+    images = list_images(folder)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
+    return images
+
+
+def _image_save_paths(paths: Sequence[Path], save: str | Path | None) -> list[Path | None]:
+    """One output path per input: ``save`` itself for one image with an image suffix, else ``save/<name>``."""
+    if save is None:
+        return [None] * len(paths)
+    save = Path(save)
+    if save.suffix.lower() in IMAGE_EXTENSIONS:
+        if len(paths) != 1:
+            raise ValueError(f"--save {save} is an image file but there are {len(paths)} images; give a folder")
+        return [save]
+    if save.is_file():
+        raise ValueError(f"--save {save} is an existing file; give a folder for the annotated images")
+    outputs, used = [], set()
+    for index, path in enumerate(paths):
+        name = path.name if path.name not in used else f"{path.stem}_{index}{path.suffix}"
+        used.add(name)
+        outputs.append(save / name)
+    return outputs
+
+
+@dataclass
+class ImagesSummary:
+    processed: int
+    skipped: int
+    detections: int
+
+
+def detect_images(
+    paths: Sequence[str | Path],
+    options: DetectOptions,
+    *,
+    log: Log = log_line,
+    warn: Log = warn_line,
+) -> ImagesSummary:
+    """Detect objects in image files: print them, and save / show / write JSON as ``options`` say.
+
+    An image that does not exist or cannot be read is skipped with a warning.
+
+    Raises:
+        ValueError: none of the images could be read, or a bad ``--save`` / ``--json`` target.
+    """
+    paths = [Path(path) for path in paths]
+    save_paths = _image_save_paths(paths, options.save)
+    _check_json_path(options.json_path)
+    window = _image_window(options, log=log)
+    predictor = load_predictor(options, log=log)
+    records: list[dict] = []
+    processed = skipped = 0
+    try:
+        for image_id, (path, save_path) in enumerate(zip(paths, save_paths)):
+            try:
+                image = read_image(path)
+            except (OSError, ValueError, cv2.error) as error:  # ImageReadError: missing, truncated, not an image
+                warn(f"skipping {path}: {getattr(error, 'reason', None) or ' '.join(str(error).split())}")
+                skipped += 1
+                continue
+            [detections] = predictor.predict(image)
+            image_records = predictor.to_records(detections, image_id=image_id, file_name=str(path))
+            records.extend(image_records)
+            log(f"{path}: {_describe_records(image_records)}")
+            processed += 1
+            if save_path is not None or window is not None:
+                annotated = draw_detections(image, detections, predictor.class_names)
+                if save_path is not None:
+                    _write_image(save_path, annotated)
+                if window is not None and not window.show_and_wait(annotated):
+                    break
+    finally:
+        if window is not None:
+            window.close()
+    if processed == 0:
+        raise ValueError(f"none of the {len(paths)} images could be read")
+    if options.json_path is not None:
+        write_json(records, options.json_path, log=log)
+    if options.save is not None:
+        log(f"saved annotated images to {options.save}")
+    return ImagesSummary(processed=processed, skipped=skipped, detections=len(records))
+
+
+def _describe_records(records: list[dict], *, listed: int = 8) -> str:
+    """``3 objects: disc 0.91, square 0.80, ...``"""
+    names = [f"{record['category_name']} {record['score']:.2f}" for record in records[:listed]]
+    more = ", ..." if len(records) > listed else ""
+    return f"{len(records)} objects" + (f": {', '.join(names)}{more}" if records else "")
+
+
+def detect_folder(folder: str | Path, options: DetectOptions, **kwargs) -> ImagesSummary:
+    """``detect_images`` on the images directly inside ``folder``."""
+    return detect_images(list_folder_images(folder), options, **kwargs)
+
+
+def _write_image(path: Path, image_rgb) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
+        raise ValueError(f"cannot write image {path} (unsupported suffix or unwritable folder)")
+
+
+class _ImageWindow(stream.OpenCVWindow):
+    def show_and_wait(self, image_rgb) -> bool:
+        """Show one image until a key is pressed; False if it was q / Esc."""
+        cv2.imshow(self.title, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        return (cv2.waitKey(0) & 0xFF) not in (ord("q"), ord("Q"), 27)
+
+
+def _image_window(options: DetectOptions, *, log: Log) -> _ImageWindow | None:
+    if not options.show:
+        return None
+    if not stream.opencv_gui_available():
+        log("note: this OpenCV has no GUI (or there is no display), so images are not shown; use --save")
+        return None
+    return _ImageWindow("ssdlite (any key: next, q: quit)")
+
+
+# -------------------------------------------------------------------------------------------------- streams
+
+
+def detect_video(
+    path: str | Path,
+    options: DetectOptions,
+    *,
+    max_frames: int | None = None,
+    serve_port: int | None = None,
+    host: str = "127.0.0.1",
+    log: Log = log_line,
+) -> stream.StreamSummary:
+    """Detect objects in every frame of a video file (synchronously: no frame is dropped).
+
+    Raises:
+        FileNotFoundError / ValueError: the video does not exist or cannot be decoded, bad output targets.
+    """
+    with stream.VideoFileSource(path) as source:
+        return _run_stream_job(
+            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=False, log=log
+        )
+
+
+def detect_camera(
+    camera: str | int,
+    options: DetectOptions,
+    *,
+    max_frames: int | None = None,
+    serve_port: int | None = None,
+    host: str = "127.0.0.1",
+    loop: bool = False,
+    open_timeout_s: float = stream.DEFAULT_OPEN_TIMEOUT_S,
+    log: Log = log_line,
+) -> stream.StreamSummary:
+    """Live detection on a camera index, a stream URL, or a video file standing in for a camera.
+
+    Shown in an OpenCV window where OpenCV has a GUI, else (and always with ``serve_port``) on the local web view.
+
+    Raises:
+        FileNotFoundError / ValueError: the camera does not open, the URL does not answer, the file cannot be
+            decoded, the port is taken, bad output targets.
+    """
+    with stream.open_camera(camera, loop=loop, open_timeout_s=open_timeout_s) as source:
+        return _run_stream_job(
+            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=True, log=log
+        )
+
+
+def _check_stream_outputs(options: DetectOptions) -> None:
+    if options.save is not None and Path(options.save).suffix.lower() not in stream.VIDEO_WRITER_CODECS:
+        raise ValueError(f"--save {options.save}: save a stream as a .mp4 or .avi file")
+    _check_json_path(options.json_path)
+
+
+def _open_server(ports: Sequence[int], host: str, *, log: Log) -> stream.StreamServer:
+    """The web view on the first of ``ports`` that is free (the last one's error if none is)."""
+    for port in ports[:-1]:
+        try:
+            return _open_server([port], host, log=log)
+        except ValueError:
+            continue
+    server = stream.StreamServer(host=host, port=ports[-1], title="ssdlite live detections")
+    log(f"web view: {server.url}")
+    return server
+
+
+def _run_stream_job(
+    source: stream.FrameSource,
+    options: DetectOptions,
+    *,
+    max_frames: int | None,
+    serve_port: int | None,
+    host: str,
+    web_fallback: bool,
+    log: Log,
+) -> stream.StreamSummary:
+    _check_stream_outputs(options)
+    predictor = load_predictor(options, log=log)
+    gui = options.show and stream.opencv_gui_available()
+    ports = [serve_port] if serve_port is not None else []
+    if options.show and not gui and serve_port is None:
+        if web_fallback:
+            log("note: this OpenCV has no GUI (or there is no display): showing the stream on a local web page")
+            ports = [DEFAULT_WEB_PORT, 0]  # 0: any free port, if the default one is taken
+        else:
+            log("note: this OpenCV has no GUI (or there is no display): not showing frames (use --serve PORT)")
+    window = server = None
+    stop_event = threading.Event()
+    try:
+        if ports:
+            server = _open_server(ports, host, log=log)
+        if gui:
+            window = stream.OpenCVWindow("ssdlite (q: quit)")
+        stop_keys = "q + Enter or Ctrl+C" if stream.watch_stdin_for_quit(stop_event) else "Ctrl+C"
+        limit = f" for {max_frames} frames" if max_frames else ""
+        log(f"reading {source.description}{limit} ({'q in the window, ' if window else ''}{stop_keys} to stop)")
+        summary = stream.run_stream(
+            predictor,
+            source,
+            max_frames=max_frames,
+            window=window,
+            server=server,
+            save_path=options.save,
+            collect_records=options.json_path is not None,
+            stop_event=stop_event,
+            log=log,
+        )
+    finally:
+        if window is not None:
+            window.close()
+        if server is not None:
+            server.close()
+    dropped = f", {summary.dropped_frames} frames dropped while busy" if summary.dropped_frames else ""
+    log(
+        f"stopped ({summary.stop_reason}): {summary.frames} frames in {summary.seconds:.1f} s, "
+        f"{summary.fps:.1f} FPS{dropped}"
+    )
+    if options.save is not None and summary.frames:
+        log(f"saved annotated video to {options.save}")
+    if options.json_path is not None:
+        write_json(summary.records, options.json_path, log=log)
+    return summary

@@ -1,0 +1,609 @@
+"""Live detection on video: frame sources, an OpenCV window, an MJPEG web view, and the loop that ties them.
+
+Sources:
+    * ``VideoFileSource`` reads a file frame by frame, synchronously: nothing is dropped, so ``max_frames`` means
+      exactly that many frames of the file (also when a file stands in for a camera).
+    * ``LiveCameraSource`` (a camera index or a stream URL) reads on a capture thread that keeps only the newest
+      frame (double buffering): while the model works on one frame the thread overwrites the next slot, so
+      latency never builds up; frames the model had no time for are counted as dropped.
+
+Display: ``OpenCVWindow`` where the installed OpenCV has GUI support and a display, else ``StreamServer``, a
+small page at http://127.0.0.1:PORT with the annotated stream (MJPEG, multipart/x-mixed-replace), the FPS and the
+current detections (``/stats.json``, polled by the page).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import re
+import select
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ssdlite.deploy.visualize import draw_detections, draw_stream_overlay
+
+DEFAULT_OPEN_TIMEOUT_S = 10.0
+VIDEO_WRITER_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+@dataclass
+class Frame:
+    """One frame from a source.
+
+    Attributes:
+        index: position in the source (for live sources it counts the dropped frames too).
+        image: uint8 RGB (H, W, 3).
+        captured_at: ``time.perf_counter()`` when the frame was read.
+    """
+
+    index: int
+    image: np.ndarray
+    captured_at: float
+
+
+class FrameSource(abc.ABC):
+    """A stream of RGB frames; ``read()`` returns None at the end. Use as a context manager to release it."""
+
+    description: str = ""
+    fps: float | None = None
+    dropped_frames: int = 0
+
+    @abc.abstractmethod
+    def read(self) -> Frame | None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def _capture_fps(capture: cv2.VideoCapture) -> float | None:
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return float(fps) if np.isfinite(fps) and 1.0 <= fps <= 240.0 else None
+
+
+class VideoFileSource(FrameSource):
+    """A video file read synchronously, frame by frame (optionally looping).
+
+    Args:
+        path: the video file.
+        loop: start again at the end instead of stopping.
+        realtime: hand out frames no faster than the file's frame rate, like a camera would (a slow model still
+            gets every frame, it just runs behind).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: OpenCV cannot decode it.
+    """
+
+    def __init__(self, path: str | Path, *, loop: bool = False, realtime: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"video file not found: {self.path}")
+        self.loop = loop
+        self.description = f"video file {self.path}"
+        self._capture = cv2.VideoCapture(str(self.path))
+        self._first: np.ndarray | None = None
+        if self._capture.isOpened():
+            ok, self._first = self._capture.read()
+        if self._first is None:
+            self._capture.release()
+            raise ValueError(
+                f"cannot decode video file {self.path}: OpenCV (FFmpeg) reads no frame from it; "
+                "is it a complete video (e.g. .mp4 with H.264/MPEG-4)?"
+            )
+        self.fps = _capture_fps(self._capture)
+        self._frame_interval_s = 1.0 / self.fps if realtime and self.fps else 0.0
+        self._started_at: float | None = None
+        self._next_index = 0
+
+    def read(self) -> Frame | None:
+        self._wait_for_frame_time()
+        if self._first is not None:
+            bgr, self._first = self._first, None
+        else:
+            ok, bgr = self._capture.read()
+            if not ok and self.loop and self._next_index > 0:
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, bgr = self._capture.read()
+            if not ok:
+                return None
+        frame = Frame(self._next_index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.perf_counter())
+        self._next_index += 1
+        return frame
+
+    def _wait_for_frame_time(self) -> None:
+        if not self._frame_interval_s:
+            return
+        now = time.perf_counter()
+        if self._started_at is None:
+            self._started_at = now
+        delay = self._started_at + self._next_index * self._frame_interval_s - now
+        if delay > 0:
+            time.sleep(delay)
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class LiveCameraSource(FrameSource):
+    """A camera (index) or stream URL read by a capture thread that keeps only the newest frame.
+
+    Args:
+        target: camera index (0 = first camera) or URL (rtsp://, http://...).
+        open_timeout_s: how long to wait for the camera / URL to open and for each frame.
+
+    Raises:
+        ValueError: the camera does not open, or the URL does not answer / sends no frame.
+    """
+
+    def __init__(self, target: int | str, *, open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S) -> None:
+        self.target = target
+        self.timeout_s = open_timeout_s
+        self.description = f"camera {target}" if isinstance(target, int) else f"stream {target}"
+        timeout_ms = int(open_timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        self._capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+        first = self._capture.read()[1] if self._capture.isOpened() else None
+        if first is None:
+            self._capture.release()
+            raise ValueError(self._open_error())
+        self.fps = _capture_fps(self._capture)
+        self._condition = threading.Condition()
+        self._latest: Frame | None = Frame(0, cv2.cvtColor(first, cv2.COLOR_BGR2RGB), time.perf_counter())
+        self._ended = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._capture_loop, name="frame-capture", daemon=True)
+        self._thread.start()
+
+    def _open_error(self) -> str:
+        if isinstance(self.target, int):
+            return (
+                f"camera {self.target} does not open (no such device, or another program uses it); "
+                "try another --camera INDEX or a video file / stream URL"
+            )
+        return (
+            f"stream URL {self.target} does not answer or sends no video within {self.timeout_s:g} s; "
+            "check the address and that the camera is streaming"
+        )
+
+    def _capture_loop(self) -> None:
+        index = 1
+        while not self._stop.is_set():
+            ok, bgr = self._capture.read()
+            if not ok:
+                break
+            frame = Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.perf_counter())
+            index += 1
+            with self._condition:
+                if self._latest is not None:
+                    self.dropped_frames += 1  # the model never saw it: it was busy with an older frame
+                self._latest = frame
+                self._condition.notify()
+        with self._condition:
+            self._ended = True
+            self._condition.notify_all()
+
+    def read(self) -> Frame | None:
+        """The newest frame not yet returned; waits for one; None once the source ends."""
+        with self._condition:
+            while self._latest is None and not self._ended:
+                self._condition.wait(timeout=0.25)  # short waits keep Ctrl+C responsive
+            frame, self._latest = self._latest, None
+            return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout_s + 1.0)
+        self._capture.release()
+
+
+def parse_camera(spec: str | int) -> int | str | Path:
+    """``"0"`` -> camera index 0, ``"rtsp://..."`` -> URL, anything else -> a video file path."""
+    if isinstance(spec, int) or re.fullmatch(r"\d+", str(spec)):
+        return int(spec)
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", str(spec)):
+        return str(spec)
+    return Path(spec)
+
+
+def open_camera(spec: str | int, *, loop: bool = False, open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S) -> FrameSource:
+    """Open ``--camera``: an index or URL as a live source; a file as a synchronous source at its own frame rate."""
+    target = parse_camera(spec)
+    if isinstance(target, Path):
+        return VideoFileSource(target, loop=loop, realtime=True)
+    return LiveCameraSource(target, open_timeout_s=open_timeout_s)
+
+
+# -------------------------------------------------------------------------------------------------- display
+
+
+def opencv_gui_available() -> bool:
+    """True where the installed OpenCV can open a window here (GUI backend built in, and a display to use)."""
+    gui_lines = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
+    if not gui_lines or gui_lines[0].split(":", 1)[1].strip().upper() == "NONE":
+        return False
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False  # a GTK/Qt build without a display would abort the process in namedWindow
+    try:
+        cv2.namedWindow("ssdlite-gui-probe", cv2.WINDOW_NORMAL)
+        cv2.destroyWindow("ssdlite-gui-probe")
+    except cv2.error:
+        return False
+    return True
+
+
+class OpenCVWindow:
+    """An OpenCV window; ``show`` returns False once the user pressed q / Esc or closed the window."""
+
+    def __init__(self, title: str = "ssdlite") -> None:
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+
+    def show(self, image_rgb: np.ndarray) -> bool:
+        cv2.imshow(self.title, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), ord("Q"), 27):
+            return False
+        return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+        cv2.waitKey(1)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+ body {{ margin: 0; background: #16181d; color: #e8e8e8; font: 14px/1.4 system-ui, sans-serif; }}
+ header {{ padding: 8px 14px; background: #23262e; display: flex; gap: 18px; align-items: baseline; }}
+ header b {{ font-size: 16px; }} #fps {{ color: #7fdc7f; font-variant-numeric: tabular-nums; }}
+ main {{ display: flex; gap: 14px; padding: 12px; align-items: flex-start; }}
+ #stream {{ width: 72vw; max-width: 1280px; max-height: 85vh; object-fit: contain; background: #000; }}
+ ul {{ list-style: none; padding: 0; margin: 0; min-width: 170px; }}
+ #count {{ color: #9aa0aa; }}
+ li {{ padding: 2px 6px; border-bottom: 1px solid #2c2f38; }}
+</style></head>
+<body>
+<header><b>{title}</b><span id="fps">connecting...</span><span id="size"></span><span id="count"></span></header>
+<main><img id="stream" alt="live detections"><ul id="detections"></ul></main>
+<script>
+const img = document.getElementById("stream");
+img.addEventListener("load", () => {{
+  img.dataset.naturalWidth = img.naturalWidth;
+  document.getElementById("size").textContent = "stream " + img.naturalWidth + "x" + img.naturalHeight;
+}});
+// Start the endless MJPEG response after the page's load event, so the page itself counts as loaded.
+window.addEventListener("load", () => {{ img.src = "/stream.mjpg"; }});
+async function poll() {{
+  try {{
+    const stats = await (await fetch("/stats.json", {{cache: "no-store"}})).json();
+    document.getElementById("fps").textContent =
+      stats.fps.toFixed(1) + " FPS, " + stats.latency_ms.toFixed(0) + " ms, frame " + stats.frame;
+    document.getElementById("count").textContent = stats.detections.length + " objects";
+    const list = document.getElementById("detections");
+    list.replaceChildren(...stats.detections.slice(0, 20).map(d => {{
+      const item = document.createElement("li");
+      item.textContent = d.category_name + " " + d.score.toFixed(2);
+      return item;
+    }}));
+  }} catch (error) {{ document.getElementById("fps").textContent = "stream ended"; }}
+}}
+setInterval(poll, 500); poll();
+</script></body></html>
+"""
+
+
+class StreamServer:
+    """The MJPEG web view: ``/`` (page), ``/stream.mjpg``, ``/frame.jpg`` (latest frame), ``/stats.json``.
+
+    Args:
+        host: interface to bind; 127.0.0.1 keeps it local (pass 0.0.0.0 to share it on the network).
+        port: TCP port; 0 picks a free one (see ``url``).
+        title: page title.
+        jpeg_quality: 1..100.
+
+    Raises:
+        ValueError: the port is taken or cannot be bound.
+    """
+
+    boundary = "ssdliteframe"
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, title: str = "ssdlite", jpeg_quality: int = 80):
+        self.title = title
+        self.jpeg_quality = jpeg_quality
+        self._condition = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._stats: dict[str, Any] = {"fps": 0.0, "latency_ms": 0.0, "frame": 0, "detections": []}
+        self._sequence = 0
+        self._closed = False
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as error:
+            raise ValueError(
+                f"cannot serve on {host}:{port} ({error.strerror or error}); pick another port with --serve PORT "
+                "(0 = any free port)"
+            ) from error
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def publish(self, image_rgb: np.ndarray, stats: dict[str, Any]) -> None:
+        """Make ``image_rgb`` the current frame (JPEG-encoded once here, for all viewers) with its stats."""
+        ok, encoded = cv2.imencode(
+            ".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
+        )
+        if not ok:
+            return
+        with self._condition:
+            self._jpeg = encoded.tobytes()
+            self._stats = stats
+            self._sequence += 1
+            self._condition.notify_all()
+
+    def frames(self) -> Iterator[bytes]:
+        """Each new JPEG as it is published, until the server closes."""
+        seen = 0
+        while True:
+            with self._condition:
+                if not self._closed and self._sequence == seen:
+                    self._condition.wait(timeout=1.0)
+                if self._closed:
+                    return
+                if self._sequence == seen or self._jpeg is None:
+                    continue
+                seen, jpeg = self._sequence, self._jpeg
+            yield jpeg
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> StreamServer:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: no line per request
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                try:
+                    if path in ("/", "/index.html"):
+                        self._send(_PAGE.format(title=server.title).encode(), "text/html; charset=utf-8")
+                    elif path == "/stats.json":
+                        with server._condition:
+                            body = json.dumps(server._stats).encode()
+                        self._send(body, "application/json")
+                    elif path == "/frame.jpg":
+                        with server._condition:
+                            jpeg = server._jpeg
+                        if jpeg is None:
+                            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+                        else:
+                            self._send(jpeg, "image/jpeg")
+                    elif path == "/stream.mjpg":
+                        self._stream()
+                    else:
+                        self.send_error(HTTPStatus.NOT_FOUND)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the viewer went away
+
+            def _send(self, body: bytes, content_type: str) -> None:
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _stream(self) -> None:
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={server.boundary}")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for jpeg in server.frames():
+                    self.wfile.write(
+                        f"--{server.boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    )
+                    self.wfile.write(jpeg)
+                    self.wfile.write(b"\r\n")
+                    self.wfile.flush()
+
+        return Handler
+
+
+# ---------------------------------------------------------------------------------------------------- loop
+
+
+class FpsMeter:
+    """Frames per second over a sliding window of the last ``window`` frames."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self, now: float) -> float:
+        self._times.append(now)
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+
+
+def open_video_writer(path: str | Path, *, fps: float, frame_size: tuple[int, int]) -> cv2.VideoWriter:
+    """A cv2.VideoWriter for ``.mp4`` (mp4v) or ``.avi`` (MJPG); ``frame_size`` is (width, height)."""
+    path = Path(path)
+    codec = VIDEO_WRITER_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise ValueError(f"cannot save video as {path}: use a .mp4 or .avi file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, frame_size)
+    if not writer.isOpened():
+        raise ValueError(f"cannot write video {path}: OpenCV has no {codec} encoder here; try .avi")
+    return writer
+
+
+@dataclass
+class StreamSummary:
+    """What a run of ``run_stream`` did.
+
+    Attributes:
+        frames: frames processed (detected, drawn, saved).
+        seconds: wall time of the loop.
+        dropped_frames: frames a live source captured that the model had no time for.
+        stop_reason: "end of stream", "max frames", "q" (window), "Ctrl+C" or "stop requested" (``stop_event``).
+        records: COCO-style detections per processed frame (image_id = frame index), if collected.
+    """
+
+    frames: int = 0
+    seconds: float = 0.0
+    dropped_frames: int = 0
+    stop_reason: str = "end of stream"
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_stream(
+    predictor: Any,
+    source: FrameSource,
+    *,
+    max_frames: int | None = None,
+    window: OpenCVWindow | None = None,
+    server: StreamServer | None = None,
+    save_path: str | Path | None = None,
+    collect_records: bool = False,
+    stop_event: threading.Event | None = None,
+    report_every_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> StreamSummary:
+    """Detect, draw (boxes + FPS/latency overlay) and show / serve / save every frame of ``source``.
+
+    Stops at the end of the stream, after ``max_frames``, on q / Esc / window closed, when ``stop_event`` is
+    set, or on Ctrl+C (KeyboardInterrupt is caught: the summary comes back and the saved video is complete).
+    The caller closes ``source``, ``window`` and ``server``.
+
+    Args:
+        predictor: a ``Predictor`` (``predict``, ``class_names``, ``to_records``).
+        source: where frames come from.
+        max_frames: stop after this many frames (None: no limit).
+        window: an OpenCV window to show frames in.
+        server: the MJPEG web view to publish frames to.
+        save_path: write the annotated frames to this .mp4 / .avi (at the source's frame rate, 25 if unknown).
+        collect_records: keep COCO-style records of the detections in the summary.
+        stop_event: set from another thread to stop.
+        report_every_s: log the FPS this often.
+        log: where progress lines go.
+    """
+    summary = StreamSummary()
+    meter = FpsMeter()
+    writer: cv2.VideoWriter | None = None
+    started = last_report = time.perf_counter()
+    try:
+        while max_frames is None or summary.frames < max_frames:
+            if stop_event is not None and stop_event.is_set():
+                summary.stop_reason = "stop requested"
+                break
+            frame = source.read()
+            if frame is None:
+                break
+            [detections] = predictor.predict(frame.image)
+            annotated = draw_detections(frame.image, detections, predictor.class_names, copy=False)
+            now = time.perf_counter()
+            fps, latency_ms = meter.tick(now), (now - frame.captured_at) * 1000.0
+            draw_stream_overlay(annotated, fps=fps, latency_ms=latency_ms)
+            wants_records = collect_records or server is not None
+            records = predictor.to_records(detections, image_id=frame.index) if wants_records else []
+            if collect_records:
+                summary.records.extend(records)
+            if save_path is not None:
+                if writer is None:
+                    height, width = annotated.shape[:2]
+                    writer = open_video_writer(save_path, fps=source.fps or 25.0, frame_size=(width, height))
+                writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+            if server is not None:
+                stats = {"fps": fps, "latency_ms": latency_ms, "frame": frame.index, "detections": records}
+                server.publish(annotated, stats)
+            summary.frames += 1
+            if window is not None and not window.show(annotated):
+                summary.stop_reason = "q"
+                break
+            if now - last_report >= report_every_s:
+                objects = len(detections["scores"])
+                log(f"frame {frame.index}: {fps:.1f} FPS, latency {latency_ms:.0f} ms, {objects} objects")
+                last_report = now
+        else:
+            summary.stop_reason = "max frames"
+    except KeyboardInterrupt:
+        summary.stop_reason = "Ctrl+C"
+    finally:
+        if writer is not None:
+            writer.release()
+        summary.seconds = time.perf_counter() - started
+        summary.dropped_frames = source.dropped_frames
+    return summary
+
+
+def watch_stdin_for_quit(stop_event: threading.Event) -> bool:
+    """Set ``stop_event`` when the user types q + Enter in the terminal (POSIX, stdin a terminal).
+
+    Returns:
+        Whether it watches (False where stdin is not a terminal).
+
+    Reads the raw file descriptor with ``select`` and a timeout rather than ``sys.stdin.readline()``: a daemon
+    thread blocked inside the buffered stdin object can abort the interpreter at exit.
+    """
+    if os.name != "posix" or not sys.stdin or not sys.stdin.isatty():
+        return False
+    descriptor = sys.stdin.fileno()
+
+    def watch() -> None:
+        pending = b""
+        while not stop_event.is_set():
+            ready, _, _ = select.select([descriptor], [], [], 0.25)
+            if not ready:
+                continue
+            chunk = os.read(descriptor, 256)
+            if not chunk:  # end of input
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            if any(line.strip().lower() in (b"q", b"quit") for line in lines):
+                stop_event.set()
+                return
+
+    threading.Thread(target=watch, name="stdin-quit", daemon=True).start()
+    return True

@@ -1,0 +1,194 @@
+"""Frame sources, the MJPEG web view and the stream loop, in process, with a stand-in predictor (no model)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from ssdlite.deploy.stream import (
+    LiveCameraSource,
+    StreamServer,
+    VideoFileSource,
+    open_camera,
+    opencv_gui_available,
+    parse_camera,
+    run_stream,
+)
+from ssdlite.deploy.visualize import class_color
+
+FPS = 50.0
+
+
+def numbered_frame(index: int, size=(96, 128)) -> np.ndarray:
+    """uint8 RGB whose brightness encodes ``index`` (survives video compression)."""
+    return np.full((*size, 3), (index * 9) % 250, np.uint8)
+
+
+def frame_number(image: np.ndarray) -> int:
+    return round(float(image.mean()) / 9)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (128, 96))
+    for index in range(12):
+        writer.write(numbered_frame(index))
+    writer.release()
+    return path
+
+
+def test_video_file_source_reads_every_frame_in_order_and_loops(clip):
+    with VideoFileSource(clip) as source:
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame)
+    assert [frame.index for frame in frames] == list(range(12))
+    assert [frame_number(frame.image) for frame in frames] == list(range(12))
+    assert frames[0].image.shape == (96, 128, 3) and frames[0].image.dtype == np.uint8
+    with VideoFileSource(clip, loop=True) as source:
+        looped = [source.read() for _ in range(30)]
+    assert [frame_number(frame.image) for frame in looped] == [index % 12 for index in range(30)]
+
+
+def test_a_file_camera_runs_at_the_files_frame_rate_without_dropping(clip):
+    source = open_camera(str(clip))
+    assert isinstance(source, VideoFileSource)
+    started = time.perf_counter()
+    with source:
+        frames = [source.read() for _ in range(12)]
+    assert time.perf_counter() - started >= 11 / FPS * 0.95
+    assert [frame.index for frame in frames] == list(range(12)) and source.dropped_frames == 0
+
+
+def test_parse_camera():
+    assert parse_camera("0") == 0 and parse_camera(2) == 2
+    assert parse_camera("rtsp://10.0.0.5/stream") == "rtsp://10.0.0.5/stream"
+    assert str(parse_camera("clips/a.mp4")) == "clips/a.mp4"
+
+
+def test_bad_video_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="video file not found: .*nothing.mp4"):
+        VideoFileSource(tmp_path / "nothing.mp4")
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match="cannot decode video file .*noise.mp4"):
+        VideoFileSource(tmp_path / "noise.mp4")
+
+
+def http_get(server: StreamServer, path: str) -> tuple[int, str, bytes]:
+    host, port = server._httpd.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    result = response.status, response.getheader("Content-Type"), response.read()
+    connection.close()
+    return result
+
+
+def test_server_is_local_serves_page_stats_frames_and_a_taken_port_is_an_error():
+    with StreamServer(port=0) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert http_get(server, "/frame.jpg")[0] == 503  # nothing published yet
+        image = np.zeros((60, 80, 3), np.uint8)
+        image[:, :40] = (255, 0, 0)
+        server.publish(image, {"fps": 9.5, "latency_ms": 12.0, "frame": 3, "detections": []})
+        status, content_type, page = http_get(server, "/")
+        assert status == 200 and content_type.startswith("text/html") and b"/stream.mjpg" in page
+        status, content_type, body = http_get(server, "/stats.json")
+        assert content_type == "application/json" and json.loads(body)["fps"] == 9.5
+        status, content_type, jpeg = http_get(server, "/frame.jpg")
+        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert np.abs(decoded.astype(int) - image).mean() < 8  # RGB in, RGB out (no channel swap)
+        port = server._httpd.server_address[1]
+        with pytest.raises(ValueError, match=f"cannot serve on 127.0.0.1:{port}"):
+            StreamServer(port=port)
+
+
+def test_live_source_keeps_only_the_newest_frame():
+    """Our own MJPEG stream, read as a live URL camera by a consumer slower than the stream."""
+    stop = threading.Event()
+    with StreamServer(port=0) as server:
+
+        def publish() -> None:
+            index = 0
+            while not stop.is_set():
+                server.publish(numbered_frame(index % 27), {})
+                index += 1
+                time.sleep(0.01)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        try:
+            source = LiveCameraSource(server.url + "stream.mjpg", open_timeout_s=10)
+            with source:
+                indices = []
+                for _ in range(4):
+                    frame = source.read()
+                    indices.append(frame.index)
+                    time.sleep(0.15)  # a slow model: the capture thread keeps overwriting the slot
+                assert source.dropped_frames > 0
+                assert all(later - earlier > 1 for earlier, later in zip(indices, indices[1:]))
+                fresh = source.read()
+                assert time.perf_counter() - fresh.captured_at < 0.2  # the newest frame, not a queued one
+        finally:
+            stop.set()
+            publisher.join()
+
+
+class StandInPredictor:
+    """One detection per frame, in the middle, class 1; records like the Predictor's."""
+
+    class_names = ["thing"]
+
+    def predict(self, image):
+        height, width = image.shape[:2]
+        box = np.array([[width * 0.25, height * 0.25, width * 0.75, height * 0.75]], np.float32)
+        return [{"boxes": box, "scores": np.array([0.9], np.float32), "labels": np.array([1])}]
+
+    def to_records(self, detections, *, image_id, file_name=None):
+        return [{"image_id": image_id, "category_name": "thing"}] * len(detections["scores"])
+
+
+def test_run_stream_saves_exactly_max_frames_with_boxes_and_records(clip, tmp_path):
+    saved = tmp_path / "out.mp4"
+    with VideoFileSource(clip) as source, StreamServer(port=0) as server:
+        summary = run_stream(
+            StandInPredictor(), source, max_frames=7, server=server, save_path=saved, collect_records=True,
+            log=lambda line: None,
+        )
+        stats = json.loads(http_get(server, "/stats.json")[2])
+    assert summary.frames == 7 and summary.stop_reason == "max frames"
+    assert [record["image_id"] for record in summary.records] == list(range(7))
+    assert stats["frame"] == 6 and stats["detections"] == [{"image_id": 6, "category_name": "thing"}]
+    capture = cv2.VideoCapture(str(saved))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    assert len(frames) == 7
+    red, _, blue = class_color(1)  # a blue: the grey frames have blue == red
+    for frame in frames:
+        right_edge = frame[30:66, 96].astype(int)  # the drawn box's right edge (1 px, blurred by the codec)
+        assert (right_edge[:, 2] - right_edge[:, 0]).mean() > (blue - red) / 3
+
+
+def test_run_stream_stops_at_the_end_and_on_a_stop_event(clip):
+    with VideoFileSource(clip) as source:
+        summary = run_stream(StandInPredictor(), source, log=lambda line: None)
+    assert summary.frames == 12 and summary.stop_reason == "end of stream"
+    stop = threading.Event()
+    stop.set()
+    with VideoFileSource(clip) as source:
+        summary = run_stream(StandInPredictor(), source, stop_event=stop, log=lambda line: None)
+    assert summary.frames == 0 and summary.stop_reason == "stop requested"
+
+
+def test_no_gui_without_a_display(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert opencv_gui_available() is False
