@@ -1,0 +1,288 @@
+"""Synthetic "shapes" detection dataset in COCO format: the embedded default for demos, tests and smoke training.
+
+Every image has a textured background (a colour gradient, smooth blotches, sometimes stripes, clutter lines that are
+not objects, and sensor noise) and zero to six filled shapes -- circles, squares, triangles and stars -- from small
+(about 5 % of the image side) to large (about half of it), rotated, shaded, often overlapping (each keeps at least
+60 % of its pixels visible) and sometimes cut by the image border. A shape's box is the tight box of its visible
+pixels, taken from the mask it was drawn with, so it matches the pixels exactly. About one image in ten has no
+object.
+
+Output for ``make_shapes(out_dir, num_train=N, num_val=M, size=S, seed=K)``::
+
+    OUT/train/000001.jpg ...         N images, S x S
+    OUT/val/000001.jpg ...           M images
+    OUT/annotations/train.json       COCO detection ground truth (categories 1..4, image ids 1..N)
+    OUT/annotations/val.json
+
+Deterministic: image ``i`` of a split is drawn from its own generator seeded by (seed, split, i), so the same
+arguments give byte-identical JSON and images (and image ``i`` does not depend on how many images are drawn).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["SHAPE_CLASSES", "make_shapes", "render_shapes_image"]
+
+SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star")
+_SPLITS = ("train", "val")
+_MAX_SHAPES = 6
+_EMPTY_IMAGE_PROBABILITY = 0.1
+_MIN_VISIBLE_FRACTION = 0.6  # of each shape's drawn pixels, after later shapes and the image border
+_MIN_SIDE_FRACTION, _MAX_SIDE_FRACTION = 0.05, 0.5  # shape extent relative to the image side (log-uniform)
+_MIN_COLOUR_DISTANCE = 90.0  # RGB distance between a shape and the background under it
+_PLACEMENT_TRIALS = 12
+_JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One drawn shape: its label (1..K), tight xyxy box in pixel edges and visible pixel count."""
+
+    label: int
+    box: tuple[int, int, int, int]
+    area: int
+
+
+def make_shapes(
+    out_dir: str | Path, *, num_train: int, num_val: int, size: int = 320, seed: int = 0
+) -> dict[str, Path]:
+    """Writes the shapes dataset (see the module docstring); writes nothing outside ``out_dir``.
+
+    Args:
+        out_dir: output folder (created; existing files with the same names are overwritten).
+        num_train: number of train images (>= 0).
+        num_val: number of validation images (>= 0).
+        size: image side in pixels (>= 32).
+        seed: random seed; the same arguments give identical files.
+
+    Returns:
+        dict with ``root``, ``train_images``, ``train_annotations``, ``val_images``, ``val_annotations`` -- the last
+        four are the ``DetectionDataModule`` arguments of the same names (format "coco").
+
+    Raises:
+        ValueError: a negative count or a size below 32.
+    """
+    if num_train < 0 or num_val < 0:
+        raise ValueError(f"make_shapes needs num_train, num_val >= 0, got {num_train}, {num_val}")
+    if size < 32:
+        raise ValueError(f"make_shapes size must be >= 32 pixels (shapes need room), got {size}")
+    root = Path(out_dir)
+    paths: dict[str, Path] = {"root": root}
+    for split_index, (split, count) in enumerate(zip(_SPLITS, (num_train, num_val))):
+        images_dir = root / split
+        annotation_file = root / "annotations" / f"{split}.json"
+        images_dir.mkdir(parents=True, exist_ok=True)
+        annotation_file.parent.mkdir(parents=True, exist_ok=True)
+        coco = _write_split(images_dir, count=count, size=size, seed=seed, split_index=split_index)
+        annotation_file.write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
+        paths[f"{split}_images"] = images_dir
+        paths[f"{split}_annotations"] = annotation_file
+    return paths
+
+
+def _write_split(images_dir: Path, *, count: int, size: int, seed: int, split_index: int) -> dict[str, Any]:
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for image_id in range(1, count + 1):
+        rng = np.random.default_rng([seed, split_index, image_id])
+        image, objects, _ = render_shapes_image(rng, size=size)
+        file_name = f"{image_id:06d}.jpg"
+        ok, encoded = cv2.imencode(
+            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+        )
+        if not ok:
+            raise OSError(f"OpenCV could not encode {images_dir / file_name} as JPEG")
+        (images_dir / file_name).write_bytes(encoded.tobytes())
+        images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
+        for shape in objects:
+            x1, y1, x2, y2 = shape.box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": shape.label,
+                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                    "area": float(shape.area),
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "info": {"description": "ssdlite synthetic shapes", "version": "1.0"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": index + 1, "name": name, "supercategory": "shape"}
+            for index, name in enumerate(SHAPE_CLASSES)
+        ],
+    }
+
+
+def render_shapes_image(
+    rng: np.random.Generator, *, size: int
+) -> tuple[np.ndarray, list[ShapeObject], np.ndarray]:
+    """Draws one image and its objects.
+
+    Args:
+        rng: the image's random generator.
+        size: image side.
+
+    Returns:
+        image: np.ndarray[size, size, 3] uint8 RGB.
+        objects: labels 1..4, tight boxes and areas of the visible pixels, in drawing order.
+        instance_map: np.ndarray[size, size] int16, the index in ``objects`` of the shape each pixel shows, -1 for
+            background.
+    """
+    canvas = _background(rng, size)
+    owner = np.full((size, size), -1, dtype=np.int16)  # which shape each pixel shows, -1 = background
+    drawn_areas: list[int] = []
+    labels: list[int] = []
+    count = 0 if rng.random() < _EMPTY_IMAGE_PROBABILITY else int(rng.integers(1, _MAX_SHAPES + 1))
+    for _ in range(count):
+        label = int(rng.integers(1, len(SHAPE_CLASSES) + 1))
+        mask = _place_shape(rng, label, size, owner, drawn_areas)
+        if mask is None:
+            continue
+        _paint(rng, canvas, mask)
+        owner[mask] = len(labels)
+        labels.append(label)
+        drawn_areas.append(int(mask.sum()))
+    _add_sensor_noise(rng, canvas)
+    return canvas.astype(np.uint8), _objects_from_owner(owner, labels), owner
+
+
+def _place_shape(
+    rng: np.random.Generator, label: int, size: int, owner: np.ndarray, drawn_areas: list[int]
+) -> np.ndarray | None:
+    """A mask for a new shape that leaves every earlier shape >= 60 % visible and itself >= 60 % inside."""
+    for _ in range(_PLACEMENT_TRIALS):
+        extent = size * math.exp(rng.uniform(math.log(_MIN_SIDE_FRACTION), math.log(_MAX_SIDE_FRACTION)))
+        centre = rng.uniform(-0.1 * extent, size + 0.1 * extent, size=2)
+        mask = _shape_mask(rng, label, size, centre, extent)
+        full_area = _full_shape_area(label, extent)
+        if mask.sum() < max(_MIN_VISIBLE_FRACTION * full_area, 6):
+            continue
+        covered = np.bincount(owner[mask].astype(np.int64) + 1, minlength=len(drawn_areas) + 1)[1:]
+        if all(
+            _visible_after(index, owner, covered[index]) >= _MIN_VISIBLE_FRACTION * area
+            for index, area in enumerate(drawn_areas)
+            if covered[index]
+        ):
+            return mask
+    return None
+
+
+def _visible_after(index: int, owner: np.ndarray, newly_covered: int) -> int:
+    return int((owner == index).sum()) - int(newly_covered)
+
+
+def _full_shape_area(label: int, extent: float) -> float:
+    """Approximate area of an uncut shape of the given extent (diameter / side), for the border check."""
+    radius = extent / 2
+    name = SHAPE_CLASSES[label - 1]
+    if name == "circle":
+        return math.pi * radius**2
+    if name == "square":
+        return extent**2
+    if name == "triangle":
+        return 3 * math.sqrt(3) / 4 * radius**2
+    # star: ten triangles between the outer radius and the inner radius (0.45 of it)
+    return 5 * radius * (0.45 * radius) * math.sin(math.radians(36))
+
+
+def _shape_mask(
+    rng: np.random.Generator, label: int, size: int, centre: np.ndarray, extent: float
+) -> np.ndarray:
+    """A boolean [size, size] mask of one shape; rotation random (squares, triangles, stars)."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    name = SHAPE_CLASSES[label - 1]
+    radius = extent / 2
+    rotation = rng.uniform(0, 2 * math.pi)
+    if name == "circle":
+        cx, cy = (int(round(v)) for v in centre)
+        cv2.circle(mask, (cx, cy), max(int(round(radius)), 2), 1, thickness=-1, lineType=cv2.LINE_8)
+        return mask.astype(bool)
+    if name == "square":
+        angles = rotation + np.arange(4) * (math.pi / 2)
+        radii = np.full(4, radius * math.sqrt(2))
+    elif name == "triangle":
+        angles = rotation + np.arange(3) * (2 * math.pi / 3)
+        radii = np.full(3, radius)
+    else:  # star: five outer points, five inner
+        angles = rotation + np.arange(10) * (math.pi / 5)
+        radii = np.where(np.arange(10) % 2 == 0, radius, 0.45 * radius)
+    points = np.stack([centre[0] + radii * np.cos(angles), centre[1] + radii * np.sin(angles)], axis=1)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1, lineType=cv2.LINE_8)
+    return mask.astype(bool)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """float32 [size, size, 3] in 0..255: gradient + smooth blotches (+ stripes) + clutter lines."""
+    ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    angle = rng.uniform(0, 2 * math.pi)
+    # [size, size] in about +-0.7
+    gradient = math.cos(angle) * ramp[None, :] + math.sin(angle) * ramp[:, None]
+    start, end = rng.uniform(20, 235, size=(2, 3)).astype(np.float32)
+    canvas = (start + end) / 2 + gradient[..., None] * (end - start)
+    grid = int(rng.integers(3, 9))
+    blotches = rng.normal(0, rng.uniform(8, 30), size=(grid, grid, 3)).astype(np.float32)
+    canvas += cv2.resize(blotches, (size, size), interpolation=cv2.INTER_CUBIC)
+    if rng.random() < 0.4:
+        period = rng.uniform(6, 30)
+        phase = (
+            math.cos(rng.uniform(0, math.pi)) * ramp[None, :]
+            + math.sin(rng.uniform(0, math.pi)) * ramp[:, None]
+        )
+        canvas += (rng.uniform(5, 20) * np.sin(phase * size * 2 * math.pi / period))[..., None]
+    for _ in range(int(rng.integers(0, 6))):
+        start_point = tuple(int(v) for v in rng.integers(0, size, size=2))
+        end_point = tuple(int(v) for v in rng.integers(0, size, size=2))
+        colour = tuple(float(v) for v in rng.uniform(0, 255, size=3))
+        cv2.line(
+            canvas, start_point, end_point, colour, thickness=int(rng.integers(1, 4)), lineType=cv2.LINE_AA
+        )
+    return canvas
+
+
+def _paint(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray) -> None:
+    """Fills a shape with a colour far from the background under it, shaded by a soft linear gradient."""
+    under = canvas[mask].mean(axis=0)
+    colour = rng.uniform(0, 255, size=3)
+    for _ in range(20):
+        if np.linalg.norm(colour - under) >= _MIN_COLOUR_DISTANCE:
+            break
+        colour = rng.uniform(0, 255, size=3)
+    ys, xs = np.nonzero(mask)
+    direction = rng.normal(size=2)
+    direction /= np.linalg.norm(direction) + 1e-9
+    extent = max(np.ptp(xs), np.ptp(ys), 1)
+    shade = ((xs - xs.mean()) * direction[0] + (ys - ys.mean()) * direction[1]) / extent * rng.uniform(0, 40)
+    canvas[ys, xs] = (colour[None, :] + shade[:, None]).astype(np.float32)
+
+
+def _add_sensor_noise(rng: np.random.Generator, canvas: np.ndarray) -> None:
+    """Gaussian luminance noise (one draw per pixel, shared by the channels: a third of the cost of RGB noise)."""
+    sigma = np.float32(rng.uniform(2, 10))
+    canvas += rng.standard_normal(canvas.shape[:2] + (1,), dtype=np.float32) * sigma
+    np.clip(canvas, 0, 255, out=canvas)
+
+
+def _objects_from_owner(owner: np.ndarray, labels: list[int]) -> list[ShapeObject]:
+    """Tight boxes (pixel edges: x2 = last column + 1) and areas of each shape's visible pixels.
+
+    Every shape has visible pixels (placement keeps >= 60 % of each), so ``objects[i]`` is owner value ``i``.
+    """
+    objects = []
+    for index, label in enumerate(labels):
+        ys, xs = np.nonzero(owner == index)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        objects.append(ShapeObject(label=label, box=box, area=int(xs.size)))
+    return objects

@@ -1,0 +1,329 @@
+"""Train / eval pipelines: boxes follow the pixels, labels follow the boxes, output contract, collate."""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from ssdlite.data.transforms import (
+    IMAGE_MEAN_RGB,
+    MinIoURandomCrop,
+    ZoomOut,
+    collate_detections,
+    eval_transforms,
+    photometric_distort,
+    seed_augmentation,
+    train_augmentation,
+    train_transforms,
+)
+
+IMAGE_SIZE = 320
+# Masks are resized with nearest neighbour, boxes exactly: they may differ by < 1 output pixel per edge.
+PIXEL_TOLERANCE = 1.0 + 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tensor checks on a shared 2-core machine: one thread avoids OpenMP contention (10x slower otherwise)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _random_scene(rng: np.random.Generator, *, max_boxes: int = 6):
+    """A random-size noise image with integer boxes (min side 16 px) and one filled-rectangle mask per box.
+
+    The masks hold one extra, empty, mask at the end (albumentations cannot stack zero masks).
+    """
+    height, width = (int(v) for v in rng.integers(120, 480, size=2))
+    image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    count = int(rng.integers(0, max_boxes + 1))
+    boxes = np.zeros((count, 4), dtype=np.float32)
+    masks = np.zeros((count + 1, height, width), dtype=np.uint8)
+    for index in range(count):
+        box_width, box_height = int(rng.integers(16, width + 1)), int(rng.integers(16, height + 1))
+        x1, y1 = int(rng.integers(0, width - box_width + 1)), int(rng.integers(0, height - box_height + 1))
+        boxes[index] = (x1, y1, x1 + box_width, y1 + box_height)
+        masks[index, y1 : y1 + box_height, x1 : x1 + box_width] = 1
+    return image, boxes, masks
+
+
+def _mask_box(mask: np.ndarray) -> np.ndarray | None:
+    """Pixel-edge xyxy bounding box of a binary mask, None when empty."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+
+
+def _transform_of(augmentation, kind):
+    return next(t for t in augmentation.transforms if isinstance(t, kind))
+
+
+def _expected_geometry(augmentation, boxes: np.ndarray):
+    """Re-derives, from the parameters the pipeline drew, where every input box must land (before dropping).
+
+    Returns (expected boxes [N, 4] in output pixels, clipped; bool [N] which boxes SSD's centre rule keeps;
+    bool [N] boxes whose centre is on the crop edge (either outcome is right); visible fraction [N] of each box's
+    area inside the crop).
+    """
+    zoom = _transform_of(augmentation, ZoomOut).params
+    crop = _transform_of(augmentation, MinIoURandomCrop).params
+    flipped = bool(_transform_of(augmentation, A.HorizontalFlip).params)
+    canvas_height, canvas_width = crop["shape"][:2]
+    offset = np.array([zoom.get("pad_left", 0), zoom.get("pad_top", 0)] * 2, dtype=np.float64)
+    x1, y1, x2, y2 = crop["crop_coords"]
+    canvas_boxes = boxes.astype(np.float64) + offset
+    whole = (x1, y1, x2, y2) == (0, 0, canvas_width, canvas_height)
+    centre_x = (canvas_boxes[:, 0] + canvas_boxes[:, 2]) / 2
+    centre_y = (canvas_boxes[:, 1] + canvas_boxes[:, 3]) / 2
+    kept = (
+        np.ones(len(boxes), bool)
+        if whole
+        else (centre_x > x1) & (centre_x < x2) & (centre_y > y1) & (centre_y < y2)
+    )
+    # A centre exactly on the crop edge may go either way (albumentations' normalised coordinates round).
+    on_edge = np.zeros(len(boxes), bool)
+    if not whole:
+        on_edge = (np.abs(centre_x[:, None] - [x1, x2]) < 1e-3).any(1) | (
+            np.abs(centre_y[:, None] - [y1, y2]) < 1e-3
+        ).any(1)
+    local = canvas_boxes - np.array([x1, y1, x1, y1], dtype=np.float64)
+    limits = np.array([x2 - x1, y2 - y1] * 2, dtype=np.float64)
+    clipped = np.clip(local, 0, limits)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    visible = area(clipped) / np.maximum(area(local), 1e-9)
+    scaled = clipped * np.array([IMAGE_SIZE / (x2 - x1), IMAGE_SIZE / (y2 - y1)] * 2)
+    if flipped:
+        scaled[:, [0, 2]] = IMAGE_SIZE - scaled[:, [2, 0]]
+    return scaled, kept, on_edge, visible
+
+
+def test_train_boxes_follow_pixels_and_labels_follow_boxes():
+    rng = np.random.default_rng(0)
+    augmentation = train_augmentation(IMAGE_SIZE)
+    seed_augmentation(augmentation, 1)
+    checked_boxes = dropped_boxes = 0
+    for draw in range(250):
+        image, boxes, masks = _random_scene(rng)
+        labels = rng.integers(1, 5, size=len(boxes))
+        out = augmentation(
+            image=image, masks=masks, bboxes=boxes, labels=labels, box_indices=np.arange(len(boxes))
+        )
+        assert out["image"].shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and out["image"].dtype == np.uint8
+        out_boxes = np.asarray(out["bboxes"], dtype=np.float64).reshape(-1, 4)
+        indices = np.asarray(out["box_indices"], dtype=np.int64)
+        np.testing.assert_array_equal(np.asarray(out["labels"]), labels[indices], err_msg=f"draw {draw}")
+        expected, kept, on_edge, visible = _expected_geometry(augmentation, boxes)
+        decided = np.flatnonzero(~on_edge)
+        assert set(indices.tolist()) & set(decided) == set(np.flatnonzero(kept & ~on_edge)), (
+            f"draw {draw}: centre rule"
+        )
+        assert (out_boxes >= 0).all() and (out_boxes <= IMAGE_SIZE).all(), f"draw {draw}: box left the image"
+        out_masks = np.asarray(out["masks"])
+        assert out_masks[-1].sum() == 0
+        for out_box, index in zip(out_boxes, indices):
+            np.testing.assert_allclose(
+                out_box, expected[index], atol=1e-3, err_msg=f"draw {draw} box {index}"
+            )
+            mask_box = _mask_box(out_masks[index])
+            if mask_box is None:
+                # a box thinner than one output pixel may miss every nearest-neighbour sample
+                assert min(out_box[2] - out_box[0], out_box[3] - out_box[1]) < PIXEL_TOLERANCE
+                continue
+            assert np.abs(mask_box - out_box).max() <= PIXEL_TOLERANCE, (
+                f"draw {draw}: {out_box} vs {mask_box}"
+            )
+            checked_boxes += 1
+        for index in np.setdiff1d(np.arange(len(boxes)), indices):
+            # Dropped: the centre left the crop, so at most half of the box (per axis) is still visible.
+            assert visible[index] <= 0.5 + 1e-6, (
+                f"draw {draw}: dropped box {index} was {visible[index]:.2f} visible"
+            )
+            full_area = np.prod(expected[index, 2:] - expected[index, :2]) / max(visible[index], 1e-9)
+            if visible[index] > 0:
+                assert out_masks[index].sum() <= 0.5 * full_area + 2 * IMAGE_SIZE, f"draw {draw} box {index}"
+            else:
+                assert out_masks[index].sum() == 0
+            dropped_boxes += 1
+    assert checked_boxes > 300 and dropped_boxes > 20, (checked_boxes, dropped_boxes)
+
+
+def test_min_iou_crop_obeys_iou_constraint_and_centre_rule():
+    crop = MinIoURandomCrop()
+    augmentation = A.Compose(
+        [crop],
+        bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=["box_indices"], check_each_transform=False
+        ),
+    )
+    seed_augmentation(augmentation, 3)
+    rng = np.random.default_rng(3)
+    options_seen = set()
+    for draw in range(300):
+        image, boxes, _ = _random_scene(rng, max_boxes=4)
+        out = augmentation(image=image, bboxes=boxes, box_indices=np.arange(len(boxes)))
+        x1, y1, x2, y2 = crop.params["crop_coords"]
+        min_iou = crop.params["min_iou"]
+        options_seen.add(min_iou)
+        height, width = image.shape[:2]
+        assert out["image"].shape[:2] == (y2 - y1, x2 - x1)
+        np.testing.assert_array_equal(out["image"], image[y1:y2, x1:x2])
+        if min_iou is None:
+            assert (x1, y1, x2, y2) == (0, 0, width, height)
+            continue
+        crop_width, crop_height = x2 - x1, y2 - y1
+        assert crop_width >= int(0.3 * width) and crop_height >= int(0.3 * height)
+        assert 0.5 <= crop_width / crop_height <= 2.0
+        if len(boxes):
+            ious = box_iou(torch.tensor([[x1, y1, x2, y2]], dtype=torch.float32), torch.from_numpy(boxes))
+            assert ious.max().item() >= min_iou - 1e-6, f"draw {draw}"
+            assert len(out["box_indices"]) >= 1, f"draw {draw}: a crop must keep at least one box"
+    assert options_seen == {None, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9}
+
+
+def test_zoom_out_places_the_image_on_a_mean_filled_canvas():
+    zoom = ZoomOut(max_ratio=4.0, p=1.0)
+    augmentation = A.Compose([zoom], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
+    seed_augmentation(augmentation, 5)
+    rng = np.random.default_rng(5)
+    fill = np.array(IMAGE_MEAN_RGB).round().astype(np.uint8)
+    ratios = []
+    for _ in range(50):
+        image, boxes, _ = _random_scene(rng, max_boxes=3)
+        out = augmentation(image=image, bboxes=boxes, labels=np.arange(len(boxes)))
+        height, width = image.shape[:2]
+        top, left = zoom.params["pad_top"], zoom.params["pad_left"]
+        canvas = out["image"]
+        ratios.append(canvas.shape[1] / width)
+        assert 1.0 <= canvas.shape[0] / height <= 4.0 + 1e-9 and 1.0 <= canvas.shape[1] / width <= 4.0 + 1e-9
+        np.testing.assert_array_equal(canvas[top : top + height, left : left + width], image)
+        outside = np.ones(canvas.shape[:2], bool)
+        outside[top : top + height, left : left + width] = False
+        assert (np.abs(canvas[outside].astype(int) - fill).max(initial=0)) <= 1
+        np.testing.assert_allclose(
+            np.asarray(out["bboxes"]).reshape(-1, 4), boxes + [left, top, left, top], atol=1e-3
+        )
+    assert max(ratios) > 3.0 and min(ratios) < 1.5
+
+
+def test_photometric_distort_applies_each_step_half_of_the_time():
+    distort = photometric_distort()
+    seed_augmentation(distort, 7)
+    image = np.random.default_rng(7).integers(30, 220, size=(64, 64, 3), dtype=np.uint8)
+    unchanged = 0
+    draws = 600
+    for _ in range(draws):
+        out = distort(image=image.copy())["image"]
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        unchanged += int(np.array_equal(out, image))
+    # Four independent steps with p = 0.5 leave the image untouched 1/16 of the time.
+    assert 0.03 < unchanged / draws < 0.10, unchanged / draws
+
+
+def _sample(rng: np.random.Generator, *, count: int = 3):
+    image, boxes, _ = _random_scene(rng, max_boxes=count)
+    return {
+        "image": image,
+        "boxes": boxes,
+        "labels": np.arange(1, len(boxes) + 1, dtype=np.int64),
+        "iscrowd": rng.random(len(boxes)) < 0.5,
+        "image_id": 42,
+        "orig_size": image.shape[:2],
+        "file_name": "x.jpg",
+    }
+
+
+def test_train_transform_output_contract_and_per_box_fields_stay_aligned():
+    transform = train_transforms(IMAGE_SIZE)
+    transform.set_random_seed(11)
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        sample = _sample(rng, count=6)
+        out = transform(sample)
+        assert out["image"].shape == (3, IMAGE_SIZE, IMAGE_SIZE) and out["image"].dtype == torch.float32
+        assert out["image"].is_contiguous()
+        assert out["image"].min() >= -1.0 and out["image"].max() <= 1.0
+        assert out["boxes"].dtype == torch.float32 and out["boxes"].shape == (len(out["labels"]), 4)
+        assert out["labels"].dtype == torch.int64
+        assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all()
+        assert (out["boxes"][:, 2:] > out["boxes"][:, :2]).all()
+        assert (
+            out["image_id"] == 42 and out["orig_size"] == sample["orig_size"] and out["file_name"] == "x.jpg"
+        )
+        # labels are 1 + original index, so iscrowd must be the original entry at that index
+        np.testing.assert_array_equal(out["iscrowd"].numpy(), sample["iscrowd"][out["labels"].numpy() - 1])
+
+
+def test_train_transform_is_reproducible_for_a_seed():
+    sample = _sample(np.random.default_rng(0), count=4)
+    first, second, other = train_transforms(128), train_transforms(128), train_transforms(128)
+    first.set_random_seed(0)
+    second.set_random_seed(0)
+    other.set_random_seed(1)
+    runs = [[t(sample) for _ in range(5)] for t in (first, second, other)]
+    for a, b in zip(runs[0], runs[1]):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["boxes"], b["boxes"])
+    assert any(not torch.equal(a["image"], c["image"]) for a, c in zip(runs[0], runs[2]))
+
+
+def test_eval_transform_geometry_is_exact():
+    rng = np.random.default_rng(1)
+    transform = eval_transforms(IMAGE_SIZE)
+    for _ in range(10):
+        sample = _sample(rng, count=5)
+        out = transform(sample)
+        height, width = sample["image"].shape[:2]
+        np.testing.assert_allclose(
+            out["boxes"].numpy(), sample["boxes"] / [width, height, width, height], atol=1e-6
+        )
+        np.testing.assert_array_equal(out["labels"].numpy(), sample["labels"])
+        resized = cv2.resize(sample["image"], (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
+        expected = torch.from_numpy(resized).permute(2, 0, 1).float() / 127.5 - 1.0
+        torch.testing.assert_close(out["image"], expected, atol=1e-6, rtol=0)
+        assert out["orig_size"] == (height, width) and out["image_id"] == 42
+
+
+def test_transforms_clip_boxes_that_stick_out_of_the_image():
+    sample = _sample(np.random.default_rng(2), count=1)
+    height, width = sample["image"].shape[:2]
+    sample["boxes"] = np.array([[-3.0, -2.0, width + 2.5, height + 1.0]], dtype=np.float32)
+    sample["labels"] = np.array([1])
+    sample["iscrowd"] = np.array([False])
+    out = eval_transforms(IMAGE_SIZE)(sample)
+    torch.testing.assert_close(out["boxes"], torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+
+
+def test_collate_pads_to_the_largest_box_count_with_label_zero():
+    transform = eval_transforms(64)
+    rng = np.random.default_rng(4)
+    samples = []
+    for count in (0, 2, 5):
+        sample = _sample(rng, count=0)
+        sample["boxes"] = np.tile(np.array([[1, 2, 30, 40]], dtype=np.float32), (count, 1))
+        sample["labels"] = np.arange(1, count + 1)
+        sample["iscrowd"] = np.zeros(count, bool)
+        sample["image_id"] = 10 + count
+        samples.append(transform(sample))
+    batch = collate_detections(samples)
+    assert batch["images"].shape == (3, 3, 64, 64) and batch["images"].dtype == torch.float32
+    assert batch["boxes"].shape == (3, 5, 4) and batch["labels"].shape == (3, 5)
+    assert batch["labels"].dtype == torch.int64 and batch["image_ids"].tolist() == [10, 12, 15]
+    assert batch["orig_sizes"].dtype == torch.int64
+    assert batch["orig_sizes"].tolist() == [list(s["orig_size"]) for s in samples]
+    assert batch["labels"].tolist() == [[0] * 5, [1, 2, 0, 0, 0], [1, 2, 3, 4, 5]]
+    assert (batch["boxes"][0] == 0).all() and (batch["boxes"][1, 2:] == 0).all()
+    torch.testing.assert_close(batch["boxes"][2], samples[2]["boxes"])
+
+
+def test_collate_of_images_without_boxes_keeps_one_padding_slot():
+    sample = _sample(np.random.default_rng(5), count=0)
+    batch = collate_detections([eval_transforms(32)(sample)] * 2)
+    assert batch["boxes"].shape == (2, 1, 4) and batch["labels"].tolist() == [[0], [0]]
+    with pytest.raises(ValueError, match="empty"):
+        collate_detections([])
