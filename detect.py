@@ -48,6 +48,12 @@ def _port(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", metavar="PATH", help="checkpoint (.ckpt) or exported .onnx; default: newest under runs/")
+    common.add_argument(
+        "--backend",
+        choices=("eager", "ort", "int8"),
+        help="eager (PyTorch), ort (ONNX Runtime) or int8 (an INT8 .onnx from tools/export.py --int8); "
+        "default: from the model file (.onnx -> ort)",
+    )
     common.add_argument("--runs-dir", default="runs", metavar="DIR", help="where to look for checkpoints without --model")
     common.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     common.add_argument("--score-threshold", type=float, default=None, metavar="S", help="minimum score (default: 0.4)")
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> None:
 
     options = jobs.DetectOptions(
         model=args.model,
+        backend=args.backend,
         runs_dir=args.runs_dir,
         device=args.device,
         score_threshold=args.score_threshold,

@@ -9,6 +9,12 @@ Checkpoint mode (run a trained model over the images first)::
 
     tools/eval_coco.py --ann GT.json --checkpoint MODEL.ckpt --images DIR [--backend faster] --out DIR
 
+Deployed model (the Predictor over the image files: eager, ONNX Runtime or INT8; --checkpoint may be an exported
+.onnx; --backend stays the COCO evaluator)::
+
+    tools/eval_coco.py --ann GT.json --checkpoint MODEL.onnx --images DIR --model-backend ort --out DIR
+    tools/eval_coco.py --ann GT.json --checkpoint MODEL.ckpt --images DIR --model-backend int8 --calib TRAIN_DIR
+
 Prints the COCO summary table and the VOC AP@0.5; exits 1 with a one-line message on bad input.
 """
 
@@ -32,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="pycocotools",
                         help="pycocotools (reference) or faster (faster-coco-eval, same numbers)")
     parser.add_argument("--out", default="runs/eval", help="report directory (default: runs/eval)")
+    parser.add_argument("--model-backend", choices=("eager", "ort", "int8"),
+                        help="run the model through the deployment Predictor with this backend (default for .onnx: ort)")
+    parser.add_argument("--calib", metavar="DIR", help="INT8 calibration images (--model-backend int8 with a .ckpt)")
     return parser
 
 
@@ -43,12 +52,21 @@ def run_results_mode(args: argparse.Namespace) -> dict[str, Any]:
 def run_checkpoint_mode(args: argparse.Namespace) -> dict[str, Any]:
     """Run the checkpoint over ``args.images``, evaluate its detections and write the report (with detections.json).
 
-    Hook for the engine: load the model (``ssdlite.models.factory.load_checkpoint``), predict every image of
-    ``args.ann``, convert with ``ssdlite.evaluation.predictions_to_coco_results`` and pass them to
-    ``CocoEvaluator(...).run`` and ``write_report(..., detections=results)``, all inside one library function.
+    The model runs as in validation during training (``ssdlite.engine.evaluate``): evaluation resize, score
+    threshold 0.001, the dataset's own category ids in the results. With --model-backend (or an .onnx file) it runs
+    through the deployment Predictor instead (``ssdlite.deploy.evaluate``), with the same settings.
     """
-    raise NotImplementedError(
-        "checkpoint mode (--checkpoint/--images) is not available yet; evaluate a results file with --results."
+    if args.model_backend is not None or args.checkpoint.lower().endswith(".onnx"):
+        from ssdlite.deploy.evaluate import evaluate_model_file
+
+        return evaluate_model_file(
+            args.checkpoint, annotations=args.ann, images=args.images, out_dir=args.out, backend=args.model_backend,
+            evaluator_backend=args.backend, calibration_images=args.calib,
+        )
+    from ssdlite.engine.evaluate import evaluate_checkpoint
+
+    return evaluate_checkpoint(
+        args.checkpoint, annotations=args.ann, images=args.images, out_dir=args.out, backend=args.backend
     )
 
 

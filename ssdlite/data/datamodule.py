@@ -82,6 +82,8 @@ class DetectionDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: page-locked batches for faster host-to-GPU copies; None = when CUDA is available.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
+        augment: train with SSD's augmentation (``train_transforms``); False trains on the evaluation transform
+            (resize only) -- for memorisation tests, or data so plentiful that every image is seen about once.
 
     Attributes (after ``setup()``):
         train_dataset, val_dataset: the readers (``DetectionDataset``), with the train / eval transforms.
@@ -108,6 +110,7 @@ class DetectionDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
+        augment: bool = True,
     ) -> None:
         super().__init__()
         if format not in _FORMATS:
@@ -129,6 +132,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.augment = augment
         self.train_dataset: DetectionDataset | None = None
         self.val_dataset: DetectionDataset | None = None
         self.class_names: list[str] = []
@@ -144,7 +148,8 @@ class DetectionDataModule(L.LightningDataModule):
         """Builds the datasets the stage needs (once): "fit" both, "validate" / "test" / "predict" validation."""
         needs_train = stage in (None, "fit")
         if needs_train and self.train_dataset is None:
-            self.train_dataset = self._build_dataset("train", transform=train_transforms(self.image_size))
+            transform = train_transforms(self.image_size) if self.augment else eval_transforms(self.image_size)
+            self.train_dataset = self._build_dataset("train", transform=transform)
             # Seeds the main-process augmentation (num_workers=0) from torch's generator, i.e. seed_everything.
             self.train_dataset.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
             self.class_names = list(self.train_dataset.class_names)

@@ -37,6 +37,7 @@ class DetectOptions:
 
     Attributes:
         model: checkpoint (.ckpt) or exported model (.onnx); None: the newest checkpoint under ``runs_dir``.
+        backend: Predictor backend ("eager", "ort", "int8"); None: from the model file's suffix.
         runs_dir: where training writes checkpoints.
         device: torch device ("cpu", "cuda").
         score_threshold: keep detections scoring above this (None: the Predictor default, 0.4).
@@ -47,6 +48,7 @@ class DetectOptions:
     """
 
     model: str | Path | None = None
+    backend: str | None = None
     runs_dir: str | Path = "runs"
     device: str = "cpu"
     score_threshold: float | None = None
@@ -82,16 +84,12 @@ def resolve_model_path(model: str | Path | None, runs_dir: str | Path, *, log: L
 
 
 def load_predictor(options: DetectOptions, *, log: Log = log_line):
-    """A Predictor for ``options.model`` (backend from the file suffix) with the options' threshold and classes."""
+    """A Predictor for ``options.model`` (``options.backend``, else from the file suffix) with the options'
+    threshold and classes."""
     path = resolve_model_path(options.model, options.runs_dir, log=log)  # before importing torch: fail fast
-    from ssdlite.deploy.predictor import DEFAULT_SCORE_THRESHOLD, Predictor, available_backends
+    from ssdlite.deploy.predictor import DEFAULT_SCORE_THRESHOLD, Predictor
 
-    backend = backend_for_path(path)
-    if backend not in available_backends():
-        raise ValueError(
-            f"{path}: ONNX models need the ONNX Runtime backend, which is not available yet; "
-            "pass a training checkpoint (.ckpt) with --model"
-        )
+    backend = options.backend or backend_for_path(path)
     threshold = DEFAULT_SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
     predictor = Predictor(
         path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes

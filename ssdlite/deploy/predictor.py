@@ -1,9 +1,10 @@
-"""One Predictor API over the inference backends (eager PyTorch now; ONNX Runtime and INT8 plug in here).
+"""One Predictor API over the inference backends: PyTorch eager, ONNX Runtime ("ort") and INT8.
 
 A Predictor owns what every backend shares: input checks, preprocessing (resize to the network's S x S with
 cv2 INTER_LINEAR, scale to [-1, 1]), decoding + NMS (``ssdlite.core.postprocess.postprocess_detections``) back to
 the original image sizes, and the class names. A backend only turns a preprocessed batch into raw network
-outputs (or, if it does its own postprocessing, straight into detections).
+outputs (or, if it does its own postprocessing, straight into detections). The "ort" and "int8" backends live in
+``ssdlite.deploy.onnx_runtime`` (registered when this module is imported).
 
 Adding a backend::
 
@@ -49,6 +50,7 @@ __all__ = [
     "backend_for_path",
     "find_latest_checkpoint",
     "load_checkpoint_for_inference",
+    "preprocess_images",
     "register_backend",
 ]
 
@@ -96,9 +98,13 @@ class Backend(abc.ABC):
     Attributes:
         name: the registry name ("eager", "ort", "int8", ...).
         info: class names, category ids, input size and anchors of the loaded model.
+        channels_last_input: True: ``run`` gets an NCHW view of NHWC memory (free for PyTorch channels_last);
+            False: contiguous NCHW (ONNX Runtime), written directly by the preprocessing instead of transposed
+            afterwards (a strided copy that costs ~1 ms at 320 px).
     """
 
     name: str = ""
+    channels_last_input: bool = True
 
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
@@ -108,13 +114,19 @@ class Backend(abc.ABC):
         """Forward a batch.
 
         Args:
-            batch: float32 [B, 3, S, S] RGB in [-1, 1]. It is a channels-last view (NHWC memory); call
-                ``np.ascontiguousarray`` if the runtime needs contiguous NCHW.
+            batch: float32 [B, 3, S, S] RGB in [-1, 1]: a channels-last view (NHWC memory), or contiguous NCHW
+                if the backend sets ``channels_last_input = False``.
 
         Returns:
             RawOutputs for the Predictor to decode, or, if the backend postprocesses itself, one ``Detections``
             dict per image with boxes xyxy normalised to [0, 1]; the Predictor scales them to each image.
         """
+
+    def configure_postprocess(
+        self, *, score_threshold: float, nms_iou: float, topk_per_class: int, max_detections: int
+    ) -> None:
+        """The Predictor's postprocessing settings, for backends that postprocess themselves (default: unused)."""
+        return None
 
     def describe(self) -> str:
         """One line for logs, e.g. ``eager (cpu, BN folded, channels_last)``."""
@@ -281,7 +293,8 @@ class Predictor:
 
     Args:
         model_or_path: a training checkpoint path (eager), an ``SSDLite`` module (eager), or whatever the chosen
-            backend loads (an ``.onnx`` file for "ort").
+            backend loads: an ``.onnx`` file for "ort" / "int8" (an ``SSDLite`` or checkpoint is exported, and
+            for "int8" calibrated, on the fly).
         backend: registry name, see ``available_backends()``; ``backend_for_path(path)`` picks one from a suffix.
         device: torch device for the eager backend.
         score_threshold: keep detections scoring above this (as postprocess_detections).
@@ -291,7 +304,8 @@ class Predictor:
         classes: keep only these class names (None: all).
         batch_size: images per forward pass when ``predict`` gets a long list.
         **backend_options: passed to the backend loader (eager: class_names, category_ids, fold_bn,
-            channels_last).
+            channels_last; ort / int8: threads, with_nms, class_names, category_ids, export_dir; int8 given a
+            model or checkpoint: calibration_images, max_calibration_images -- see ``ssdlite.deploy.onnx_runtime``).
 
     Raises:
         FileNotFoundError: the model file does not exist.
@@ -313,10 +327,7 @@ class Predictor:
         **backend_options: Any,
     ) -> None:
         if backend not in _BACKENDS:
-            hint = " (the ONNX Runtime backend is not available yet)" if backend == "ort" else ""
-            raise ValueError(
-                f"unknown backend {backend!r}{hint}; available: {', '.join(available_backends())}"
-            )
+            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(available_backends())}")
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         self.backend = _BACKENDS[backend](model_or_path, device=device, **backend_options)
@@ -324,6 +335,12 @@ class Predictor:
         self.nms_iou = float(nms_iou)
         self.topk_per_class = int(topk_per_class)
         self.max_detections = int(max_detections)
+        self.backend.configure_postprocess(
+            score_threshold=self.score_threshold,
+            nms_iou=self.nms_iou,
+            topk_per_class=self.topk_per_class,
+            max_detections=self.max_detections,
+        )
         self.batch_size = max(1, int(batch_size))
         self.kept_labels = self._labels_for(classes)
 
@@ -380,16 +397,9 @@ class Predictor:
             images: checked uint8 RGB (H, W, 3) arrays.
 
         Returns:
-            float32 [B, 3, S, S], a channels-last view (see ``Backend.run``).
+            float32 [B, 3, S, S] in the memory layout the backend wants (see ``Backend.run``).
         """
-        size = self.image_size
-        resized = np.stack(
-            [cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR) for image in images]
-        )
-        batch = resized.astype(np.float32)
-        batch *= 1.0 / 127.5
-        batch -= 1.0
-        return batch.transpose(0, 3, 1, 2)
+        return preprocess_images(images, self.image_size, channels_last=self.backend.channels_last_input)
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
         """Detect objects.
@@ -460,6 +470,32 @@ class Predictor:
         return records
 
 
+def preprocess_images(images: Sequence[np.ndarray], image_size: int, *, channels_last: bool = True) -> np.ndarray:
+    """Resize to S x S (cv2 INTER_LINEAR) and scale to [-1, 1] (``pixel / 127.5 - 1``, float32 arithmetic).
+
+    Args:
+        images: uint8 RGB (H, W, 3) arrays.
+        image_size: S.
+        channels_last: return an NCHW view of NHWC memory (True) or contiguous NCHW memory (False); the values
+            are identical.
+
+    Returns:
+        float32 [B, 3, S, S].
+    """
+    size = (image_size, image_size)
+    if channels_last:
+        batch = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) for image in images])
+        batch = batch.astype(np.float32)
+    else:  # channel planes written straight into NCHW: ~5x cheaper than transposing the float batch afterwards
+        batch = np.empty((len(images), 3, image_size, image_size), np.float32)
+        for index, image in enumerate(images):
+            for channel, plane in enumerate(cv2.split(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))):
+                batch[index, channel] = plane
+    batch *= 1.0 / 127.5
+    batch -= 1.0
+    return batch.transpose(0, 3, 1, 2) if channels_last else batch
+
+
 def _to_numpy(result: dict[str, Any]) -> Detections:
     def as_array(value: Any, dtype: type) -> np.ndarray:
         if isinstance(value, Tensor):
@@ -482,3 +518,7 @@ def _to_image_pixels(result: Detections, original_size: Sequence[int]) -> Detect
 
 def _keep(result: Detections, mask: np.ndarray) -> Detections:
     return {key: value[mask] for key, value in result.items()}
+
+
+# The ONNX Runtime backends register themselves ("ort", "int8"); imported last because they build on this module.
+from ssdlite.deploy import onnx_runtime as _onnx_runtime  # noqa: E402,F401

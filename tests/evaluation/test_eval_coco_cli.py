@@ -72,7 +72,7 @@ def test_bad_results_file_gives_one_line_error_and_no_traceback(files):
         (["--results", "bad.json"], "'bad.json': detection [0] has 'bbox' 7"),
         (["--results", "unknown.json"], "unknown.json' names 1 image id(s) that are not in the ground truth"),
         (["--results", "missing.json"], "results file 'missing.json' does not exist"),
-        (["--checkpoint", "model.ckpt", "--images", "images"], "not available yet"),
+        (["--checkpoint", "model.ckpt", "--images", "images"], "'model.ckpt' does not exist"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_one(arguments, expected, files, capsys, monkeypatch):

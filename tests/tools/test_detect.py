@@ -387,7 +387,7 @@ BAD_INPUTS = {
     "only an unreadable image": (["image", "{root}/garbage.jpg", "--model", "{checkpoint}"], "none of the 1 images could be read"),
     "not our checkpoint": (["image", "{image}", "--model", "{root}/other.ckpt"], "cannot load {root}/other.ckpt: "),
     "missing checkpoint": (["image", "{image}", "--model", "{root}/nope.ckpt"], "model file not found: {root}/nope.ckpt"),
-    "onnx model": (["image", "{image}", "--model", "{root}/model.onnx"], "ONNX Runtime backend, which is not available yet"),
+    "onnx model": (["image", "{image}", "--model", "{root}/model.onnx"], "{root}/model.onnx is not a valid ONNX model"),
     "no model anywhere": (["image", "{image}", "--runs-dir", "{root}/no_runs"], "make demo"),
     "unknown class": (["image", "{image}", "--model", "{checkpoint}", "--classes", "cat"], "unknown class name(s) 'cat'"),
     "stream saved as image": (["video", "{video}", "--model", "{checkpoint}", "--save", "{root}/x.jpg"], ".mp4 or .avi"),

@@ -1,0 +1,111 @@
+"""COCO evaluation of a Predictor (any backend): the AP of an exported / INT8 model on a dataset.
+
+Unlike validation during training (``ssdlite.engine.evaluate``, which feeds the evaluation transform's batches to
+the PyTorch model), this runs the deployment path end to end: images read from disk as uint8 RGB, the Predictor's
+preprocessing, its backend and postprocessing. Settings are the evaluation ones (score 0.001, 300 per class and per
+image), so the AP of eager, ONNX Runtime and INT8 can be compared directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ssdlite.deploy.predictor import Predictor
+
+EVALUATION_SETTINGS = {"score_threshold": 0.001, "nms_iou": 0.55, "topk_per_class": 300, "max_detections": 300}
+"""Predictor keyword arguments for evaluation (those of validation during training and of torchvision's SSDLite)."""
+
+__all__ = ["EVALUATION_SETTINGS", "evaluate_model_file", "evaluate_predictor", "predict_coco_results"]
+
+
+def predict_coco_results(
+    predictor: Predictor, annotations: str | Path | dict, images_dir: str | Path
+) -> list[dict[str, Any]]:
+    """Run ``predictor`` on every image of a COCO ground truth and return COCO results.
+
+    Args:
+        predictor: any backend; its ``category_ids`` map labels to the dataset's category ids.
+        annotations: COCO ground-truth JSON (path or dict); its ``images[*].file_name`` are read from ``images_dir``.
+        images_dir: folder of the images.
+
+    Returns:
+        ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``.
+
+    Raises:
+        FileNotFoundError: the annotation file or an image does not exist.
+    """
+    from ssdlite.data.image_io import read_image
+    from ssdlite.evaluation.coco import predictions_to_coco_results
+
+    if not isinstance(annotations, dict):
+        path = Path(annotations)
+        if not path.is_file():
+            raise FileNotFoundError(f"annotation file not found: {path}")
+        annotations = json.loads(path.read_text(encoding="utf-8"))
+    images_dir = Path(images_dir)
+    results: list[dict[str, Any]] = []
+    for entry in annotations["images"]:
+        [detections] = predictor.predict(read_image(images_dir / entry["file_name"]))
+        results.extend(predictions_to_coco_results([detections], [int(entry["id"])], predictor.category_ids))
+    return results
+
+
+def evaluate_predictor(
+    predictor: Predictor,
+    annotations: str | Path,
+    images_dir: str | Path,
+    *,
+    evaluator_backend: str = "faster",
+) -> dict[str, Any]:
+    """COCO metrics (AP, AP50, ..., see ``ssdlite.evaluation.CocoEvaluator.evaluate``) of ``predictor`` on a dataset.
+
+    Args:
+        predictor: a Predictor built with :data:`EVALUATION_SETTINGS` (low threshold) for meaningful AP.
+        annotations: COCO ground-truth JSON.
+        images_dir: folder of its images.
+        evaluator_backend: "pycocotools" or "faster" (faster-coco-eval, same numbers).
+    """
+    from ssdlite.evaluation.coco import CocoEvaluator
+
+    results = predict_coco_results(predictor, annotations, images_dir)
+    return CocoEvaluator(annotations, backend=evaluator_backend).evaluate(results)
+
+
+def evaluate_model_file(
+    model_path: str | Path,
+    *,
+    annotations: str | Path,
+    images: str | Path,
+    out_dir: str | Path,
+    backend: str | None = None,
+    evaluator_backend: str = "pycocotools",
+    calibration_images: str | Path | None = None,
+) -> dict[str, Any]:
+    """What ``tools/eval_coco.py --checkpoint M --model-backend B`` does: a Predictor over every image, the COCO
+    evaluation, and the report (metrics.json, detections.json, per-class AP, PR curve) in ``out_dir``.
+
+    Args:
+        model_path: a training checkpoint, or an ``.onnx`` exported by ``tools/export.py`` (float or INT8).
+        annotations: COCO ground-truth JSON.
+        images: folder of its images.
+        out_dir: report folder.
+        backend: "eager", "ort" or "int8" (None: from the file, ``.onnx`` -> "ort").
+        evaluator_backend: "pycocotools" or "faster".
+        calibration_images: INT8 calibration folder, for ``backend="int8"`` with a training checkpoint.
+
+    Returns:
+        The metrics dict of ``CocoEvaluator.evaluate``.
+    """
+    from ssdlite.deploy.model_files import backend_for_path
+    from ssdlite.evaluation import CocoEvaluator, write_report
+
+    backend = backend or backend_for_path(model_path)
+    options = {"calibration_images": calibration_images} if calibration_images is not None else {}
+    predictor = Predictor(model_path, backend=backend, **EVALUATION_SETTINGS, **options)
+    evaluator = CocoEvaluator(annotations, backend=evaluator_backend)
+    results = predict_coco_results(predictor, annotations, images)
+    evaluation = evaluator.run(results)
+    write_report(evaluation.metrics, out_dir, coco_eval=evaluation.coco_eval, detections=results)
+    return evaluation.metrics

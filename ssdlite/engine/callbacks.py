@@ -1,0 +1,182 @@
+"""The callbacks and loggers every training run gets, writing into its run folder ``runs/<name>/``.
+
+Layout of a run folder::
+
+    runs/<name>/best.ckpt        best validation AP (ModelCheckpoint monitor val/AP, mode max)
+    runs/<name>/last.ckpt        end of the latest epoch (what --ckpt_path resumes from)
+    runs/<name>/config.yaml      the resolved config (LightningCLI's SaveConfigCallback)
+    runs/<name>/metrics.csv      losses, lr and AP per step / epoch (CSVLogger; a resumed run keeps the rows
+                                 logged before the interruption in metrics.1.csv, metrics.2.csv, ...)
+    runs/<name>/hparams.yaml
+    runs/<name>/tensorboard/     TensorBoard events (``tensorboard --logdir runs``)
+    runs/<name>/MODEL_CARD.md    written after training
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+BEST_CHECKPOINT = "best"
+LAST_CHECKPOINT = "last"
+RUN_DIR_ENV = "SSDLITE_RUN_DIR"
+"""Set for the processes the DDP launcher starts, so that every rank writes to the run folder rank 0 chose."""
+
+
+def checkpoint_callbacks(run_dir: str | Path) -> list[Callback]:
+    """``best.ckpt`` (highest ``val/AP``) and ``last.ckpt`` (every epoch end), both in ``run_dir``.
+
+    Two callbacks, so that ``last.ckpt`` is written after every epoch even when validation runs only every N
+    epochs (``trainer.check_val_every_n_epoch``). Files are overwritten in place (no ``-v1`` versions): a fresh run
+    gets a fresh folder (see :func:`resolve_run_dir`) and a resumed run continues its own files.
+    """
+    best = ModelCheckpoint(
+        dirpath=run_dir,
+        filename=BEST_CHECKPOINT,
+        monitor="val/AP",
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=run_dir,
+        save_top_k=0,
+        save_last=True,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    return [best, last]
+
+
+class RandomStateCheckpoint(Callback):
+    """Saves the random number generators with every checkpoint and restores them when training resumes.
+
+    Lightning restores the model, optimizer, schedulers, callbacks and loop counters but not the random generators,
+    so a resumed run would shuffle and augment its next epoch differently from an uninterrupted one. Saved: Python's
+    ``random``, numpy's global and torch's CPU / CUDA generators, and the generators of the training augmentation
+    (``datamodule.train_dataset.transform.augmentation``, albumentations). They are put back when the checkpoint is
+    restored, before the data loader of the first resumed epoch draws its shuffle order. Exact for ``num_workers: 0``
+    and for non-persistent workers (whose seeds come from torch's generator); persistent workers keep generator
+    states of their own.
+
+    The state holds plain Python types and tensors only, so checkpoints stay loadable with
+    ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(self) -> None:
+        self._trainer: Any = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        augmentation = self._augmentation()
+        if augmentation is not None:
+            state["augmentation_numpy"] = augmentation.random_generator.bit_generator.state
+            state["augmentation_python"] = augmentation.py_random.getstate()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Puts the generators back at once: Lightning restores callbacks before it creates the data iterator of
+        the first resumed epoch (in ``configure_optimizers``' step estimate), and draws nothing in between."""
+        state = dict(state_dict)
+        random.setstate(_as_tuples(state["python"]))
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        augmentation = self._augmentation()
+        if augmentation is not None and "augmentation_numpy" in state:
+            generator = np.random.default_rng()
+            generator.bit_generator.state = state["augmentation_numpy"]
+            py_random = random.Random()
+            py_random.setstate(_as_tuples(state["augmentation_python"]))
+            augmentation.set_random_state(generator, py_random)
+
+    def _augmentation(self) -> Any:
+        """The albumentations pipeline of the training set, when it exposes its generators."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        dataset = getattr(datamodule, "train_dataset", None)
+        augmentation = getattr(getattr(dataset, "transform", None), "augmentation", None)
+        if all(hasattr(augmentation, name) for name in ("random_generator", "py_random", "set_random_state")):
+            return augmentation
+        return None
+
+
+def _as_tuples(value: Any) -> Any:
+    """Lists back to tuples (``random.setstate`` wants the tuple that ``getstate`` gave)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(item) for item in value)
+    return value
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger version (``v_num``), which names no version in our layout."""
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+def run_loggers(run_dir: str | Path, *, resume: bool = False) -> list[Logger]:
+    """CSV (``run_dir/metrics.csv``, first: it sets ``trainer.log_dir`` = ``run_dir``) and TensorBoard
+    (``run_dir/tensorboard``) loggers.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv``; when resuming, the earlier rows are kept by
+    renaming the file to ``metrics.N.csv`` (first free N) first.
+    """
+    run_dir = Path(run_dir)
+    metrics_file = run_dir / "metrics.csv"
+    if resume and metrics_file.is_file():
+        index = 1
+        while (run_dir / f"metrics.{index}.csv").exists():
+            index += 1
+        metrics_file.rename(run_dir / f"metrics.{index}.csv")
+    return [
+        CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=""),
+        TensorBoardLogger(save_dir=str(run_dir.parent), name=run_dir.name, version="tensorboard",
+                          default_hp_metric=False),
+    ]
+
+
+def resolve_run_dir(runs_dir: str | Path, name: str, *, resume: bool) -> Path:
+    """The folder a run writes to: ``runs_dir/name``.
+
+    A fresh run never mixes its files with an earlier run's: when ``runs_dir/name`` already holds checkpoints,
+    ``name-2``, ``name-3``, ... is used instead. A resumed run (``resume=True``) continues in ``runs_dir/name``.
+    Processes started by the DDP launcher take the folder their rank 0 chose (environment ``SSDLITE_RUN_DIR``).
+
+    Raises:
+        ValueError: an empty name or one with a path separator.
+    """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        return Path(inherited)
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise ValueError(f"--name {name!r} must be a plain folder name (it becomes {runs_dir}/<name>)")
+    run_dir = Path(runs_dir) / name
+    if resume:
+        return run_dir
+    index = 2
+    while any(run_dir.glob("*.ckpt")):
+        run_dir = Path(runs_dir) / f"{name}-{index}"
+        index += 1
+    return run_dir

@@ -1,0 +1,357 @@
+"""``tools/train.py``: LightningCLI wiring of :class:`SSDLiteModule` and :class:`DetectionDataModule`.
+
+Usage::
+
+    python tools/train.py --config configs/shapes.yaml [--trainer.max_epochs 3 --data.batch_size 16
+                          --model.width_mult 0.5 --name myrun] [--ckpt_path runs/myrun/last.ckpt]
+
+The config file and the command line map one to one onto the constructor arguments of the Trainer (``trainer.*``),
+the module (``model.*``) and the data (``data.*``), plus ``name`` / ``runs_dir`` (outputs go to
+``runs_dir/name/``, see :mod:`ssdlite.engine.callbacks`), ``ckpt_path`` (resume) and ``seed_everything``.
+``python tools/train.py --help`` lists every key; ``--print_config`` prints the resolved config.
+
+Links (set once, never twice): ``model.image_size`` -> ``data.image_size``; the data's ``num_classes``,
+``class_names`` and ``category_ids`` -> ``model.*`` when the classes are instantiated (the data is read first).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from ssdlite.data.datamodule import DetectionDataModule
+from ssdlite.engine.callbacks import (
+    BEST_CHECKPOINT,
+    RUN_DIR_ENV,
+    ProgressBar,
+    RandomStateCheckpoint,
+    checkpoint_callbacks,
+    resolve_run_dir,
+    run_loggers,
+)
+from ssdlite.engine.model_card import RunFacts, write_model_card
+from ssdlite.engine.module import SSDLiteModule
+from ssdlite.models.factory import describe_config, validate_config
+from ssdlite.models.weights import read_state_dict
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    # SyncBatchNorm under DDP (a no-op on one device; switched off on CPU, where torch has no SyncBatchNorm).
+    "sync_batchnorm": True,
+    "log_every_n_steps": 10,
+}
+
+
+def data_num_classes(data: DetectionDataModule) -> int:
+    return len(_read_classes(data).class_names)
+
+
+def data_class_names(data: DetectionDataModule) -> list[str]:
+    return list(_read_classes(data).class_names)
+
+
+def data_category_ids(data: DetectionDataModule) -> list[int]:
+    return [int(i) for i in _read_classes(data).category_ids]
+
+
+def _read_classes(data: DetectionDataModule) -> DetectionDataModule:
+    """Reads the datasets now (``setup("fit")``, done once) so the model can be built with the data's classes."""
+    if not data.class_names:
+        data.setup("fit")
+    if not data.class_names:
+        raise ValueError(
+            "the training data has no classes (empty category list); check data.train_annotations "
+            f"({data.train_annotations})"
+        )
+    return data
+
+
+class SSDLiteCLI(LightningCLI):
+    """LightningCLI without subcommands (``run=False``): parses, builds data, model and Trainer; :func:`train` fits.
+
+    Attributes (after construction):
+        run_dir (Path): the run folder.
+        model (SSDLiteModule), datamodule (DetectionDataModule), trainer (Trainer).
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] = ()) -> None:
+        self.extra_callbacks = list(extra_callbacks)
+        super().__init__(
+            model_class=SSDLiteModule,
+            datamodule_class=DetectionDataModule,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults=TRAINER_DEFAULTS,
+            seed_everything_default=0,
+            # allow_abbrev=False: argparse would otherwise take --trainer.max_epoch for --trainer.max_epochs
+            parser_kwargs={
+                "prog": "train.py",
+                "description": "Train an SSDLite detector (see configs/*.yaml).",
+                "allow_abbrev": False,
+            },
+            args=list(args) if args is not None else None,
+            run=False,
+            auto_configure_optimizers=False,
+            # hyper_parameters = the module's arguments, so SSDLiteModule.load_from_checkpoint(path) works as well
+            load_from_checkpoint_support=False,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--name", type=str, default="ssdlite", help="run name: outputs go to RUNS_DIR/NAME/")
+        parser.add_argument("--runs_dir", type=str, default="runs", help="parent folder of the run folders")
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="resume training from this checkpoint (e.g. runs/NAME/last.ckpt) with the same config",
+        )
+        parser.link_arguments("model.image_size", "data.image_size")
+        parser.link_arguments("data", "model.num_classes", compute_fn=data_num_classes, apply_on="instantiate")
+        parser.link_arguments("data", "model.class_names", compute_fn=data_class_names, apply_on="instantiate")
+        parser.link_arguments("data", "model.category_ids", compute_fn=data_category_ids, apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self.config
+        self.run_dir = resolve_run_dir(config.runs_dir, config.name, resume=config.ckpt_path is not None)
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        kwargs["default_root_dir"] = str(self.run_dir)
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = run_loggers(self.run_dir, resume=config.ckpt_path is not None)
+        user_callbacks = trainer_config.get("callbacks") or []
+        callbacks = [*(user_callbacks if isinstance(user_callbacks, list) else [user_callbacks])]
+        callbacks += [RandomStateCheckpoint(), *self.extra_callbacks]
+        if trainer_config.get("enable_checkpointing") is not False:
+            callbacks += checkpoint_callbacks(self.run_dir)
+        if trainer_config.get("enable_progress_bar") is not False:
+            callbacks.append(ProgressBar())
+        kwargs["callbacks"] = callbacks
+        if trainer_config.get("sync_batchnorm") and not _runs_on_gpu(trainer_config.get("accelerator", "auto")):
+            kwargs["sync_batchnorm"] = False
+        return super().instantiate_trainer(**kwargs)
+
+
+def _runs_on_gpu(accelerator: Any) -> bool:
+    if isinstance(accelerator, str):
+        if accelerator == "auto":
+            return torch.cuda.is_available()
+        return accelerator in ("gpu", "cuda")
+    return type(accelerator).__name__ == "CUDAAccelerator"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        run_dir: the run folder.
+        last_checkpoint: ``run_dir/last.ckpt`` (None if not written).
+        best_checkpoint: ``run_dir/best.ckpt`` (None if no validation ran).
+        metrics: validation metrics of the final weights (empty without validation).
+        epochs: epochs completed; steps: optimizer steps done.
+        wall_time_s: seconds spent in fit + final validation.
+        model_card: path of MODEL_CARD.md (rank 0).
+    """
+
+    run_dir: Path
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0
+    steps: int = 0
+    wall_time_s: float = 0.0
+    model_card: Path | None = None
+
+
+def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Parses ``args`` (default: ``sys.argv[1:]``), trains, validates the final weights and writes the model card.
+
+    Args:
+        args: command-line arguments (see the module docstring).
+        extra_callbacks: Lightning callbacks added to the Trainer's (for programmatic use).
+
+    Raises:
+        FileNotFoundError: a data path or the resume checkpoint does not exist.
+        ValueError: invalid settings, or a resume checkpoint of another model / other classes.
+        SystemExit: invalid arguments or config keys (jsonargparse prints the error and usage).
+    """
+    argv = list(args) if args is not None else sys.argv[1:]
+    _quiet_expected_warnings()
+    try:
+        cli = SSDLiteCLI(args, extra_callbacks=extra_callbacks)
+    except ValueError as error:
+        # jsonargparse wraps what reading the data raised ("Call to compute_fn of link ... failed: ..."): the
+        # data's own FileNotFoundError / ValueError names the file and the fix.
+        if isinstance(error.__cause__, (OSError, ValueError)):
+            raise error.__cause__ from None
+        raise
+    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    if datamodule.val_dataset is None:
+        raise ValueError(
+            "data.val_images and data.val_annotations are needed: validation computes the AP that picks best.ckpt"
+        )
+    ckpt_path = cli.config.ckpt_path
+    if ckpt_path is not None:
+        check_resume_checkpoint(ckpt_path, module)
+    if trainer.is_global_zero:
+        print(f"run folder: {cli.run_dir}", flush=True)
+    start = time.perf_counter()
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(cli.run_dir)  # inherited by the processes a DDP launcher starts
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.interrupted:
+            return _result(cli, time.perf_counter() - start)
+        if module.last_val_step != trainer.global_step:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+    result = _result(cli, time.perf_counter() - start)
+    if trainer.is_global_zero:
+        result.model_card = write_model_card(_run_facts(cli, result, argv), module.eval_model)
+        _print_summary(result)
+    return result
+
+
+def _quiet_expected_warnings() -> None:
+    """Silences Lightning warnings that our run layout makes expected (they would only confuse)."""
+    # The run folder holds config.yaml and the logs next to the checkpoints by design.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    # Small datasets have fewer batches per epoch than log_every_n_steps; the epoch means are still logged.
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # train(args) is meant to be called from Python (tests, the demo) whatever sys.argv holds.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # The EMA copy stays in eval mode while training (it is evaluated, never trained).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
+def check_resume_checkpoint(path: str | Path, module: SSDLiteModule) -> None:
+    """Fails early, with a clear message, when ``path`` cannot resume this run.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a training checkpoint, or one of another architecture or other classes.
+    """
+    content = read_state_dict(path)
+    hparams = content.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "optimizer_states" not in content or "model_config" not in hparams:
+        raise ValueError(
+            f"--ckpt_path {path} is not a training checkpoint of tools/train.py (no optimizer state or model "
+            "config); to start from its weights use --model.init_from instead"
+        )
+    held = validate_config({**hparams["model_config"], "pretrained_backbone": None})
+    expected = validate_config({**module.model.config, "pretrained_backbone": None})
+    if held != expected:
+        raise ValueError(
+            f"--ckpt_path {path} holds {describe_config(held)} (image_size {held['image_size']}) but this config "
+            f"builds {describe_config(expected)} (image_size {expected['image_size']}); resume with the run's own "
+            f"config ({Path(path).parent / 'config.yaml'}) or fine-tune with --model.init_from {path}"
+        )
+    if list(hparams.get("class_names") or []) != list(module.class_names):
+        raise ValueError(
+            f"--ckpt_path {path} was trained on classes {hparams.get('class_names')} but the data has "
+            f"{module.class_names}; resume on the same data or fine-tune with --model.init_from {path}"
+        )
+
+
+def _checkpoint_callback(trainer: Trainer, *, best: bool) -> ModelCheckpoint | None:
+    for callback in trainer.checkpoint_callbacks:
+        if (callback.monitor is not None) == best:
+            return callback
+    return None
+
+
+def _result(cli: SSDLiteCLI, wall_time_s: float) -> TrainResult:
+    trainer = cli.trainer
+    best = _checkpoint_callback(trainer, best=True)
+    last = _checkpoint_callback(trainer, best=False)
+    best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
+    last_path = Path(last.last_model_path) if last is not None and last.last_model_path else None
+    return TrainResult(
+        run_dir=cli.run_dir,
+        last_checkpoint=last_path,
+        best_checkpoint=best_path,
+        metrics=dict(cli.model.last_val_metrics),
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        wall_time_s=wall_time_s,
+    )
+
+
+def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFacts:
+    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    hparams = module.hparams
+    best = _checkpoint_callback(trainer, best=True)
+    best_score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
+    scheduler = module._scheduler()
+    data = {
+        "format": datamodule.format,
+        "train": f"{datamodule.train_images} + {datamodule.train_annotations} "
+        f"({len(datamodule.train_dataset) if datamodule.train_dataset is not None else '?'} images)",
+        "val": f"{datamodule.val_images} + {datamodule.val_annotations} "
+        f"({len(datamodule.val_dataset) if datamodule.val_dataset is not None else '?'} images)",
+        "batch size (per device)": datamodule.batch_size,
+    }
+    training = {
+        "from": hparams.init_from or (
+            f"pretrained backbone {hparams.pretrained_backbone}" if hparams.pretrained_backbone else "scratch"
+        ),
+        "optimizer": f"{hparams.optimizer}, peak lr {scheduler.base_lrs[0]:g}" if scheduler else hparams.optimizer,
+        "lr scaling": f"lr {hparams.lr:g} given for a batch of {hparams.base_batch_size}, scaled linearly"
+        if hparams.base_batch_size
+        else "none (lr used as given)",
+        "schedule": f"linear warm-up {scheduler.warmup_steps} steps, cosine decay" if scheduler else "-",
+        "weight decay": hparams.weight_decay,
+        "EMA": f"decay {hparams.ema_decay}" if hparams.ema else "off",
+        "epochs": result.epochs,
+        "optimizer steps": result.steps,
+        "devices": f"{trainer.num_devices} x {trainer.num_nodes} node(s), {type(trainer.accelerator).__name__}",
+        "precision": trainer.precision,
+        "wall time": f"{result.wall_time_s / 60:.1f} min",
+        "seed": cli.config.seed_everything,
+    }
+    return RunFacts(
+        name=cli.config.name,
+        run_dir=cli.run_dir,
+        model_config=module.model.config,
+        class_names=module.class_names,
+        category_ids=module.category_ids,
+        data=data,
+        training=training,
+        metrics=result.metrics,
+        best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
+        best_score=best_score,
+        command=shlex.join(["python", "tools/train.py", *argv]),
+    )
+
+
+def _print_summary(result: TrainResult) -> None:
+    metrics = result.metrics
+    score = (
+        f"val AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f} (final weights)" if metrics else "no validation"
+    )
+    print(f"trained {result.epochs} epochs / {result.steps} steps in {result.wall_time_s / 60:.1f} min; {score}")
+    print(f"  run folder: {result.run_dir}")
+    if result.best_checkpoint:
+        print(f"  best:       {result.best_checkpoint}")
+    if result.last_checkpoint:
+        print(f"  last:       {result.last_checkpoint}")
+    if result.model_card:
+        print(f"  model card: {result.model_card}")
+
+
+__all__ = ["BEST_CHECKPOINT", "SSDLiteCLI", "TrainResult", "check_resume_checkpoint", "train"]

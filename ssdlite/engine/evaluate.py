@@ -1,0 +1,140 @@
+"""Detections for COCO evaluation: one code path for validation during training and for ``tools/eval_coco.py``.
+
+Both run the network on the evaluation transform's batches (resize to S x S, scale to [-1, 1]), decode with
+:func:`ssdlite.core.postprocess.postprocess_detections` at score threshold 0.001 back to the original image sizes,
+and convert to COCO results with the dataset's own category ids -- so the AP that ``eval_coco.py --checkpoint``
+reports for ``best.ckpt`` is the AP the training run logged for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from ssdlite.core.postprocess import postprocess_detections
+from ssdlite.evaluation import CocoEvaluator, predictions_to_coco_results, write_report
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Post-processing for evaluation (torchvision SSDLite's defaults; COCO wants every low-score box too)."""
+
+    score_threshold: float = 0.001
+    nms_iou: float = 0.55
+    topk_per_class: int = 300
+    max_detections: int = 300
+
+
+@torch.no_grad()
+def detect_batch(
+    model: nn.Module, images: Tensor, original_sizes: Tensor, settings: DetectionSettings = DetectionSettings()
+) -> list[dict[str, Tensor]]:
+    """Runs ``model`` and decodes its output.
+
+    Args:
+        model: an SSDLite (``anchors`` buffer, output dict with ``cls_logits`` and ``box_deltas``).
+        images: Tensor[B, 3, S, S] in [-1, 1].
+        original_sizes: Tensor[B, 2] (h, w) of the images before resizing, in pixels.
+        settings: post-processing thresholds.
+
+    Returns:
+        Per image: ``boxes`` Tensor[D, 4] xyxy in original pixels, ``scores`` Tensor[D], ``labels`` Tensor[D] in 1..K.
+    """
+    outputs = model(images)
+    return postprocess_detections(
+        outputs["cls_logits"].float(),
+        outputs["box_deltas"].float(),
+        model.anchors,
+        original_sizes.to(images.device),
+        score_threshold=settings.score_threshold,
+        topk_per_class=settings.topk_per_class,
+        nms_iou=settings.nms_iou,
+        max_detections=settings.max_detections,
+    )
+
+
+def batch_coco_results(
+    model: nn.Module,
+    batch: Mapping[str, Tensor],
+    category_ids: Sequence[int],
+    settings: DetectionSettings = DetectionSettings(),
+) -> list[dict[str, Any]]:
+    """COCO results (``image_id, category_id, bbox [x, y, w, h], score``) of one collated batch."""
+    predictions = detect_batch(model, batch["images"], batch["orig_sizes"], settings)
+    return predictions_to_coco_results(predictions, batch["image_ids"].cpu(), category_ids)
+
+
+def dataset_coco_results(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Tensor]],
+    category_ids: Sequence[int],
+    *,
+    device: str | torch.device = "cpu",
+    settings: DetectionSettings = DetectionSettings(),
+) -> list[dict[str, Any]]:
+    """COCO results of every batch of ``batches`` (a DataLoader with ``collate_detections``)."""
+    model = model.eval().to(device)
+    results: list[dict[str, Any]] = []
+    for batch in batches:
+        batch = {key: value.to(device) for key, value in batch.items()}
+        results.extend(batch_coco_results(model, batch, category_ids, settings))
+    return results
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    annotations: str | Path,
+    images: str | Path,
+    out_dir: str | Path,
+    backend: str = "pycocotools",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Runs a checkpoint over the images of a COCO ground-truth file and writes the evaluation report.
+
+    Args:
+        checkpoint: a training checkpoint (EMA weights when present; see ``load_checkpoint``).
+        annotations: the COCO ground-truth JSON (its category ids must be the checkpoint's ``category_ids``).
+        images: the folder its ``file_name`` entries are relative to.
+        out_dir: report folder: metrics.json, detections.json, per_class_ap.csv, per_class_ap.png, pr_curve.png.
+        backend: COCO evaluation backend, "pycocotools" or "faster".
+        batch_size: images per forward pass.
+        num_workers: DataLoader workers reading the images.
+        device: where the model runs.
+
+    Returns:
+        The metrics dict of :meth:`CocoEvaluator.evaluate`.
+
+    Raises:
+        FileNotFoundError: a missing checkpoint, annotation file or image folder.
+        ValueError: a file that is not what it should be (not a checkpoint, not COCO), or a checkpoint whose
+            category ids are not those of the ground truth.
+    """
+    from ssdlite.data.coco import CocoDetection
+    from ssdlite.data.transforms import collate_detections, eval_transforms
+    from ssdlite.models.factory import load_checkpoint
+
+    evaluator = CocoEvaluator(annotations, backend=backend)
+    model, meta = load_checkpoint(checkpoint, map_location="cpu")
+    unknown = sorted(set(meta["category_ids"]) - set(evaluator.category_ids))
+    if unknown:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} predicts category ids {unknown} that {str(annotations)!r} does not "
+            f"have (it has {evaluator.category_ids[:10]}); evaluate on the dataset the model was trained for"
+        )
+    dataset = CocoDetection(images, annotations, transform=eval_transforms(meta["image_size"]))
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detections
+    )
+    results = dataset_coco_results(model, loader, meta["category_ids"], device=device)
+    evaluation = evaluator.run(results)
+    write_report(evaluation.metrics, out_dir, coco_eval=evaluation.coco_eval, detections=results)
+    return evaluation.metrics

@@ -1,0 +1,418 @@
+"""The LightningModule of SSDLite training: the learning logic only (data lives in the DataModule).
+
+What it does:
+
+* builds the detector from the model registry (:func:`ssdlite.models.factory.build_model`), optionally initialised
+  from another checkpoint (``init_from``: every shape-compatible weight) and with a frozen backbone;
+* trains with :class:`ssdlite.core.MultiBoxLoss` and SGD (momentum, weight decay 4e-5 on conv weights only), AdamW
+  or RMSprop; the learning rate is given for ``base_batch_size`` images and scaled linearly to the global batch
+  (batch size x devices x nodes x gradient accumulation); linear warm-up then cosine decay, stepped per step and
+  fitted to ``trainer.max_time`` when training is limited by time;
+* keeps an exponential moving average of the weights (``ema_model``, :class:`ssdlite.engine.ema.ModelEMA`), which
+  is what validation evaluates and what ``load_checkpoint`` loads;
+* recalibrates the BatchNorm statistics of the evaluated network on training batches before each validation
+  (``bn_calibration_batches``, "precise BN": the running averages lag behind weights that change quickly, which
+  on short schedules makes eval-mode outputs far worse than training-mode ones);
+* validates with COCO mAP (:class:`ssdlite.evaluation.CocoEvaluator` on the DataModule's ``val_coco_gt()``),
+  logging ``val/AP``, ``val/AP50``, ... (the best checkpoint is chosen on ``val/AP``).
+
+Gradient clipping, mixed precision, SyncBatchNorm and the number of devices are Trainer settings.
+
+Checkpoint ``hyper_parameters`` hold, as plain Python types: the constructor arguments, ``model_config`` (the
+``model.config`` dict ``build_model_from_config`` rebuilds the network from), ``class_names`` and ``category_ids``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.optim.swa_utils import update_bn
+from torch.utils.data import DataLoader
+
+from ssdlite.core.loss import MultiBoxLoss
+from ssdlite.data.transforms import collate_detections
+from ssdlite.engine import finetune
+from ssdlite.engine.ema import ModelEMA
+from ssdlite.engine.evaluate import DetectionSettings, batch_coco_results
+from ssdlite.engine.optim import OptimizerName, build_optimizer, parameter_groups, scaled_learning_rate
+from ssdlite.engine.schedule import WarmupCosineLR
+from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator
+from ssdlite.models.factory import build_model
+
+TIME_BUDGET_UPDATE_STEPS = 20
+"""How often (optimizer steps) the schedule's estimate of the steps that fit in ``max_time`` is refreshed."""
+
+
+class SSDLiteModule(L.LightningModule):
+    """SSDLite training and validation.
+
+    Args:
+        arch: model preset (``ssdlite.models.list_models()``), e.g. ssdlite_mobilenet_v2, ssdlite320_mobilenet_v2.
+        num_classes: K object classes (background excluded); linked from the data by ``tools/train.py``.
+        class_names: names of labels 1..K; linked from the data.
+        category_ids: dataset category id of labels 1..K; linked from the data.
+        width_mult: width multiplier of the backbone (0.35 ... 1.4).
+        image_size: square network input side S (the data is resized to it).
+        default_boxes: default box layout: "paper", "torchvision", a dict of DefaultBoxConfig fields, or null for
+            the preset's.
+        pretrained_backbone: null, "imagenet" (downloads torchvision's weights, MobileNetV2 x1.0 only) or the path
+            of a local backbone ``.pth``.
+        init_from: checkpoint to initialise from (fine-tuning): every weight whose name and shape fit is copied,
+            the class head is re-initialised when the classes differ.
+        freeze_backbone: train the extra layers and heads only (backbone weights and BatchNorm statistics fixed).
+        optimizer: "sgd", "adamw" or "rmsprop".
+        lr: peak learning rate for a global batch of ``base_batch_size`` images.
+        base_batch_size: the batch ``lr`` is given for; the run's lr is ``lr * global_batch / base_batch_size``.
+            null: use ``lr`` as it is.
+        momentum: SGD / RMSprop momentum (AdamW beta1).
+        weight_decay: L2 weight decay of conv weights (BatchNorm parameters and biases get none).
+        warmup_epochs: length of the linear warm-up, in epochs (fractions allowed).
+        warmup_start_factor: learning-rate factor at the first step.
+        min_lr_factor: learning-rate factor at the end of the cosine decay.
+        ema: keep an exponential moving average of the weights for validation and export.
+        ema_decay: EMA decay once warmed up.
+        ema_warmup_steps: time constant of the EMA decay warm-up, in optimizer steps.
+        neg_pos_ratio: hard negatives per positive in the classification loss.
+        bn_calibration_batches: training batches whose statistics replace the BatchNorm running averages of the
+            evaluated network before each validation (0: keep the running averages).
+        eval_backend: COCO evaluation backend for validation, "faster" (faster-coco-eval) or "pycocotools"
+            (the same numbers).
+    """
+
+    def __init__(
+        self,
+        *,
+        arch: str = "ssdlite_mobilenet_v2",
+        num_classes: int = 90,
+        class_names: list[str] | None = None,
+        category_ids: list[int] | None = None,
+        width_mult: float = 1.0,
+        image_size: int = 320,
+        default_boxes: str | dict[str, Any] | None = None,
+        pretrained_backbone: str | None = None,
+        init_from: str | None = None,
+        freeze_backbone: bool = False,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.01,
+        base_batch_size: int | None = None,
+        momentum: float = 0.9,
+        weight_decay: float = 4e-5,
+        warmup_epochs: float = 1.0,
+        warmup_start_factor: float = 0.001,
+        min_lr_factor: float = 0.0,
+        ema: bool = True,
+        ema_decay: float = 0.9998,
+        ema_warmup_steps: float = 2000.0,
+        neg_pos_ratio: int = 3,
+        bn_calibration_batches: int = 20,
+        eval_backend: Literal["faster", "pycocotools"] = "faster",
+    ) -> None:
+        super().__init__()
+        class_names = [str(name) for name in class_names] if class_names else [
+            f"class_{label}" for label in range(1, num_classes + 1)
+        ]
+        category_ids = [int(i) for i in category_ids] if category_ids else list(range(1, num_classes + 1))
+        if not len(class_names) == len(category_ids) == num_classes:
+            raise ValueError(
+                f"num_classes={num_classes} but got {len(class_names)} class_names and {len(category_ids)} "
+                "category_ids; give one name and one id per object class (tools/train.py links them from the data)"
+            )
+        # class_names / category_ids go into checkpoints through on_save_checkpoint: as logged hyper-parameters
+        # they would clash with the DataModule's own ``class_names`` argument (its class source, not the list).
+        self.save_hyperparameters(ignore=["class_names", "category_ids"])
+        overrides: dict[str, Any] = {"num_classes": num_classes, "width_mult": width_mult, "image_size": image_size}
+        if default_boxes is not None:
+            overrides["default_boxes"] = default_boxes
+        if pretrained_backbone is not None:
+            overrides["pretrained_backbone"] = pretrained_backbone
+        self.model = build_model(arch, **overrides)
+        if init_from is not None:
+            rank_zero_info(finetune.load_compatible_weights(self.model, init_from, class_names=class_names).summary())
+        if freeze_backbone:
+            rank_zero_info(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
+        self.class_names = class_names
+        self.category_ids = category_ids
+        self.criterion = MultiBoxLoss(neg_pos_ratio=neg_pos_ratio)
+        self.ema_model = ModelEMA(self.model, decay=ema_decay, warmup_steps=ema_warmup_steps) if ema else None
+        self.detection_settings = DetectionSettings()
+        self.last_val_metrics: dict[str, Any] = {}
+        self.last_val_step: int | None = None
+        self._evaluator: CocoEvaluator | None = None
+        self._val_results: list[dict[str, Any]] = []
+        self._val_image_ids: list[int] = []
+        self._ema_step = -1
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Adds what ``load_checkpoint`` needs to ``hyper_parameters``, as plain Python types (weights_only)."""
+        checkpoint["hyper_parameters"] = {
+            **_plain(dict(checkpoint.get("hyper_parameters", {}))),
+            "model_config": _plain(self.model.config),
+            "class_names": list(self.class_names),
+            "category_ids": [int(i) for i in self.category_ids],
+        }
+
+    # ------------------------------------------------------------------------------------------------ network
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The network validation runs: the EMA copy when there is one, else the trained weights."""
+        return self.ema_model.module if self.ema_model is not None else self.model
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Raw outputs of the evaluation network (EMA when enabled): ``cls_logits`` [B, A, K+1], ``box_deltas``."""
+        return self.eval_model(images)
+
+    def train(self, mode: bool = True) -> SSDLiteModule:
+        """Like ``nn.Module.train``, but a frozen backbone keeps its BatchNorm statistics (stays in eval mode)."""
+        super().train(mode)
+        if self.hparams.freeze_backbone:
+            self.model.backbone.eval()
+        return self
+
+    # ----------------------------------------------------------------------------------------------- training
+
+    def _losses(self, model: torch.nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        outputs = model(batch["images"])
+        return self.criterion(
+            outputs["cls_logits"].float(),
+            outputs["box_deltas"].float(),
+            model.anchors,
+            batch["boxes"],
+            batch["labels"],
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        losses = self._losses(self.model, batch)
+        batch_size = batch["images"].shape[0]
+        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log_dict(
+            {
+                "train/bbox_regression": losses["bbox_regression"],
+                "train/classification": losses["classification"],
+            },
+            on_step=True,
+            on_epoch=True,
+            batch_size=batch_size,
+        )
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, prog_bar=True)
+        return losses["loss"]
+
+    def on_train_start(self) -> None:
+        self._ema_step = self.trainer.global_step
+        self._fit_schedule(self._scheduler())
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._update_time_budget()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # One EMA update per optimizer step (not per micro-batch under gradient accumulation).
+        if self.ema_model is not None and self.trainer.global_step != self._ema_step:
+            self.ema_model.update(self.model)
+            self._ema_step = self.trainer.global_step
+
+    # --------------------------------------------------------------------------------------------- validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_results = []
+        self._val_image_ids = []
+        if not self.trainer.sanity_checking:
+            self.calibrate_batchnorm()
+
+    def calibrate_batchnorm(self) -> None:
+        """Recomputes the BatchNorm statistics of :attr:`eval_model` on ``bn_calibration_batches`` training batches.
+
+        ``torch.optim.swa_utils.update_bn``: running averages reset, then the cumulative average over the batches
+        (training augmentation, shuffled) in train mode. Batches are read in the main process.
+        """
+        batches = self.hparams.bn_calibration_batches
+        dataset = getattr(self.trainer.datamodule, "train_dataset", None)
+        if not batches or dataset is None:
+            return
+        loader = DataLoader(
+            dataset,
+            batch_size=self.trainer.datamodule.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) > self.trainer.datamodule.batch_size,
+            collate_fn=collate_detections,
+        )
+        images = (batch["images"].to(self.device) for batch in itertools.islice(loader, batches))
+        with torch.inference_mode(False), torch.no_grad():
+            update_bn(images, self.eval_model)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        model = self.eval_model
+        losses = self._losses(model, batch)
+        self.log("val/loss", losses["loss"], on_epoch=True, sync_dist=True, batch_size=batch["images"].shape[0])
+        self._val_results.extend(
+            batch_coco_results(model, batch, self.category_ids, self.detection_settings)
+        )
+        self._val_image_ids.extend(batch["image_ids"].tolist())
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        results = self._gather_results()
+        metrics = self.coco_evaluator().evaluate(results) if self.trainer.is_global_zero else None
+        metrics = self.trainer.strategy.broadcast(metrics, src=0)
+        self.last_val_metrics = metrics
+        self.last_val_step = self.trainer.global_step
+        shown = ("AP", "AP50")
+        self.log_dict({f"val/{name}": float(metrics[name]) for name in shown}, prog_bar=True)
+        self.log_dict(
+            {
+                f"val/{name}": float(metrics[name])
+                for name in (*COCO_METRIC_NAMES, *VOC_METRIC_NAMES)
+                if name not in shown
+            }
+        )
+
+    def coco_evaluator(self) -> CocoEvaluator:
+        """The evaluator over the DataModule's validation ground truth (built once)."""
+        if self._evaluator is None:
+            datamodule = self.trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "val_coco_gt"):
+                raise ValueError(
+                    "validation needs a DataModule with val_coco_gt() (ssdlite.data.DetectionDataModule) for the "
+                    "COCO ground truth"
+                )
+            self._evaluator = CocoEvaluator(datamodule.val_coco_gt(), backend=self.hparams.eval_backend)
+        return self._evaluator
+
+    def _gather_results(self) -> list[dict[str, Any]]:
+        """All ranks' COCO results on rank 0 (elsewhere: []), each image once.
+
+        The DistributedSampler pads the last batch with repeated images; their detections are kept from the
+        first rank that saw them.
+        """
+        world_size = self.trainer.world_size
+        if world_size == 1:
+            return self._val_results
+        gathered: list[Any] = [None] * world_size
+        torch.distributed.all_gather_object(gathered, (self._val_image_ids, self._val_results))
+        if not self.trainer.is_global_zero:
+            return []
+        seen: set[int] = set()
+        merged = []
+        for image_ids, results in gathered:
+            new_ids = set(image_ids) - seen
+            merged.extend(result for result in results if result["image_id"] in new_ids)
+            seen |= new_ids
+        return merged
+
+    # ------------------------------------------------------------------------------------ optimizer, schedule
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hparams = self.hparams
+        global_batch = self._global_batch_size()
+        lr = scaled_learning_rate(hparams.lr, global_batch_size=global_batch, base_batch_size=hparams.base_batch_size)
+        optimizer = build_optimizer(
+            hparams.optimizer,
+            parameter_groups(self.model, weight_decay=hparams.weight_decay),
+            lr=lr,
+            momentum=hparams.momentum,
+        )
+        total_steps, warmup_steps = self._schedule_length()
+        scheduler = WarmupCosineLR(
+            optimizer,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            warmup_start_factor=hparams.warmup_start_factor,
+            min_factor=hparams.min_lr_factor,
+        )
+        scheduler.time_budget_s = self._time_budget_s()
+        scaling = (
+            f" = {hparams.lr:g} x {global_batch}/{hparams.base_batch_size} (global/base batch)"
+            if hparams.base_batch_size
+            else ""
+        )
+        length = f"over {scheduler.total_steps} steps" if scheduler.total_steps else "until max_time runs out"
+        if scheduler.total_steps and scheduler.time_budget_s:
+            length += " or until max_time runs out"
+        rank_zero_info(
+            f"{hparams.optimizer}: lr {lr:g}{scaling}; warm-up {scheduler.warmup_steps} steps, cosine decay "
+            f"{length}; weight decay {hparams.weight_decay:g}"
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _global_batch_size(self) -> int:
+        datamodule = self.trainer.datamodule
+        batch_size = getattr(datamodule, "batch_size", None)
+        if batch_size is None:
+            if self.hparams.base_batch_size is not None:
+                raise ValueError(
+                    "lr scaling (model.base_batch_size) needs the DataModule's batch_size; train with a DataModule"
+                )
+            batch_size = 1
+        return int(batch_size) * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def _scheduler(self) -> WarmupCosineLR | None:
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        return next((s for s in schedulers if isinstance(s, WarmupCosineLR)), None)
+
+    def _timer(self) -> Timer | None:
+        return next((callback for callback in self.trainer.callbacks if isinstance(callback, Timer)), None)
+
+    def _schedule_length(self) -> tuple[int | None, int]:
+        """(total optimizer steps or None when only ``max_time`` limits the run, warm-up steps) from the Trainer."""
+        total = self.trainer.estimated_stepping_batches
+        if math.isinf(total) and self._timer() is None:
+            raise ValueError(
+                "the learning-rate schedule needs an end: set trainer.max_epochs, trainer.max_steps or "
+                "trainer.max_time"
+            )
+        if math.isinf(self.trainer.num_training_batches):
+            self.trainer.fit_loop.setup_data()  # estimated_stepping_batches skips it when max_epochs is -1
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = 1 if math.isinf(batches) else max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+        warmup_steps = round(self.hparams.warmup_epochs * steps_per_epoch)
+        if math.isinf(total):
+            return None, warmup_steps
+        return max(1, int(total)), min(warmup_steps, max(0, int(total) - 1))
+
+    def _time_budget_s(self) -> float | None:
+        """``trainer.max_time`` in seconds, or None."""
+        timer = self._timer()
+        if timer is None:
+            return None
+        remaining = timer.time_remaining("train")
+        return None if remaining is None else timer.time_elapsed("train") + remaining
+
+    def _fit_schedule(self, scheduler: WarmupCosineLR | None) -> None:
+        """Sets the schedule's length again when training (re)starts: a resumed run may train longer."""
+        if scheduler is not None:
+            scheduler.total_steps, scheduler.warmup_steps = self._schedule_length()
+            scheduler.time_budget_s = self._time_budget_s()
+
+    def _update_time_budget(self) -> None:
+        """Under ``max_time``: estimates from the speed so far how many steps fit, so the decay ends in time.
+
+        The estimate is taken on rank 0 and broadcast, so every rank follows the same learning rate.
+        """
+        scheduler = self._scheduler()
+        step = self.trainer.global_step
+        if scheduler is None or not scheduler.time_budget_s or step == 0 or step % TIME_BUDGET_UPDATE_STEPS:
+            return
+        timer = self._timer()
+        elapsed = timer.time_elapsed("train") if timer is not None else 0.0
+        estimate = None
+        if elapsed > 0:
+            estimate = int(step * scheduler.time_budget_s / elapsed)
+        estimate = self.trainer.strategy.broadcast(estimate, src=0)
+        if estimate is not None:
+            scheduler.budget_steps = estimate
+
+
+def _plain(value: Any) -> Any:
+    """A copy of nested dicts / lists / tuples with tuples as lists (plain YAML / weights_only types)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

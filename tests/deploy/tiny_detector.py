@@ -1,0 +1,190 @@
+"""A tiny SSDLite overfit on two numpy-drawn scenes, shared by the export / ONNX Runtime / INT8 / CLI tests.
+
+Width 0.35 at 128 px, 150 Adam steps on two images (a few seconds on one thread), then BatchNorm statistics
+re-estimated on the same two images so that eval mode reproduces what training saw: the model finds its five
+objects with scores near 1. Built once per process (``functools.cache``); test modules using it share the xdist
+group ``deploy_export`` so one worker builds it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ssdlite.core.loss import MultiBoxLoss
+from ssdlite.models.factory import build_model
+
+IMAGE_SIZE = 128
+CLASS_NAMES = ["box", "disc"]
+CATEGORY_IDS = [5, 9]
+STEPS = 150
+SCENES = [
+    [(1, (10, 12, 60, 50)), (2, (70, 60, 118, 108)), (1, (20, 80, 50, 120))],
+    [(2, (15, 20, 65, 70)), (1, (75, 10, 115, 90))],
+]
+"""Per scene: (label, (x1, y1, x2, y2)) in pixels of a 128 x 128 image."""
+
+COLOURS = {1: (230, 40, 40), 2: (40, 90, 230)}
+
+
+def draw_scene(objects: list[tuple[int, tuple[int, int, int, int]]]) -> np.ndarray:
+    """uint8 RGB (128, 128, 3): label 1 filled rectangles, label 2 filled ellipses on grey."""
+    image = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 200, dtype=np.uint8)
+    ys, xs = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+    for label, (x1, y1, x2, y2) in objects:
+        if label == 1:
+            inside = (xs >= x1) & (xs < x2) & (ys >= y1) & (ys < y2)
+        else:
+            cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
+            inside = ((xs + 0.5 - cx) / rx) ** 2 + ((ys + 0.5 - cy) / ry) ** 2 <= 1.0
+        image[inside] = COLOURS[label]
+    return image
+
+
+def scene_images() -> list[np.ndarray]:
+    return [draw_scene(objects) for objects in SCENES]
+
+
+def scene_targets() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per scene: (boxes float32 [N, 4] xyxy pixels, labels int64 [N])."""
+    return [
+        (
+            np.array([box for _, box in objects], dtype=np.float32),
+            np.array([label for label, _ in objects], dtype=np.int64),
+        )
+        for objects in SCENES
+    ]
+
+
+def _training_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images = torch.stack(
+        [torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0 for image in scene_images()]
+    )
+    slots = max(len(objects) for objects in SCENES)
+    boxes = torch.zeros(len(SCENES), slots, 4)
+    labels = torch.zeros(len(SCENES), slots, dtype=torch.int64)
+    for index, (scene_boxes, scene_labels) in enumerate(scene_targets()):
+        boxes[index, : len(scene_labels)] = torch.from_numpy(scene_boxes) / IMAGE_SIZE
+        labels[index, : len(scene_labels)] = torch.from_numpy(scene_labels)
+    return images, boxes, labels
+
+
+@functools.cache
+def overfit_tiny_detector() -> torch.nn.Module:
+    """The trained tiny SSDLite, eval mode (callers must not modify it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two workers share two cores under pytest -n 2
+    try:
+        torch.manual_seed(0)
+        model = build_model("ssdlite_mobilenet_v2", num_classes=len(CLASS_NAMES), width_mult=0.35, image_size=IMAGE_SIZE)
+        images, boxes, labels = _training_batch()
+        criterion = MultiBoxLoss()
+        optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+        model.train()
+        for _ in range(STEPS):
+            outputs = model(images)
+            losses = criterion(outputs["cls_logits"], outputs["box_deltas"], model.anchors, boxes, labels)
+            optimizer.zero_grad()
+            losses["loss"].backward()
+            optimizer.step()
+        for module in model.modules():  # eval statistics = the statistics training normalised with
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.reset_running_stats()
+                module.momentum = None
+        with torch.no_grad():
+            model(images)
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+@functools.cache
+def scratch_dir() -> Path:
+    """A folder for the files of this process's tests (removed at exit)."""
+    path = Path(tempfile.mkdtemp(prefix="ssdlite_deploy_tests_"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@functools.cache
+def calibration_folder() -> Path:
+    """The two scenes (and their mirror images) as PNG files: INT8 calibration images."""
+    folder = scratch_dir() / "calibration"
+    folder.mkdir(exist_ok=True)
+    for index, image in enumerate(scene_images()):
+        for flipped, variant in enumerate((image, image[:, ::-1])):
+            cv2.imwrite(str(folder / f"scene{index}_{flipped}.png"), cv2.cvtColor(variant, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@functools.cache
+def checkpoint_file() -> Path:
+    """The tiny model as a checkpoint ``load_checkpoint`` reads (model_config + state_dict + names)."""
+    model = overfit_tiny_detector()
+    path = scratch_dir() / "tiny.ckpt"
+    torch.save(
+        {
+            "model_config": model.config,
+            "state_dict": model.state_dict(),
+            "class_names": CLASS_NAMES,
+            "category_ids": CATEGORY_IDS,
+        },
+        path,
+    )
+    return path
+
+
+@functools.cache
+def exported_file(kind: str) -> Path:
+    """The tiny model exported once per process: "onnx_nms" (dynamic batch), "onnx_raw" (batch 1),
+    "torchscript", "int8_nms" (dynamic batch, calibrated on ``calibration_folder()``)."""
+    from ssdlite.deploy.export import export_model
+
+    names = {"class_names": CLASS_NAMES, "category_ids": CATEGORY_IDS}
+    options = {
+        "onnx_nms": dict(format="onnx", with_nms=True, dynamic_batch=True),
+        "onnx_raw": dict(format="onnx"),
+        "torchscript": dict(format="torchscript"),
+        "int8_nms": dict(format="onnx", with_nms=True, dynamic_batch=True, int8=True),
+    }[kind]
+    if options.get("int8"):
+        options["calibration_images"] = calibration_folder()
+    suffix = ".pt" if kind == "torchscript" else ".onnx"
+    return export_model(overfit_tiny_detector(), scratch_dir() / f"{kind}{suffix}", **options, **names)
+
+
+@functools.cache
+def scenes_coco_dataset() -> tuple[Path, Path]:
+    """The two scenes as a COCO dataset: (images folder, annotation file ``annotations/val.json``)."""
+    import json
+
+    root = scratch_dir() / "scenes_coco"
+    images_dir = root / "val"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index, (image, (boxes, labels)) in enumerate(zip(scene_images(), scene_targets()), start=1):
+        cv2.imwrite(str(images_dir / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        images.append({"id": index, "file_name": f"{index}.png", "width": image.shape[1], "height": image.shape[0]})
+        for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": CATEGORY_IDS[label - 1],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i, "name": name} for i, name in zip(CATEGORY_IDS, CLASS_NAMES)]
+    annotation_file = root / "annotations" / "val.json"
+    annotation_file.parent.mkdir(exist_ok=True)
+    annotation_file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return images_dir, annotation_file

@@ -1,0 +1,29 @@
+"""A run limited by trainer.max_time only: the cosine decay is fitted to the time budget and ends with it."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from ssdlite.engine.cli import train
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine_learning")]
+
+
+def test_max_time_run_decays_the_learning_rate_to_the_end_and_validates_the_final_weights(
+    config_factory, single_thread
+):
+    config = config_factory(
+        trainer={"max_epochs": None, "max_time": "00:00:00:15", "check_val_every_n_epoch": 1000},
+        model={"warmup_epochs": 1, "min_lr_factor": 0.0, "bn_calibration_batches": 1},
+    )
+    result = train(["--config", str(config), "--name", "budget"])
+    assert 20 < result.steps < 1000  # stopped by the clock, not by an epoch or step count
+    with (result.run_dir / "metrics.csv").open() as file:
+        rates = [float(row["train/lr"]) for row in csv.DictReader(file) if row.get("train/lr")]
+    peak = max(rates)
+    assert peak == pytest.approx(0.004, rel=0.05)
+    # The last tenth of the run is spent well into the decay: the budget estimate brought the end forward.
+    assert rates[-1] < 0.35 * peak, rates[-10:]
+    assert result.metrics and "AP50" in result.metrics  # the final weights were validated after the time ran out

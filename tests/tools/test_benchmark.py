@@ -1,0 +1,78 @@
+"""tools/benchmark.py in smoke mode: every measurement runs and the report has every key as a number.
+
+No timing is asserted (the numbers of a smoke run on a shared machine mean nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.deploy import tiny_detector as tiny
+
+pytestmark = pytest.mark.xdist_group("deploy_export")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCHMARK = REPO_ROOT / "tools" / "benchmark.py"
+
+REQUIRED = {
+    "latency_ms": ["ours_eager", "ours_ort", "ours_int8", "tv_ssdlite_v3", "tv_ssd_same_net", "ort_raw_net"],
+    "ratios": [
+        "ort_vs_tv_v3",
+        "eager_vs_tv_v3",
+        "int8_vs_tv_v3",
+        "ort_vs_raw_net",
+        "train_vs_tv_ssd",
+        "postprocess_vs_tv",
+        "faster_eval_vs_pycocotools",
+    ],
+}
+
+
+def run_benchmark(*arguments: str) -> subprocess.CompletedProcess:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--smoke", *arguments],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_smoke_report_has_every_key_as_a_number(tmp_path):
+    report_path = tmp_path / "report.json"
+    completed = run_benchmark("--json", str(report_path))
+    report = json.loads(report_path.read_text())
+    for section, keys in REQUIRED.items():
+        for key in keys:
+            assert is_number(report[section].get(key)), f"{section}.{key} = {report[section].get(key)!r}"
+    for section in ("latency_ms", "throughput", "ratios"):
+        assert all(is_number(value) for value in report[section].values()), section
+    assert report["info"]["int8_accuracy"].startswith("not measured")
+    assert report["info"]["machine"]["load_average_1_5_15_min_before"]
+    # the readable table names every required number
+    for keys in REQUIRED.values():
+        for key in keys:
+            assert key in completed.stdout
+    assert "machine:" in completed.stdout and "load average" in completed.stdout
+
+
+def test_int8_accuracy_is_measured_with_a_checkpoint_and_a_validation_set(tmp_path):
+    images_dir, _ = tiny.scenes_coco_dataset()
+    report_path = tmp_path / "report.json"
+    run_benchmark(
+        "--only", "int8_accuracy", "--checkpoint", str(tiny.checkpoint_file()), "--val", str(images_dir),
+        "--calib", str(tiny.calibration_folder()), "--json", str(report_path),
+    )
+    accuracy = json.loads(report_path.read_text())["accuracy"]
+    for key in ("ap_eager", "ap_ort", "ap_int8", "int8_ap_drop_points"):
+        assert is_number(accuracy[key]), key
+    assert accuracy["ap_eager"] > 50 and abs(accuracy["ap_ort"] - accuracy["ap_eager"]) < 0.5  # overfit model

@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Train an SSDLite detector.
+
+    python tools/train.py --config configs/shapes.yaml
+    python tools/train.py --config configs/shapes.yaml --trainer.max_epochs 3 --data.batch_size 16 \\
+        --model.width_mult 0.5 --name shapes_small
+    python tools/train.py --config configs/shapes.yaml --ckpt_path runs/shapes/last.ckpt      # resume
+    python tools/train.py --config configs/raccoon.yaml --model.init_from runs/shapes/best.ckpt  # fine-tune
+    python tools/train.py --config configs/ssdlite_mobilenet_v2_coco.yaml --trainer.devices 8 \\
+        --trainer.strategy ddp                                                                  # multi-GPU
+
+Outputs go to runs/<name>/ (best.ckpt, last.ckpt, config.yaml, metrics.csv, tensorboard/, MODEL_CARD.md).
+`--help` lists every key; `--print_config` prints the resolved config. Errors are one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Before torch loads: with OpenMP's default busy-waiting, a CPU shared with other processes makes multi-threaded
+# training tens of times slower (measured: 14 s instead of 0.6 s per step on a busy 2-core machine); passive
+# waiting avoids that.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
+
+from ssdlite.engine.cli import train  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        train(argv)
+    except (ValueError, OSError, MisconfigurationException) as error:
+        message = " ".join(str(error).split())
+        print(f"train.py: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
