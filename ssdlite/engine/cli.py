@@ -212,7 +212,12 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
         if trainer.interrupted:
             return _result(cli, time.perf_counter() - start)
         if module.last_val_step != trainer.global_step:
+            # The last epoch was not validated (max_time ran out, or check_val_every_n_epoch skipped it):
+            # validate the final weights, and save them again with the BatchNorm statistics just calibrated.
             trainer.validate(module, datamodule=datamodule, verbose=False)
+            last = _checkpoint_callback(trainer, best=False)
+            if last is not None and last.last_model_path:
+                trainer.save_checkpoint(last.last_model_path)
     finally:
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)

@@ -24,9 +24,9 @@ DEMO_CONFIG = "configs/shapes.yaml"
 DEMO_RUN = "demo"
 
 # The dataset the shapes config trains on (tools/make_shapes.py arguments).
-SHAPES_TRAIN_IMAGES = 3000
+SHAPES_TRAIN_IMAGES = 4000
 SHAPES_VAL_IMAGES = 200
-SHAPES_IMAGE_SIZE = 160
+SHAPES_IMAGE_SIZE = 256
 SHAPES_SEED = 0
 DRAWN_IMAGES = 12
 

