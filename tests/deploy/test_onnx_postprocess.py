@@ -41,7 +41,8 @@ def postprocess_model(num_columns: int, settings: PostprocessSettings | None = N
             helper.make_tensor_value_info("box_deltas", TensorProto.FLOAT, deltas_shape),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    # IR 10 like our exports (onnx.helper defaults to the newest IR, which older ONNX Runtime releases refuse)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     return append_postprocess(model, ANCHORS, settings or PostprocessSettings())
 
 

@@ -32,7 +32,9 @@ def test_int8_finds_the_objects_of_the_overfit_model():
         top = slice(0, len(labels))  # the most confident detections, one per object, are the objects
         iou = box_iou(torch.from_numpy(boxes), torch.from_numpy(detections["boxes"][top]))
         best_iou, best = iou.max(dim=1)
-        assert (best_iou > 0.7).all(), f"IoU {best_iou.tolist()}"
+        # found = the detection match of COCO/VOC (IoU >= 0.5); INT8 boxes are ~0.7-0.9 IoU and vary with the
+        # ONNX Runtime release (0.68 seen with 1.30), so 0.7 would test the release, not the export
+        assert (best_iou >= 0.5).all(), f"IoU {best_iou.tolist()}"
         assert (detections["labels"][top][best.numpy()] == labels).all()
         assert len(set(best.tolist())) == len(labels)
 
@@ -94,7 +96,7 @@ def test_corrupt_and_foreign_onnx_files_are_clear_errors(tmp_path):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(foreign))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(foreign))
     with pytest.raises(ValueError, match=r"foreign\.onnx is an ONNX model but not one exported by ssdlite"):
         Predictor(foreign, backend="ort")
 
