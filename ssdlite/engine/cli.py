@@ -217,7 +217,8 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
             trainer.validate(module, datamodule=datamodule, verbose=False)
             last = _checkpoint_callback(trainer, best=False)
             if last is not None and last.last_model_path:
-                trainer.save_checkpoint(last.last_model_path)
+                # the full state (optimizer, schedule, EMA, loops): last.ckpt stays resumable
+                trainer.save_checkpoint(last.last_model_path, weights_only=False)
     finally:
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
