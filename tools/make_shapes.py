@@ -2,6 +2,7 @@
 
 Usage:
     python tools/make_shapes.py --out data/shapes --num-train 400 --num-val 100 --size 320 --seed 0
+    python tools/make_shapes.py --out data/shapes --num-train 4000 --num-val 200 --size 256 --object-sizes 0.1 0.5
 
 Layout: OUT/train/*.jpg, OUT/val/*.jpg, OUT/annotations/train.json, OUT/annotations/val.json. The same arguments
 give identical files. See ssdlite/data/synthetic.py for what the images hold.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssdlite.data.synthetic import make_shapes  # noqa: E402
+from ssdlite.data.synthetic import DEFAULT_OBJECT_SIZES, make_shapes  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +31,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-val", type=int, default=100, help="validation images (default 100)")
     parser.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--object-sizes",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=DEFAULT_OBJECT_SIZES,
+        help="smallest and largest shape extent as fractions of the image side (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -38,7 +47,12 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     start = time.perf_counter()
     try:
         paths = make_shapes(
-            args.out, num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed
+            args.out,
+            num_train=args.num_train,
+            num_val=args.num_val,
+            size=args.size,
+            seed=args.seed,
+            object_sizes=tuple(args.object_sizes),
         )
     except ValueError as error:
         sys.exit(f"make_shapes.py: error: {error}")

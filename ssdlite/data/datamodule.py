@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from ssdlite.data.coco import CocoDetection
 from ssdlite.data.detection_dataset import DetectionDataset
-from ssdlite.data.transforms import collate_detections, eval_transforms, train_transforms
+from ssdlite.data.transforms import AUGMENTATIONS, collate_detections, eval_transforms, train_transforms
 from ssdlite.data.voc import VOCDetection
 from ssdlite.data.yolo import YOLODetection
 
@@ -82,7 +82,8 @@ class DetectionDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: page-locked batches for faster host-to-GPU copies; None = when CUDA is available.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
-        augment: train with SSD's augmentation (``train_transforms``); False trains on the evaluation transform
+        augment: the train augmentation: "ssd" (or True) SSD's full one, "ssdlite" the SSDLite recipes' min-IoU crop
+            + flip (see ``ssdlite.data.transforms.train_augmentation``); False trains on the evaluation transform
             (resize only) -- for memorisation tests, or data so plentiful that every image is seen about once.
 
     Attributes (after ``setup()``):
@@ -110,7 +111,7 @@ class DetectionDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
-        augment: bool = True,
+        augment: bool | Literal["ssd", "ssdlite"] = True,
     ) -> None:
         super().__init__()
         if format not in _FORMATS:
@@ -122,6 +123,8 @@ class DetectionDataModule(L.LightningDataModule):
                 f"need image_size >= 32, batch_size >= 1, num_workers >= 0; got {image_size}, {batch_size}, "
                 f"{num_workers}"
             )
+        if not isinstance(augment, bool) and augment not in AUGMENTATIONS:
+            raise ValueError(f"augment={augment!r}: use true, false or one of {', '.join(AUGMENTATIONS)}")
         self.save_hyperparameters()
         self.format = format
         self.train_images, self.train_annotations = train_images, train_annotations
@@ -148,7 +151,10 @@ class DetectionDataModule(L.LightningDataModule):
         """Builds the datasets the stage needs (once): "fit" both, "validate" / "test" / "predict" validation."""
         needs_train = stage in (None, "fit")
         if needs_train and self.train_dataset is None:
-            transform = train_transforms(self.image_size) if self.augment else eval_transforms(self.image_size)
+            if self.augment is False:
+                transform = eval_transforms(self.image_size)
+            else:
+                transform = train_transforms(self.image_size, "ssd" if self.augment is True else self.augment)
             self.train_dataset = self._build_dataset("train", transform=transform)
             # Seeds the main-process augmentation (num_workers=0) from torch's generator, i.e. seed_everything.
             self.train_dataset.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))

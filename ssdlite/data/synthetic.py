@@ -2,7 +2,7 @@
 
 Every image has a textured background (a colour gradient, smooth blotches, sometimes stripes, clutter lines that are
 not objects, and sensor noise) and zero to six filled shapes -- circles, squares, triangles and stars -- from small
-(about 5 % of the image side) to large (about half of it), rotated, shaded, often overlapping (each keeps at least
+(5 % of the image side by default, ``object_sizes``) to large (half of it), rotated, shaded, often overlapping (each keeps at least
 60 % of its pixels visible) and sometimes cut by the image border. A shape's box is the tight box of its visible
 pixels, taken from the mask it was drawn with, so it matches the pixels exactly. About one image in ten has no
 object.
@@ -13,6 +13,9 @@ Output for ``make_shapes(out_dir, num_train=N, num_val=M, size=S, seed=K)``::
     OUT/val/000001.jpg ...           M images
     OUT/annotations/train.json       COCO detection ground truth (categories 1..4, image ids 1..N)
     OUT/annotations/val.json
+
+The annotation files' ``info`` records the generator's arguments (``ssdlite_shapes``), so a consumer can tell
+whether a folder on disk was made with the settings it expects.
 
 Deterministic: image ``i`` of a split is drawn from its own generator seeded by (seed, split, i), so the same
 arguments give byte-identical JSON and images (and image ``i`` does not depend on how many images are drawn).
@@ -36,7 +39,8 @@ _SPLITS = ("train", "val")
 _MAX_SHAPES = 6
 _EMPTY_IMAGE_PROBABILITY = 0.1
 _MIN_VISIBLE_FRACTION = 0.6  # of each shape's drawn pixels, after later shapes and the image border
-_MIN_SIDE_FRACTION, _MAX_SIDE_FRACTION = 0.05, 0.5  # shape extent relative to the image side (log-uniform)
+# Default shape extent relative to the image side (drawn log-uniformly in this range).
+DEFAULT_OBJECT_SIZES: tuple[float, float] = (0.05, 0.5)
 _MIN_COLOUR_DISTANCE = 90.0  # RGB distance between a shape and the background under it
 _PLACEMENT_TRIALS = 12
 _JPEG_QUALITY = 92
@@ -52,7 +56,13 @@ class ShapeObject:
 
 
 def make_shapes(
-    out_dir: str | Path, *, num_train: int, num_val: int, size: int = 320, seed: int = 0
+    out_dir: str | Path,
+    *,
+    num_train: int,
+    num_val: int,
+    size: int = 320,
+    seed: int = 0,
+    object_sizes: tuple[float, float] = DEFAULT_OBJECT_SIZES,
 ) -> dict[str, Path]:
     """Writes the shapes dataset (see the module docstring); writes nothing outside ``out_dir``.
 
@@ -62,18 +72,20 @@ def make_shapes(
         num_val: number of validation images (>= 0).
         size: image side in pixels (>= 32).
         seed: random seed; the same arguments give identical files.
+        object_sizes: (smallest, largest) shape extent as a fraction of the image side, 0 < min <= max <= 1.
 
     Returns:
         dict with ``root``, ``train_images``, ``train_annotations``, ``val_images``, ``val_annotations`` -- the last
         four are the ``DetectionDataModule`` arguments of the same names (format "coco").
 
     Raises:
-        ValueError: a negative count or a size below 32.
+        ValueError: a negative count, a size below 32 or object sizes outside 0 < min <= max <= 1.
     """
     if num_train < 0 or num_val < 0:
         raise ValueError(f"make_shapes needs num_train, num_val >= 0, got {num_train}, {num_val}")
     if size < 32:
         raise ValueError(f"make_shapes size must be >= 32 pixels (shapes need room), got {size}")
+    object_sizes = _check_object_sizes(object_sizes)
     root = Path(out_dir)
     paths: dict[str, Path] = {"root": root}
     for split_index, (split, count) in enumerate(zip(_SPLITS, (num_train, num_val))):
@@ -81,19 +93,33 @@ def make_shapes(
         annotation_file = root / "annotations" / f"{split}.json"
         images_dir.mkdir(parents=True, exist_ok=True)
         annotation_file.parent.mkdir(parents=True, exist_ok=True)
-        coco = _write_split(images_dir, count=count, size=size, seed=seed, split_index=split_index)
+        coco = _write_split(
+            images_dir, count=count, size=size, seed=seed, split_index=split_index, object_sizes=object_sizes
+        )
         annotation_file.write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
         paths[f"{split}_images"] = images_dir
         paths[f"{split}_annotations"] = annotation_file
     return paths
 
 
-def _write_split(images_dir: Path, *, count: int, size: int, seed: int, split_index: int) -> dict[str, Any]:
+def _check_object_sizes(object_sizes: Any) -> tuple[float, float]:
+    smallest, largest = (float(value) for value in object_sizes)
+    if not 0.0 < smallest <= largest <= 1.0:
+        raise ValueError(
+            f"object_sizes must be (min, max) fractions of the image side with 0 < min <= max <= 1, "
+            f"got {tuple(object_sizes)}"
+        )
+    return smallest, largest
+
+
+def _write_split(
+    images_dir: Path, *, count: int, size: int, seed: int, split_index: int, object_sizes: tuple[float, float]
+) -> dict[str, Any]:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for image_id in range(1, count + 1):
         rng = np.random.default_rng([seed, split_index, image_id])
-        image, objects, _ = render_shapes_image(rng, size=size)
+        image, objects, _ = render_shapes_image(rng, size=size, object_sizes=object_sizes)
         file_name = f"{image_id:06d}.jpg"
         ok, encoded = cv2.imencode(
             ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
@@ -115,7 +141,17 @@ def _write_split(images_dir: Path, *, count: int, size: int, seed: int, split_in
                 }
             )
     return {
-        "info": {"description": "ssdlite synthetic shapes", "version": "1.0"},
+        "info": {
+            "description": "ssdlite synthetic shapes",
+            "version": "1.0",
+            "ssdlite_shapes": {
+                "split": _SPLITS[split_index],
+                "count": count,
+                "size": size,
+                "seed": seed,
+                "object_sizes": list(object_sizes),
+            },
+        },
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -127,13 +163,14 @@ def _write_split(images_dir: Path, *, count: int, size: int, seed: int, split_in
 
 
 def render_shapes_image(
-    rng: np.random.Generator, *, size: int
+    rng: np.random.Generator, *, size: int, object_sizes: tuple[float, float] = DEFAULT_OBJECT_SIZES
 ) -> tuple[np.ndarray, list[ShapeObject], np.ndarray]:
     """Draws one image and its objects.
 
     Args:
         rng: the image's random generator.
         size: image side.
+        object_sizes: (smallest, largest) shape extent as a fraction of ``size``.
 
     Returns:
         image: np.ndarray[size, size, 3] uint8 RGB.
@@ -148,7 +185,7 @@ def render_shapes_image(
     count = 0 if rng.random() < _EMPTY_IMAGE_PROBABILITY else int(rng.integers(1, _MAX_SHAPES + 1))
     for _ in range(count):
         label = int(rng.integers(1, len(SHAPE_CLASSES) + 1))
-        mask = _place_shape(rng, label, size, owner, drawn_areas)
+        mask = _place_shape(rng, label, size, owner, drawn_areas, object_sizes)
         if mask is None:
             continue
         _paint(rng, canvas, mask)
@@ -160,11 +197,16 @@ def render_shapes_image(
 
 
 def _place_shape(
-    rng: np.random.Generator, label: int, size: int, owner: np.ndarray, drawn_areas: list[int]
+    rng: np.random.Generator,
+    label: int,
+    size: int,
+    owner: np.ndarray,
+    drawn_areas: list[int],
+    object_sizes: tuple[float, float],
 ) -> np.ndarray | None:
     """A mask for a new shape that leaves every earlier shape >= 60 % visible and itself >= 60 % inside."""
     for _ in range(_PLACEMENT_TRIALS):
-        extent = size * math.exp(rng.uniform(math.log(_MIN_SIDE_FRACTION), math.log(_MAX_SIDE_FRACTION)))
+        extent = size * math.exp(rng.uniform(math.log(object_sizes[0]), math.log(object_sizes[1])))
         centre = rng.uniform(-0.1 * extent, size + 0.1 * extent, size=2)
         mask = _shape_mask(rng, label, size, centre, extent)
         full_area = _full_shape_area(label, extent)

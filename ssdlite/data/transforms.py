@@ -32,11 +32,16 @@ Boxes go through albumentations in ``pascal_voc`` format with ``labels`` (and th
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import albumentations as A
+# albumentations asks PyPI for a newer release when imported: a network call (and a warning after a DNS timeout)
+# on every start of a training or test process, and on offline machines. The user's own setting wins.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 import torch
@@ -282,26 +287,34 @@ def _bbox_params() -> A.BboxParams:
     )
 
 
-def train_augmentation(image_size: int) -> A.Compose:
+AUGMENTATIONS: tuple[str, ...] = ("ssd", "ssdlite")
+
+
+def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
     """The geometric and colour part of the train pipeline, on uint8 images (see the module docstring).
 
     Args:
         image_size: output side S.
+        preset: "ssd", the SSD paper's full augmentation (zoom-out up to 4x, min-IoU crop, flip, photometric
+            distortion), or "ssdlite", what the SSDLite recipes use: the TF Object Detection API's
+            ssdlite_mobilenet_v2_coco config (random_horizontal_flip + ssd_random_crop) and torchvision's "ssdlite"
+            preset (RandomIoUCrop + RandomHorizontalFlip) -- min-IoU crop and flip only.
 
     Returns:
         An ``A.Compose`` taking ``image`` (uint8 HxWx3), ``bboxes`` (pascal_voc pixels), ``labels`` and
         ``box_indices`` (and optionally ``masks``), returning S x S uint8 images.
     """
-    return A.Compose(
-        [
-            ZoomOut(max_ratio=4.0, fill=IMAGE_MEAN_RGB, p=0.5),
-            MinIoURandomCrop(),
-            A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR),
-            A.HorizontalFlip(p=0.5),
-            photometric_distort(),
-        ],
-        bbox_params=_bbox_params(),
-    )
+    if preset not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; use one of {', '.join(AUGMENTATIONS)}")
+    full = preset == "ssd"
+    steps = [
+        *([ZoomOut(max_ratio=4.0, fill=IMAGE_MEAN_RGB, p=0.5)] if full else []),
+        MinIoURandomCrop(),
+        A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR),
+        A.HorizontalFlip(p=0.5),
+        *([photometric_distort()] if full else []),
+    ]
+    return A.Compose(steps, bbox_params=_bbox_params())
 
 
 def eval_augmentation(image_size: int) -> A.Compose:
@@ -386,9 +399,12 @@ class DetectionTransform:
         return f"{type(self).__name__}({self.augmentation!r})"
 
 
-def train_transforms(image_size: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """SSD's train augmentation at ``image_size`` (see the module docstring). Returns a ``DetectionTransform``."""
-    return DetectionTransform(train_augmentation(image_size))
+def train_transforms(image_size: int, preset: str = "ssd") -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The train augmentation ``preset`` ("ssd" or "ssdlite", see ``train_augmentation``) at ``image_size``.
+
+    Returns a ``DetectionTransform``.
+    """
+    return DetectionTransform(train_augmentation(image_size, preset))
 
 
 def eval_transforms(image_size: int) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -176,3 +176,12 @@ def test_bad_format_and_unbuilt_loaders_are_clear_errors(shapes):
     module = _coco_module(shapes)
     with pytest.raises(RuntimeError, match="setup"):
         module.train_dataloader()
+
+
+def test_augment_presets_are_chosen_by_name(shapes):
+    with pytest.raises(ValueError, match="augment='zoom'"):
+        _coco_module(shapes, augment="zoom")
+    module = _coco_module(shapes, augment="ssdlite")
+    module.setup("fit")
+    steps = [type(step).__name__ for step in module.train_dataset.transform.augmentation.transforms]
+    assert steps == ["MinIoURandomCrop", "Resize", "HorizontalFlip"]

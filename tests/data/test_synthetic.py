@@ -117,3 +117,23 @@ def test_cli_writes_the_dataset(tmp_path, capsys):
     assert "val_annotations" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="size must be >= 32"):
         cli.main(["--out", str(tmp_path / "bad"), "--size", "8"])
+
+
+def test_object_sizes_bound_the_shapes_and_are_recorded(tmp_path):
+    size = 160
+    paths = make_shapes(tmp_path, num_train=30, num_val=0, size=size, seed=3, object_sizes=(0.2, 0.3))
+    coco = json.loads(paths["train_annotations"].read_text())
+    assert coco["info"]["ssdlite_shapes"] == {
+        "split": "train", "count": 30, "size": size, "seed": 3, "object_sizes": [0.2, 0.3]
+    }
+    sides = [max(a["bbox"][2], a["bbox"][3]) for a in coco["annotations"]]
+    assert len(sides) > 30
+    # A shape's box is at most its extent (a circle's diameter, a rotated square's diagonal is within 1.42 extent)
+    # and at least 60 % visible, so no box is far outside the asked range; the default range gives much smaller ones.
+    assert min(sides) >= 0.2 * size * 0.3 and max(sides) <= 0.3 * size * 1.5
+    default = json.loads(make_shapes(tmp_path / "d", num_train=30, num_val=0, size=size, seed=3)["train_annotations"]
+                         .read_text())
+    assert min(max(a["bbox"][2], a["bbox"][3]) for a in default["annotations"]) < 0.2 * size * 0.3
+    for bad in ((0.0, 0.5), (0.4, 0.2), (0.1, 1.5)):
+        with pytest.raises(ValueError, match="object_sizes"):
+            make_shapes(tmp_path / "bad", num_train=1, num_val=0, size=64, object_sizes=bad)

@@ -327,3 +327,30 @@ def test_collate_of_images_without_boxes_keeps_one_padding_slot():
     assert batch["boxes"].shape == (2, 1, 4) and batch["labels"].tolist() == [[0], [0]]
     with pytest.raises(ValueError, match="empty"):
         collate_detections([])
+
+
+def _step_types(augmentation: A.BaseCompose) -> set[type]:
+    found: set[type] = set()
+    for step in augmentation.transforms:
+        found.add(type(step))
+        if isinstance(step, A.BaseCompose):
+            found |= _step_types(step)
+    return found
+
+
+def test_ssdlite_preset_is_iou_crop_and_flip_only():
+    full, lite = _step_types(train_augmentation(64, "ssd")), _step_types(train_augmentation(64, "ssdlite"))
+    assert {ZoomOut, MinIoURandomCrop, A.HorizontalFlip, A.ColorJitter} <= full
+    assert lite == {MinIoURandomCrop, A.Resize, A.HorizontalFlip}
+    assert _step_types(train_augmentation(64)) == full  # "ssd" stays the default
+    # No colour step: every output pixel of an unflipped, uncropped run is an input pixel resized (a flat image
+    # stays flat), where the photometric distortion of "ssd" changes it.
+    flat = np.full((64, 64, 3), 77, dtype=np.uint8)
+    boxes = np.array([[8.0, 8.0, 40.0, 40.0]], dtype=np.float32)
+    for seed in range(5):
+        augmentation = train_augmentation(64, "ssdlite")
+        seed_augmentation(augmentation, seed)
+        out = augmentation(image=flat, bboxes=boxes, labels=[1], box_indices=[0])
+        assert (out["image"] == 77).all()
+    with pytest.raises(ValueError, match="augmentation preset 'heavy'"):
+        train_augmentation(64, "heavy")
