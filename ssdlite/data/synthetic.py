@@ -2,8 +2,8 @@
 
 Every image has a textured background (a colour gradient, smooth blotches, sometimes stripes, clutter lines that are
 not objects, and sensor noise) and zero to six filled shapes -- circles, squares, triangles and stars -- from small
-(5 % of the image side by default, ``object_sizes``) to large (half of it), rotated, shaded, often overlapping (each keeps at least
-60 % of its pixels visible) and sometimes cut by the image border. A shape's box is the tight box of its visible
+(5 % of the image side by default, see ``object_sizes``) to large (half of it), rotated, shaded, often overlapping
+(each keeps at least 60 % of its pixels visible) and sometimes cut by the image border. A shape's box is the tight box of its visible
 pixels, taken from the mask it was drawn with, so it matches the pixels exactly. About one image in ten has no
 object.
 

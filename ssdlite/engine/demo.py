@@ -65,16 +65,14 @@ def ensure_shapes_dataset(root: str | Path = "data/shapes") -> dict[str, Path]:
         "val_annotations": root / "annotations" / "val.json",
     }
     expected = {
-        "train": {"count": SHAPES_TRAIN_IMAGES, "size": SHAPES_IMAGE_SIZE, "seed": SHAPES_SEED,
-                  "object_sizes": list(SHAPES_OBJECT_SIZES)},
-        "val": {"count": SHAPES_VAL_IMAGES, "size": SHAPES_IMAGE_SIZE, "seed": SHAPES_SEED,
-                "object_sizes": list(SHAPES_OBJECT_SIZES)},
+        split: {"count": count, "size": SHAPES_IMAGE_SIZE, "seed": SHAPES_SEED, "object_sizes": list(SHAPES_OBJECT_SIZES)}
+        for split, count in (("train", SHAPES_TRAIN_IMAGES), ("val", SHAPES_VAL_IMAGES))
     }
     found = {split: _shapes_settings(paths[f"{split}_annotations"]) for split in expected}
     if found == expected:
         print(f"[demo] dataset: {root} (already there)", flush=True)
         return paths
-    if any(found.values()) or paths["train_annotations"].is_file():
+    if paths["train_annotations"].is_file() or paths["val_annotations"].is_file():
         print(f"[demo] dataset: {root} holds another shapes set ({found}); writing the demo's", flush=True)
     start = time.perf_counter()
     make_shapes(
