@@ -1,6 +1,7 @@
 """Session fixtures of the evaluation tests."""
 
 import pytest
+
 from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 
 

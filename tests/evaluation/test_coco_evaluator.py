@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 from faster_coco_eval import COCO as FasterCOCO
 from pycocotools.coco import COCO
 
@@ -17,6 +16,8 @@ from ssdlite.evaluation import (
     CocoEvaluator,
     predictions_to_coco_results,
 )
+
+from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 
 
 def reference_per_class_ap(coco_eval) -> dict[str, float]:

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from .coco_eval_fixtures import make_coco_fixture
 from PIL import Image
 
 from ssdlite.evaluation import (
@@ -20,6 +19,8 @@ from ssdlite.evaluation import (
     plot_precision_recall,
     write_report,
 )
+
+from .coco_eval_fixtures import make_coco_fixture
 
 
 def assert_png(path, *, min_size=(200, 100)):

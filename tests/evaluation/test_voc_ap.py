@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 
 from ssdlite.evaluation import CocoEvaluator
 from ssdlite.evaluation.coco import _detection_table, _ground_truth_table
@@ -12,6 +11,8 @@ from ssdlite.evaluation.voc import (
     match_detections,
     precision_recall_curve,
 )
+
+from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 
 
 def box(x, y, w, h):
