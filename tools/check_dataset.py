@@ -27,9 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
     parser.add_argument("--images", required=True, type=Path, help="folder of the images")
     parser.add_argument("--annotations", required=True, type=Path,
-                        help="COCO json, VOC Annotations folder or YOLO labels folder")
+                        help="COCO json, VOC Annotations folder (or the VOC root) or YOLO labels folder")
     parser.add_argument("--classes", type=Path, help="class names file (YOLO: names file or dataset YAML)")
-    parser.add_argument("--split", type=Path, help="VOC only: ImageSets/Main/<split>.txt (default: every XML)")
+    parser.add_argument("--split", help="VOC only: ImageSets/Main/<split>.txt, or the split's name (default: every XML)")
     parser.add_argument("--fix-report", type=Path, help="write the summary and every problem to this JSON file")
     parser.add_argument("--plot", type=Path, help="write box-size and per-class histograms to this PNG")
     parser.add_argument("--workers", type=int, default=None, help="threads decoding images (default min(8, CPUs))")

@@ -124,6 +124,13 @@ class DatasetReport:
         return "\n".join(lines)
 
 
+ANNOTATIONS_HINT = {
+    "coco": "COCO json file",
+    "voc": "Annotations folder of the .xml files or the dataset root holding Annotations/ and JPEGImages/",
+    "yolo": "folder of the .txt label files",
+}
+
+
 def check_dataset(
     format: str,
     images_dir: str | Path,
@@ -138,21 +145,25 @@ def check_dataset(
     Args:
         format: "coco", "voc" or "yolo".
         images_dir: folder of the images.
-        annotations: COCO json file, VOC Annotations folder, or YOLO labels folder.
+        annotations: COCO json file, VOC Annotations folder (or the dataset root), or YOLO labels folder.
         classes: class list or names file (YOLO: required, names file or dataset YAML; VOC: optional, objects of
             other classes are then reported as unknown; COCO: ignored, the json's categories are used).
-        split_file: VOC only: ids to check (default every XML).
+        split_file: VOC only: ids to check, a split file or a split name of the root's ImageSets/Main (default
+            every XML).
         num_workers: threads decoding images (default min(8, CPU count)).
 
     Returns:
         DatasetReport.
 
     Raises:
-        ValueError: unknown format, YOLO without classes, or a malformed classes file.
+        ValueError: unknown format, YOLO without classes, a malformed classes file, or no annotated image.
         FileNotFoundError: a folder that does not exist.
     """
     log = ProblemLog(raise_malformed=False)
     parsed = _parse(format, Path(images_dir), Path(annotations), classes, split_file, log)
+    if not parsed.records:
+        raise ValueError(f"no annotated images found in {annotations} ({format}); give the "
+                         f"{ANNOTATIONS_HINT[format]}")
     _check_images(parsed.records, log, num_workers or min(8, os.cpu_count() or 1))
     return _report(format, images_dir, annotations, parsed, log.problems)
 
@@ -161,6 +172,7 @@ def _parse(format, images_dir, annotations, classes, split_file, log) -> ParsedD
     if format == "coco":
         return load_coco_records(images_dir, annotations, log=log)
     if format == "voc":
+        images_dir, annotations, split_file = _voc_paths(images_dir, annotations, split_file)
         ids = read_split_file(split_file) if split_file is not None else None
         return load_voc_records(images_dir, annotations, ids=ids, class_names=classes, log=log)
     if format == "yolo":
@@ -169,6 +181,23 @@ def _parse(format, images_dir, annotations, classes, split_file, log) -> ParsedD
                              "the dataset YAML)")
         return load_yolo_records(images_dir, annotations, classes=classes, log=log)
     raise ValueError(f"unknown dataset format {format!r}; use one of {FORMATS}")
+
+
+def _voc_paths(images_dir: Path, annotations: Path, split: str | Path | None) -> tuple[Path, Path, Path | None]:
+    """VOC folders given as the dataset root (JPEGImages/, Annotations/, ImageSets/Main/) become the images and XML
+    folders; a split given by name (``train``) becomes ROOT/ImageSets/Main/train.txt."""
+    root = annotations if (annotations / "Annotations").is_dir() else annotations.parent
+    if (annotations / "Annotations").is_dir():
+        annotations = annotations / "Annotations"
+    if (images_dir / "JPEGImages").is_dir():
+        images_dir = images_dir / "JPEGImages"
+    if split is not None and not Path(split).is_file():
+        named = root / "ImageSets" / "Main" / f"{split}.txt"
+        if Path(split).suffix or not named.is_file():
+            raise FileNotFoundError(f"VOC split {str(split)!r} is neither a file nor a split of {root} ({named} does "
+                                    "not exist); pass ImageSets/Main/<split>.txt or a split name such as 'trainval'")
+        split = named
+    return images_dir, annotations, Path(split) if split is not None else None
 
 
 def _check_images(records: list[ImageRecord], log: ProblemLog, num_workers: int) -> None:

@@ -91,6 +91,32 @@ def test_voc_planted_problems_and_malformed_file_does_not_stop_the_check(make_sc
     assert report.class_counts == {"cat": 3, "dog": 2, "person": 0}
 
 
+def test_voc_root_and_split_name_as_the_readers_take_them(make_scene, tmp_path):
+    paths = make_scene("voc")
+    root = tmp_path / "VOC"
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "JPEGImages").symlink_to(paths["images"])
+    (root / "Annotations").symlink_to(paths["annotations"])
+    (root / "ImageSets" / "Main" / "train.txt").write_text("000001\n000004\n")
+    report = check_dataset("voc", root, root, split_file="train")
+    assert report.num_images == 2 and report.problems == []
+    assert check_dataset("voc", root, root).num_images == 4
+    with pytest.raises(FileNotFoundError, match=r"split 'tain'.*ImageSets/Main/tain.txt does not exist"):
+        check_dataset("voc", root, root, split_file="tain")
+
+
+@pytest.mark.parametrize("format", ["coco", "voc", "yolo"])
+def test_a_dataset_with_no_annotated_image_is_an_error_not_an_empty_report(tmp_path, format):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    annotations = empty
+    if format == "coco":
+        annotations = tmp_path / "empty.json"
+        annotations.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    with pytest.raises(ValueError, match="no annotated images found"):
+        check_dataset(format, empty, annotations, classes=["a"])
+
+
 def test_yolo_planted_problems(make_scene):
     paths = make_scene("yolo")
     (paths["labels"] / "000001.txt").write_text(
@@ -157,12 +183,16 @@ def test_cli_exit_codes_report_and_plot(make_scene, tmp_path, check_tool, capsys
     assert error.startswith("error: ") and error.count("\n") == 1
 
 
-def test_plot_of_an_empty_dataset(tmp_path):
+def test_plot_of_a_dataset_without_boxes(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
-    annotations = tmp_path / "empty.json"
-    annotations.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    Image.new("RGB", (32, 24)).save(images / "background.jpg")
+    annotations = tmp_path / "no_boxes.json"
+    annotations.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "background.jpg", "width": 32, "height": 24}],
+        "annotations": [], "categories": [{"id": 1, "name": "x"}],
+    }))
     report = check_dataset("coco", images, annotations)
-    assert report.num_images == 0 and report.problems == []
+    assert report.num_images == 1 and report.num_boxes == 0 and report.problems == []
     assert plot_box_sizes(report, tmp_path / "empty.png").stat().st_size > 0
     assert len(SCENE) == 4
