@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ssdlite.complexity import human, profile
 from ssdlite.models.factory import describe_config
+from ssdlite.models.fold_bn import fold_batchnorm
 
 CARD_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "VOC07_AP50")
 
@@ -59,11 +64,27 @@ def write_model_card(facts: RunFacts, model: Any, *, path: str | Path | None = N
     return path
 
 
+@torch.inference_mode()
+def network_latency_ms(model: torch.nn.Module, image_size: int, *, calls: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of one batch-1 forward pass of the network on the CPU (BatchNorm folded, channels-last,
+    the current ``torch.get_num_threads()``); no pre- or postprocessing. ``model`` is not modified."""
+    network = fold_batchnorm(model).cpu().to(memory_format=torch.channels_last)
+    image = torch.zeros(1, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+    timings = []
+    for index in range(warmup + calls):
+        started = time.perf_counter()
+        network(image)
+        if index >= warmup:
+            timings.append(time.perf_counter() - started)
+    return 1000.0 * statistics.median(timings)
+
+
 def model_card_text(facts: RunFacts, model: Any) -> str:
     """The Markdown of the model card (see :func:`write_model_card`)."""
     config = facts.model_config
     size = int(config["image_size"])
     complexity = profile(model, size)
+    latency = network_latency_ms(model, size)
     lines = [
         f"# {facts.name}: {config.get('name')} ({config.get('backbone')} x{config.get('width_mult')}, {size}x{size})",
         "",
@@ -77,6 +98,9 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
         f"- Parameters: {complexity.params:,} ({human(complexity.params)})",
         f"- Multiply-adds: {complexity.macs:,} ({human(complexity.macs)}) per image at {size}x{size} "
         "(ssdlite.complexity)",
+        f"- CPU latency of the network: {latency:.1f} ms per image (batch 1, {torch.get_num_threads()} threads, "
+        "BatchNorm folded, no pre/postprocessing; measured when this card was written, on the training machine; "
+        "end to end by backend: `tools/benchmark.py --only latency --checkpoint CKPT`)",
         "",
         "## Data",
         "",
@@ -110,7 +134,7 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
         f"- `{Path(facts.run_dir) / 'last.ckpt'}`: the final weights (EMA when enabled); resume with "
         f"`--ckpt_path` and the same config",
         *(
-            [f"- `{facts.best_checkpoint}`: highest val/AP ({facts.best_score:.4f})"]
+            [f"- `{Path(facts.run_dir) / Path(facts.best_checkpoint).name}`: highest val/AP ({facts.best_score:.4f})"]
             if facts.best_checkpoint and facts.best_score is not None
             else []
         ),

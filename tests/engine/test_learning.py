@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,9 @@ def test_run_folder_holds_config_logs_and_model_card(learned):
     for expected in ("ssdlite_mobilenet_v2", "128x128", "Parameters:", "Multiply-adds:", "1. circle (10)",
                      "4. star (40)", "python tools/train.py --config", "| AP50 |", "16 images"):
         assert expected in card, expected
+    latency = re.search(r"CPU latency of the network: ([0-9.]+) ms per image", card)
+    assert latency and float(latency.group(1)) > 0
+    assert f"`{run_dir / 'best.ckpt'}`: highest val/AP" in card
 
 
 def test_init_from_reuses_the_weights_and_resets_the_class_head(learned, caplog):
