@@ -35,6 +35,12 @@ Measurements (the ratios are time ratios ours / reference, lower is better, exce
         ../shared/data/raccoon, else generated shapes); the ratio ours / torchvision; our full "ssd" augmentation
         and the decode rate of ``read_image`` for reference. Rounds alternate between the pipelines and the median
         round is reported, so load from other processes hits all alike.
+    classifiers: parameters and multiply-adds (ssdlite.complexity) and batch-1 latency, eager (BatchNorm folded,
+        channels-last) and ONNX Runtime, of the MobileNetV1 and MobileNetV2 classifiers (1000 classes, random
+        weights) at widths 1.0 / 0.75 / 0.5 / 0.25 (224 px) and inputs 224 / 192 / 160 / 128 (width 1.0): the
+        MobileNetV1 paper's Tables 6 and 7 for both networks.
+
+With --markdown the report is also printed as the README's comparison tables.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +309,7 @@ def measure_latency(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """End-to-end batch-1 latency of our three backends and torchvision's detectors (see the module docstring)."""
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
+    from ssdlite.complexity import profile
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
     from ssdlite.deploy.onnx_runtime import load_onnx_session
@@ -365,6 +373,7 @@ def measure_latency(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
                 "tv_ssdlite_v3": len(candidates["tv_ssdlite_v3"](frames[0])[0]["scores"]),
                 "tv_ssd_same_net": len(candidates["tv_ssd_same_net"](frames[0])[0]["scores"]),
             }
+        complexity = {"ours": profile(model, int(model.image_size)), "tv_ssdlite_v3": profile(tv_v3, 320)}
         backends = {name: predictor.describe() for name, predictor in
                     (("eager", eager), ("ort", ort), ("int8", int8), ("ort_raw_outputs", ort_raw_outputs))}
     reference = latency["tv_ssdlite_v3"]
@@ -387,8 +396,80 @@ def measure_latency(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
                 "backends": backends,
                 "detections_on_frame_0": detections,
                 "int8_calibration": str(calibration) if options.calibration_images else "generated shapes frames",
+                "complexity": {name: {"params": result.params, "macs": result.macs, "image_size": result.image_size}
+                               for name, result in complexity.items()},
             }
         },
+    }
+
+
+# ------------------------------------------------------------------------------------------------ classifiers
+
+CLASSIFIER_WIDTHS = (1.0, 0.75, 0.5, 0.25)
+CLASSIFIER_SIZES = (224, 192, 160, 128)
+
+
+def classifier_variants(smoke: bool) -> list[tuple[str, float, int]]:
+    """(name, width, size) of the classifier measurements: the MobileNetV1 paper's Table 6 (widths at 224) and
+    Table 7 (sizes at width 1.0), for MobileNetV1 and MobileNetV2 alike (smoke: width 0.25 at 64 px only)."""
+    if smoke:
+        return [(name, 0.25, 64) for name in ("mobilenet_v1", "mobilenet_v2")]
+    variants = []
+    for name in ("mobilenet_v1", "mobilenet_v2"):
+        variants += [(name, width, CLASSIFIER_SIZES[0]) for width in CLASSIFIER_WIDTHS]
+        variants += [(name, CLASSIFIER_WIDTHS[0], size) for size in CLASSIFIER_SIZES[1:]]
+    return variants
+
+
+def classifier_key(name: str, width: float, size: int) -> str:
+    """``mobilenet_v1_w1.0_224``: the key of one variant in the report."""
+    return f"{name}_w{width}_{size}"
+
+
+def measure_classifiers(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
+    """Params, MACs and batch-1 latency (eager with BatchNorm folded and channels-last; ONNX Runtime) of the
+    MobileNetV1 and MobileNetV2 classifiers (1000 classes, random weights) across width and input size."""
+    import onnxruntime as ort
+
+    from ssdlite.complexity import profile
+    from ssdlite.deploy.export import ONNX_OPSET
+    from ssdlite.deploy.onnx_runtime import session_options
+    from ssdlite.models.factory import build_classifier
+    from ssdlite.models.fold_bn import fold_batchnorm
+
+    _use_threads(options.threads)
+    calls: dict[str, Callable[[int], Any]] = {}
+    facts: dict[str, dict[str, Any]] = {}
+    inputs: dict[int, list[torch.Tensor]] = {}
+    with tempfile.TemporaryDirectory(prefix="ssdlite_benchmark_") as scratch:
+        for name, width, size in classifier_variants(options.smoke):
+            key = classifier_key(name, width, size)
+            torch.manual_seed(0)
+            model = build_classifier(name, width_mult=width).eval()
+            complexity = profile(model, size)
+            facts[key] = {"model": name, "width_mult": width, "image_size": size,
+                          "params": complexity.params, "macs": complexity.macs}
+            if size not in inputs:
+                generator = torch.Generator().manual_seed(size)
+                inputs[size] = [torch.rand(1, 3, size, size, generator=generator) * 2 - 1 for _ in range(4)]
+            path = Path(scratch) / f"{key}.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch/onnxscript)
+                torch.onnx.export(model, (inputs[size][0],), dynamo=True, opset_version=ONNX_OPSET,
+                                  input_names=["images"], optimize=True, verbose=False).save(str(path))
+            session = ort.InferenceSession(str(path), session_options(threads=options.threads),
+                                           providers=["CPUExecutionProvider"])
+            eager = fold_batchnorm(model).to(memory_format=torch.channels_last)
+            eager_inputs = [image.contiguous(memory_format=torch.channels_last) for image in inputs[size]]
+            numpy_inputs = [image.numpy() for image in inputs[size]]
+            calls[f"{key}_eager"] = lambda index, eager=eager, batch=eager_inputs: eager(batch[index])
+            calls[f"{key}_ort"] = lambda index, session=session, batch=numpy_inputs: session.run(
+                None, {"images": batch[index]})
+        with torch.inference_mode():
+            latency = _interleaved_latencies_ms(calls, list(range(4)), rounds=1 if options.smoke else 10)
+    return {
+        "latency_ms": {f"classifier_{key}": value for key, value in latency.items()},
+        "info": {"classifiers": {"threads": options.threads, "batch": 1, "variants": facts}},
     }
 
 
@@ -636,6 +717,7 @@ MEASUREMENTS: dict[str, Callable[[BenchmarkOptions], dict[str, dict[str, Any]]]]
     "evaluator": measure_evaluator,
     "int8_accuracy": measure_int8_accuracy,
     "data_pipeline": measure_data_pipeline,
+    "classifiers": measure_classifiers,
 }
 
 
@@ -713,6 +795,49 @@ def format_report(report: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_tables(report: dict[str, dict[str, Any]]) -> str:
+    """The README's comparison tables from a report (those whose measurements it holds), as Markdown."""
+    from ssdlite.complexity import human
+
+    latency, info, sections = report.get("latency_ms", {}), report.get("info", {}), []
+
+    def ms_fps(value: float) -> str:
+        return f"{value:.2f} ms ({1000.0 / value:.0f} fps)"
+
+    variants = info.get("classifiers", {}).get("variants", {})
+    if variants:
+        def row(key: str) -> str:
+            facts = variants[key]
+            return (f"| {facts['model']} | {facts['width_mult']} | {facts['image_size']} | {human(facts['params'])} | "
+                    f"{human(facts['macs'])} | {ms_fps(latency[f'classifier_{key}_eager'])} | "
+                    f"{ms_fps(latency[f'classifier_{key}_ort'])} |")
+
+        header = ("| model | width | input | params | MACs | eager (BN folded) | ONNX Runtime |\n"
+                  "|---|---|---|---|---|---|---|")
+        full = [key for key, facts in variants.items() if facts["width_mult"] == 1.0 and facts["image_size"] == 224]
+        if full:
+            sections.append("MobileNetV1 vs MobileNetV2 (1000 classes, batch 1)\n\n" + header + "\n"
+                            + "\n".join(row(key) for key in full))
+        others = [key for key in variants if key not in full]
+        if others:
+            sections.append("Width and resolution multipliers (batch 1)\n\n" + header + "\n"
+                            + "\n".join(row(key) for key in variants))
+    complexity = info.get("latency", {}).get("complexity")
+    if complexity:
+        ours, theirs = complexity["ours"], complexity["tv_ssdlite_v3"]
+        lines = [
+            "| detector | input | params | MACs | eager | ONNX Runtime | INT8 (ONNX Runtime) |",
+            "|---|---|---|---|---|---|---|",
+            f"| ours, {info['latency']['model']} | {ours['image_size']} | {human(ours['params'])} | "
+            f"{human(ours['macs'])} | {latency['ours_eager']:.2f} ms | {latency['ours_ort']:.2f} ms | "
+            f"{latency['ours_int8']:.2f} ms |",
+            f"| torchvision ssdlite320_mobilenet_v3_large | {theirs['image_size']} | {human(theirs['params'])} | "
+            f"{human(theirs['macs'])} | {latency['tv_ssdlite_v3']:.2f} ms | | |",
+        ]
+        sections.append("Detectors end to end (batch 1, uint8 frame in, detections out)\n\n" + "\n".join(lines))
+    return "\n\n".join(sections)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -728,6 +853,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny inputs and timings: checks that everything runs"
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report here")
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print the README's comparison tables (Markdown)"
+    )
     parser.add_argument("--size", type=int, default=320, help="network input side (default 320)")
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per pipeline (default 6)")
     parser.add_argument("--raccoon", type=Path, default=RACCOON_ROOT, help="VOC folder of real photos")
@@ -767,6 +895,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     report = run_benchmarks(names, options)
     text = json.dumps(report, indent=2, sort_keys=True)
     print(format_report(report))
+    if args.markdown:
+        print("\n" + markdown_tables(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n", encoding="utf-8")

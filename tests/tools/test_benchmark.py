@@ -21,7 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO_ROOT / "tools" / "benchmark.py"
 
 REQUIRED = {
-    "latency_ms": ["ours_eager", "ours_ort", "ours_int8", "tv_ssdlite_v3", "tv_ssd_same_net", "ort_raw_net"],
+    "latency_ms": [
+        "ours_eager", "ours_ort", "ours_int8", "tv_ssdlite_v3", "tv_ssd_same_net", "ort_raw_net",
+        "classifier_mobilenet_v1_w0.25_64_eager", "classifier_mobilenet_v1_w0.25_64_ort",
+        "classifier_mobilenet_v2_w0.25_64_eager", "classifier_mobilenet_v2_w0.25_64_ort",
+    ],
     "ratios": [
         "ort_vs_tv_v3",
         "eager_vs_tv_v3",
@@ -49,7 +53,7 @@ def is_number(value) -> bool:
 
 def test_smoke_report_has_every_key_as_a_number(tmp_path):
     report_path = tmp_path / "report.json"
-    completed = run_benchmark("--json", str(report_path))
+    completed = run_benchmark("--json", str(report_path), "--markdown")
     report = json.loads(report_path.read_text())
     for section, keys in REQUIRED.items():
         for key in keys:
@@ -63,6 +67,13 @@ def test_smoke_report_has_every_key_as_a_number(tmp_path):
         for key in keys:
             assert key in completed.stdout
     assert "machine:" in completed.stdout and "load average" in completed.stdout
+    # the README's tables: complexity counted by ssdlite.complexity, latency from the report
+    variants = report["info"]["classifiers"]["variants"]
+    assert variants["mobilenet_v1_w0.25_64"]["params"] < variants["mobilenet_v2_w0.25_64"]["params"]
+    complexity = report["info"]["latency"]["complexity"]
+    assert 3.3e6 < complexity["tv_ssdlite_v3"]["params"] < 3.6e6  # torchvision's documented 3.4M
+    assert "| mobilenet_v1 | 0.25 | 64 |" in completed.stdout
+    assert "| torchvision ssdlite320_mobilenet_v3_large | 320 | 3.44M |" in completed.stdout
 
 
 def test_int8_accuracy_is_measured_with_a_checkpoint_and_a_validation_set(tmp_path):
