@@ -287,7 +287,7 @@ def _bbox_params() -> A.BboxParams:
     )
 
 
-AUGMENTATIONS: tuple[str, ...] = ("ssd", "ssdlite")
+AUGMENTATIONS: tuple[str, ...] = ("ssd", "ssdlite", "ssd_no_zoom")
 
 
 def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
@@ -298,7 +298,8 @@ def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
         preset: "ssd", the SSD paper's full augmentation (zoom-out up to 4x, min-IoU crop, flip, photometric
             distortion), or "ssdlite", what the SSDLite recipes use: the TF Object Detection API's
             ssdlite_mobilenet_v2_coco config (random_horizontal_flip + ssd_random_crop) and torchvision's "ssdlite"
-            preset (RandomIoUCrop + RandomHorizontalFlip) -- min-IoU crop and flip only.
+            preset (RandomIoUCrop + RandomHorizontalFlip) -- min-IoU crop and flip only; or "ssd_no_zoom", SSD's
+            without the zoom-out (min-IoU crop, flip, photometric distortion), for data whose objects are large.
 
     Returns:
         An ``A.Compose`` taking ``image`` (uint8 HxWx3), ``bboxes`` (pascal_voc pixels), ``labels`` and
@@ -306,13 +307,12 @@ def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
     """
     if preset not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation preset {preset!r}; use one of {', '.join(AUGMENTATIONS)}")
-    full = preset == "ssd"
     steps = [
-        *([ZoomOut(max_ratio=4.0, fill=IMAGE_MEAN_RGB, p=0.5)] if full else []),
+        *([ZoomOut(max_ratio=4.0, fill=IMAGE_MEAN_RGB, p=0.5)] if preset == "ssd" else []),
         MinIoURandomCrop(),
         A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR),
         A.HorizontalFlip(p=0.5),
-        *([photometric_distort()] if full else []),
+        *([photometric_distort()] if preset in ("ssd", "ssd_no_zoom") else []),
     ]
     return A.Compose(steps, bbox_params=_bbox_params())
 

@@ -343,6 +343,7 @@ def test_ssdlite_preset_is_iou_crop_and_flip_only():
     assert {ZoomOut, MinIoURandomCrop, A.HorizontalFlip, A.ColorJitter} <= full
     assert lite == {MinIoURandomCrop, A.Resize, A.HorizontalFlip}
     assert _step_types(train_augmentation(64)) == full  # "ssd" stays the default
+    assert _step_types(train_augmentation(64, "ssd_no_zoom")) == full - {ZoomOut}
     # No colour step: every output pixel of an unflipped, uncropped run is an input pixel resized (a flat image
     # stays flat), where the photometric distortion of "ssd" changes it.
     flat = np.full((64, 64, 3), 77, dtype=np.uint8)
