@@ -3,6 +3,10 @@
 ``L = (L_loc + L_conf) / N``: smooth L1 (beta 1) over the positive default boxes plus softmax cross-entropy over the
 positives and the hardest negatives (at most ``neg_pos_ratio`` per positive, per image), both summed and divided by
 N = max(1, positives in the batch). Equal to torchvision's ``SSD.compute_loss``.
+
+``box_loss`` may replace the smooth L1 on the encoded offsets by an IoU loss on the decoded boxes: "giou"
+(Rezatofighi et al. 2019), "diou" or "ciou" (Zheng et al. 2020), computed by ``torchvision.ops``; one term per
+positive, summed and divided by N like the smooth L1.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
-from ssdlite.core.box_coder import encode
+from ssdlite.core.box_coder import decode, encode
 from ssdlite.core.matcher import match_anchors
 
 
@@ -38,6 +43,10 @@ def hard_negative_mask(classification_loss: Tensor, positive: Tensor, neg_pos_ra
     return (rank < num_negatives) & ~positive
 
 
+IOU_LOSSES = {"giou": generalized_box_iou_loss, "diou": distance_box_iou_loss, "ciou": complete_box_iou_loss}
+BOX_LOSSES = ("smooth_l1", *IOU_LOSSES)
+
+
 class MultiBoxLoss(nn.Module):
     """SSD's MultiBox loss with hard negative mining.
 
@@ -45,15 +54,24 @@ class MultiBoxLoss(nn.Module):
         neg_pos_ratio: hard negatives kept per positive (3 in the paper).
         variances: box coder variances (centre, size).
         iou_threshold: matching threshold.
+        box_loss: "smooth_l1" (the paper's, on the encoded offsets) or an IoU loss on the decoded boxes: "giou",
+            "diou", "ciou".
     """
 
     def __init__(
-        self, neg_pos_ratio: int = 3, variances: tuple[float, float] = (0.1, 0.2), iou_threshold: float = 0.5
+        self,
+        neg_pos_ratio: int = 3,
+        variances: tuple[float, float] = (0.1, 0.2),
+        iou_threshold: float = 0.5,
+        box_loss: str = "smooth_l1",
     ) -> None:
         super().__init__()
+        if box_loss not in BOX_LOSSES:
+            raise ValueError(f"unknown box_loss {box_loss!r}; use one of {', '.join(BOX_LOSSES)}")
         self.neg_pos_ratio = neg_pos_ratio
         self.variances = tuple(variances)
         self.iou_threshold = iou_threshold
+        self.box_loss = box_loss
 
     def forward(
         self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_labels: Tensor
@@ -81,11 +99,16 @@ class MultiBoxLoss(nn.Module):
         num_positives = positive.sum()
         normaliser = num_positives.clamp(min=1).to(cls_logits.dtype)
 
-        target_deltas = encode(matched_boxes, anchors.to(matched_boxes.dtype), self.variances)
-        box_loss = F.smooth_l1_loss(
-            box_deltas, target_deltas.to(box_deltas.dtype), reduction="none", beta=1.0
-        )
-        bbox_regression = torch.where(positive[..., None], box_loss, torch.zeros_like(box_loss)).sum()
+        if self.box_loss == "smooth_l1":
+            target_deltas = encode(matched_boxes, anchors.to(matched_boxes.dtype), self.variances)
+            box_loss = F.smooth_l1_loss(
+                box_deltas, target_deltas.to(box_deltas.dtype), reduction="none", beta=1.0
+            )
+            bbox_regression = torch.where(positive[..., None], box_loss, torch.zeros_like(box_loss)).sum()
+        else:
+            predicted = decode(box_deltas[positive], anchors.expand_as(box_deltas)[positive], self.variances)
+            bbox_regression = IOU_LOSSES[self.box_loss](predicted, matched_boxes[positive].to(predicted.dtype),
+                                                        reduction="sum")
 
         num_columns = cls_logits.shape[-1]
         classification_loss = F.cross_entropy(

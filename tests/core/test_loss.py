@@ -154,3 +154,37 @@ def test_half_precision_outputs_give_float32_loss_close_to_float32():
     losses = MultiBoxLoss()(cls_logits.bfloat16(), box_deltas.bfloat16(), anchors, boxes, labels)
     assert losses["loss"].dtype == torch.float32
     torch.testing.assert_close(losses["loss"], reference["loss"], rtol=2e-2, atol=0)
+
+
+@pytest.mark.parametrize("box_loss", ["giou", "diou", "ciou"])
+def test_iou_box_losses_on_the_decoded_positives(box_loss):
+    from torchvision import ops
+
+    from ssdlite.core.box_coder import decode, encode
+
+    anchors = default_boxes(DefaultBoxConfig.paper(), FEATURE_SIZES)
+    cls_logits, box_deltas, boxes, labels = random_batch(0, anchors)
+    losses = MultiBoxLoss(box_loss=box_loss)(cls_logits, box_deltas, anchors, boxes, labels)
+    reference = MultiBoxLoss()(cls_logits, box_deltas, anchors, boxes, labels)
+    torch.testing.assert_close(losses["classification"], reference["classification"])  # only the box term changes
+    # oracle: torchvision's loss on every positive default box, one at a time, over the positives of the batch
+    matched_labels, matched_boxes = match_anchors(anchors, boxes, labels)
+    positives = (matched_labels > 0).nonzero().tolist()
+    oracle = {"giou": ops.generalized_box_iou_loss, "diou": ops.distance_box_iou_loss,
+              "ciou": ops.complete_box_iou_loss}[box_loss]
+    expected = sum(
+        oracle(decode(box_deltas[b, a], anchors[a])[None], matched_boxes[b, a][None], reduction="sum")
+        for b, a in positives
+    ) / len(positives)
+    torch.testing.assert_close(losses["bbox_regression"], expected, rtol=1e-5, atol=1e-6)
+    # perfect offsets: zero box loss, finite gradients
+    perfect = encode(matched_boxes, anchors).nan_to_num(0.0).requires_grad_(True)
+    exact = MultiBoxLoss(box_loss=box_loss)(cls_logits, perfect, anchors, boxes, labels)
+    assert exact["bbox_regression"].item() < 1e-5
+    exact["loss"].backward()
+    assert torch.isfinite(perfect.grad).all()
+
+
+def test_unknown_box_loss_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown box_loss 'iou'; use one of smooth_l1, giou, diou, ciou"):
+        MultiBoxLoss(box_loss="iou")
