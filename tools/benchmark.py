@@ -818,8 +818,7 @@ def markdown_tables(report: dict[str, dict[str, Any]]) -> str:
         if full:
             sections.append("MobileNetV1 vs MobileNetV2 (1000 classes, batch 1)\n\n" + header + "\n"
                             + "\n".join(row(key) for key in full))
-        others = [key for key in variants if key not in full]
-        if others:
+        if len(variants) > len(full):
             sections.append("Width and resolution multipliers (batch 1)\n\n" + header + "\n"
                             + "\n".join(row(key) for key in variants))
     complexity = info.get("latency", {}).get("complexity")

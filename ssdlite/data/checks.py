@@ -186,9 +186,9 @@ def _parse(format, images_dir, annotations, classes, split_file, log) -> ParsedD
 def _voc_paths(images_dir: Path, annotations: Path, split: str | Path | None) -> tuple[Path, Path, Path | None]:
     """VOC folders given as the dataset root (JPEGImages/, Annotations/, ImageSets/Main/) become the images and XML
     folders; a split given by name (``train``) becomes ROOT/ImageSets/Main/train.txt."""
-    root = annotations if (annotations / "Annotations").is_dir() else annotations.parent
     if (annotations / "Annotations").is_dir():
         annotations = annotations / "Annotations"
+    root = annotations.parent
     if (images_dir / "JPEGImages").is_dir():
         images_dir = images_dir / "JPEGImages"
     if split is not None and not Path(split).is_file():
