@@ -7,6 +7,12 @@ N = max(1, positives in the batch). Equal to torchvision's ``SSD.compute_loss``.
 ``box_loss`` may replace the smooth L1 on the encoded offsets by an IoU loss on the decoded boxes: "giou"
 (Rezatofighi et al. 2019), "diou" or "ciou" (Zheng et al. 2020), computed by ``torchvision.ops``; one term per
 positive, summed and divided by N like the smooth L1.
+
+``cls_target="iou"`` makes the classification IoU-aware (the idea of Li et al. 2020's quality focal loss and
+Zhang et al. 2021's varifocal loss, kept in SSD's softmax form): a positive's target is the soft distribution
+``IoU`` on its class and ``1 - IoU`` on background, where ``IoU`` is the overlap of the box the network predicts
+there with its ground truth (no gradient through it). The class score then estimates localisation quality, so NMS
+keeps the best-placed box instead of a confident loose one. Negatives keep the hard background target.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ def hard_negative_mask(classification_loss: Tensor, positive: Tensor, neg_pos_ra
 
 IOU_LOSSES = {"giou": generalized_box_iou_loss, "diou": distance_box_iou_loss, "ciou": complete_box_iou_loss}
 BOX_LOSSES = ("smooth_l1", *IOU_LOSSES)
+CLS_TARGETS = ("label", "iou")
 
 
 class MultiBoxLoss(nn.Module):
@@ -56,6 +63,8 @@ class MultiBoxLoss(nn.Module):
         iou_threshold: matching threshold.
         box_loss: "smooth_l1" (the paper's, on the encoded offsets) or an IoU loss on the decoded boxes: "giou",
             "diou", "ciou".
+        cls_target: "label" (the paper's one-hot target) or "iou" (a positive's target is IoU on its class and
+            1 - IoU on background, IoU of its predicted box with its ground truth; see the module docstring).
     """
 
     def __init__(
@@ -64,10 +73,14 @@ class MultiBoxLoss(nn.Module):
         variances: tuple[float, float] = (0.1, 0.2),
         iou_threshold: float = 0.5,
         box_loss: str = "smooth_l1",
+        cls_target: str = "label",
     ) -> None:
         super().__init__()
         if box_loss not in BOX_LOSSES:
             raise ValueError(f"unknown box_loss {box_loss!r}; use one of {', '.join(BOX_LOSSES)}")
+        if cls_target not in CLS_TARGETS:
+            raise ValueError(f"unknown cls_target {cls_target!r}; use one of {', '.join(CLS_TARGETS)}")
+        self.cls_target = cls_target
         self.neg_pos_ratio = neg_pos_ratio
         self.variances = tuple(variances)
         self.iou_threshold = iou_threshold
@@ -114,6 +127,10 @@ class MultiBoxLoss(nn.Module):
         classification_loss = F.cross_entropy(
             cls_logits.reshape(-1, num_columns), matched_labels.reshape(-1), reduction="none"
         ).reshape(matched_labels.shape)
+        if self.cls_target == "iou":
+            classification_loss = self._iou_target_loss(
+                classification_loss, cls_logits, box_deltas, anchors, matched_labels, matched_boxes, positive
+            )
         selected = positive | hard_negative_mask(classification_loss, positive, self.neg_pos_ratio)
         classification = torch.where(
             selected, classification_loss, torch.zeros_like(classification_loss)
@@ -127,3 +144,32 @@ class MultiBoxLoss(nn.Module):
             "classification": classification,
             "num_positives": num_positives,
         }
+
+    def _iou_target_loss(
+        self,
+        classification_loss: Tensor,
+        cls_logits: Tensor,
+        box_deltas: Tensor,
+        anchors: Tensor,
+        matched_labels: Tensor,
+        matched_boxes: Tensor,
+        positive: Tensor,
+    ) -> Tensor:
+        """``classification_loss`` with the positives' entries replaced by the soft-target cross-entropy."""
+        with torch.no_grad():
+            predicted = decode(box_deltas[positive], anchors.expand_as(box_deltas)[positive], self.variances)
+            quality = _paired_iou(predicted, matched_boxes[positive].to(predicted.dtype))
+        log_probabilities = F.log_softmax(cls_logits[positive], dim=-1)  # [P, K + 1]
+        own_class = log_probabilities.gather(1, matched_labels[positive][:, None])[:, 0]
+        soft_loss = -(quality * own_class + (1.0 - quality) * log_probabilities[:, 0])
+        return classification_loss.masked_scatter(positive, soft_loss)
+
+
+def _paired_iou(boxes: Tensor, other: Tensor) -> Tensor:
+    """IoU of ``boxes[i]`` with ``other[i]`` (both Tensor[P, 4] xyxy): the diagonal of ``box_iou``."""
+    top_left = torch.maximum(boxes[:, :2], other[:, :2])
+    bottom_right = torch.minimum(boxes[:, 2:], other[:, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0.0).prod(dim=1)
+    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0.0).prod(dim=1)
+    other_area = (other[:, 2:] - other[:, :2]).clamp(min=0.0).prod(dim=1)
+    return intersection / (area + other_area - intersection).clamp(min=1e-12)

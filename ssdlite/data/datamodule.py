@@ -83,7 +83,8 @@ class DetectionDataModule(L.LightningDataModule):
         pin_memory: page-locked batches for faster host-to-GPU copies; None = when CUDA is available.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
         augment: the train augmentation: "ssd" (or True) SSD's full one, "ssdlite" the SSDLite recipes' min-IoU crop
-            + flip, "ssd_no_zoom" SSD's without the zoom-out (see ``ssdlite.data.transforms.train_augmentation``);
+            + flip, "ssd_no_zoom" SSD's without the zoom-out, "ssd_mosaic" SSD's on half the samples made mosaics
+            of four photos (see ``ssdlite.data.transforms.train_augmentation`` / ``train_transforms``);
             False trains on the evaluation transform
             (resize only) -- for memorisation tests, or data so plentiful that every image is seen about once.
 
@@ -112,7 +113,7 @@ class DetectionDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
-        augment: bool | Literal["ssd", "ssdlite", "ssd_no_zoom"] = True,
+        augment: bool | Literal["ssd", "ssdlite", "ssd_no_zoom", "ssd_mosaic"] = True,
     ) -> None:
         super().__init__()
         if format not in _FORMATS:

@@ -20,7 +20,8 @@ class DetectionDataset(Dataset):
     A Sample is a dict: ``image`` np.ndarray[H, W, 3] uint8 RGB, ``boxes`` np.ndarray[N, 4] float32 xyxy absolute
     pixels, ``labels`` np.ndarray[N] int64 in 1..K, ``image_id`` int, ``orig_size`` (h, w), ``iscrowd``
     np.ndarray[N] bool, ``difficult`` np.ndarray[N] bool (VOC only) and ``file_name`` str. ``transform`` (if any) is
-    applied to that dict.
+    applied to that dict; a transform with ``draw_extra_indices(dataset_size)`` (a mixing augmentation such as the
+    mosaic) also gets the Samples of the other images it asks for.
 
     An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file) and the next readable
     sample is returned instead; with ``strict=True`` the :class:`ImageReadError` is raised.
@@ -69,17 +70,26 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} images")
-        index %= len(self)
+        sample = self._readable_sample(index % len(self))
+        if self.transform is None:
+            return sample
+        draw_extra_indices = getattr(self.transform, "draw_extra_indices", None)
+        extra_indices = draw_extra_indices(len(self)) if draw_extra_indices is not None else []
+        if not extra_indices:
+            return self.transform(sample)
+        # A mixing augmentation (mosaic) asked for other samples of the dataset.
+        return self.transform(sample, [self._readable_sample(extra) for extra in extra_indices])
+
+    def _readable_sample(self, index: int) -> dict:
+        """The Sample of image ``index``, or of the next readable one (unreadable ones reported once)."""
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             try:
-                sample = self.load_sample(candidate)
+                return self.load_sample(candidate)
             except ImageReadError as error:
                 if self.strict:
                     raise
                 self._report_unreadable(error)
-                continue
-            return self.transform(sample) if self.transform is not None else sample
         raise ImageReadError(self.name, "none of its images can be read")
 
     def load_sample(self, index: int) -> dict:

@@ -59,6 +59,7 @@ __all__ = [
     "collate_detections",
     "eval_transforms",
     "image_to_tensor",
+    "mosaic_augmentation",
     "photometric_distort",
     "seed_augmentation",
     "train_transforms",
@@ -287,7 +288,10 @@ def _bbox_params() -> A.BboxParams:
     )
 
 
-AUGMENTATIONS: tuple[str, ...] = ("ssd", "ssdlite", "ssd_no_zoom")
+AUGMENTATIONS: tuple[str, ...] = ("ssd", "ssdlite", "ssd_no_zoom", "ssd_mosaic")
+# The mosaic's share of training samples in the "ssd_mosaic" preset (YOLOv4 / Ultralytics use mosaic on most
+# samples; half keeps the photos' own framing -- the close-ups of small datasets -- in every batch).
+MOSAIC_PROBABILITY = 0.5
 
 
 def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
@@ -299,7 +303,8 @@ def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
             distortion), or "ssdlite", what the SSDLite recipes use: the TF Object Detection API's
             ssdlite_mobilenet_v2_coco config (random_horizontal_flip + ssd_random_crop) and torchvision's "ssdlite"
             preset (RandomIoUCrop + RandomHorizontalFlip) -- min-IoU crop and flip only; or "ssd_no_zoom", SSD's
-            without the zoom-out (min-IoU crop, flip, photometric distortion), for data whose objects are large.
+            without the zoom-out (min-IoU crop, flip, photometric distortion), for data whose objects are large;
+            "ssd_mosaic" is "ssd" here, its mosaic step is :func:`mosaic_augmentation` (see ``train_transforms``).
 
     Returns:
         An ``A.Compose`` taking ``image`` (uint8 HxWx3), ``bboxes`` (pascal_voc pixels), ``labels`` and
@@ -308,13 +313,38 @@ def train_augmentation(image_size: int, preset: str = "ssd") -> A.Compose:
     if preset not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation preset {preset!r}; use one of {', '.join(AUGMENTATIONS)}")
     steps = [
-        *([ZoomOut(max_ratio=4.0, fill=IMAGE_MEAN_RGB, p=0.5)] if preset == "ssd" else []),
+        *([ZoomOut(max_ratio=4.0, fill=IMAGE_MEAN_RGB, p=0.5)] if preset in ("ssd", "ssd_mosaic") else []),
         MinIoURandomCrop(),
         A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR),
         A.HorizontalFlip(p=0.5),
-        *([photometric_distort()] if preset in ("ssd", "ssd_no_zoom") else []),
+        *([photometric_distort()] if preset != "ssdlite" else []),
     ]
     return A.Compose(steps, bbox_params=_bbox_params())
+
+
+def mosaic_augmentation(image_size: int) -> A.Compose:
+    """Four photos in a 2 x 2 grid (YOLOv4's mosaic, Bochkovskiy et al. 2020, Sec. 3.3) through ``A.Mosaic``.
+
+    Each photo is scaled to fit an S x S cell whole (``fit_mode="contain"``, the rest of the cell filled with the
+    mean colour), so no box is cut; the 2S x 2S result then goes through the usual train pipeline, whose min-IoU
+    crop picks a patch of it and resizes it to S -- objects at about half their usual scale, four photos' worth of
+    objects and backgrounds in one sample. The extra photos come in ``mosaic_metadata`` (see
+    :class:`DetectionTransform`).
+    """
+    return A.Compose(
+        [
+            A.Mosaic(
+                grid_yx=(2, 2),
+                target_size=(2 * image_size, 2 * image_size),
+                cell_shape=(image_size, image_size),
+                fit_mode="contain",
+                fill=IMAGE_MEAN_RGB,
+                interpolation=cv2.INTER_LINEAR,
+                p=1.0,
+            )
+        ],
+        bbox_params=_bbox_params(),
+    )
 
 
 def eval_augmentation(image_size: int) -> A.Compose:
@@ -355,24 +385,51 @@ class DetectionTransform:
     Args:
         augmentation: an ``A.Compose`` with ``pascal_voc`` bbox params and label fields ``labels``,
             ``box_indices`` that outputs S x S uint8 images.
+        mosaic: optional ``A.Compose`` (see :func:`mosaic_augmentation`) run first on a share ``mosaic_probability``
+            of the samples, with ``MOSAIC_EXTRA_SAMPLES`` other samples of the dataset. The transform draws when to
+            mix (:meth:`draw_extra_indices`) so that the dataset reads the other photos only then.
+        mosaic_probability: the share of samples that become mosaics.
 
     Call:
         sample: a reader sample (``image`` uint8 HxWx3 RGB, ``boxes`` float32 [N, 4] xyxy pixels, ``labels``
             int64 [N], ``image_id``, ``orig_size``, ...).
+        extra_samples: the samples :meth:`draw_extra_indices` asked for (reader samples too), or none.
 
         Returns the same dict with ``image`` float32 Tensor[3, S, S] in [-1, 1], ``boxes`` float32 Tensor[N', 4]
         xyxy normalised to [0, 1], ``labels`` int64 Tensor[N'], per-box ``iscrowd`` / ``difficult`` (when present)
-        as bool Tensor[N'] kept aligned; every other key (``image_id``, ``orig_size``, ``file_name``) unchanged.
+        as bool Tensor[N'] kept aligned; every other key (``image_id``, ``orig_size``, ``file_name``) unchanged
+        (a mosaic keeps the first sample's).
     """
 
-    def __init__(self, augmentation: A.Compose) -> None:
-        self.augmentation = augmentation
+    MOSAIC_EXTRA_SAMPLES = 3
 
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        boxes = np.asarray(sample["boxes"], dtype=np.float32).reshape(-1, 4)
-        labels = np.asarray(sample["labels"], dtype=np.int64).reshape(-1)
+    def __init__(
+        self, augmentation: A.Compose, mosaic: A.Compose | None = None, mosaic_probability: float = 0.0
+    ) -> None:
+        if mosaic is not None and not 0.0 <= mosaic_probability <= 1.0:
+            raise ValueError(f"mosaic_probability must be in [0, 1], got {mosaic_probability}")
+        self.augmentation = augmentation
+        self.mosaic = mosaic
+        self.mosaic_probability = mosaic_probability if mosaic is not None else 0.0
+        self._random = random.Random()
+
+    def draw_extra_indices(self, dataset_size: int) -> list[int]:
+        """Which other samples of a dataset of ``dataset_size`` the next call mixes in (empty: none)."""
+        if self.mosaic_probability <= 0.0 or dataset_size < 1 or self._random.random() >= self.mosaic_probability:
+            return []
+        return [self._random.randrange(dataset_size) for _ in range(self.MOSAIC_EXTRA_SAMPLES)]
+
+    def __call__(self, sample: dict[str, Any], extra_samples: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        boxes, labels = _sample_boxes(sample)
+        image = sample["image"]
+        per_box = {key: np.asarray(sample[key], dtype=bool).reshape(-1) for key in _PER_BOX_FIELDS
+                   if sample.get(key) is not None}
+        if extra_samples:
+            if self.mosaic is None:
+                raise ValueError(f"{type(self).__name__} got extra samples but has no mosaic step")
+            image, boxes, labels, per_box = self._mix(sample, extra_samples, per_box)
         augmented = self.augmentation(
-            image=sample["image"],
+            image=image,
             bboxes=boxes,
             labels=labels,
             box_indices=np.arange(len(boxes), dtype=np.int64),
@@ -386,24 +443,82 @@ class DetectionTransform:
         result["image"] = image_to_tensor(image)
         result["boxes"] = torch.from_numpy(np.clip(out_boxes, 0.0, 1.0))
         result["labels"] = torch.from_numpy(np.asarray(augmented["labels"], dtype=np.int64).reshape(-1))
-        for key in _PER_BOX_FIELDS:
-            if sample.get(key) is not None:
-                result[key] = torch.from_numpy(np.asarray(sample[key], dtype=bool).reshape(-1)[kept])
+        for key, values in per_box.items():
+            result[key] = torch.from_numpy(values[kept])
         return result
+
+    def _mix(
+        self, sample: dict[str, Any], extra_samples: Sequence[dict[str, Any]], per_box: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """The mosaic of ``sample`` and ``extra_samples``: image, pixel boxes, labels and per-box fields."""
+        samples = [sample, *extra_samples]
+        offsets = np.cumsum([0] + [len(_sample_boxes(item)[1]) for item in samples])
+        metadata = []
+        for item, offset in zip(extra_samples, offsets[1:]):
+            item_boxes, item_labels = _sample_boxes(item)
+            metadata.append({
+                "image": item["image"],
+                "bboxes": item_boxes,
+                "labels": item_labels,
+                "box_indices": np.arange(offset, offset + len(item_boxes), dtype=np.int64),
+            })
+        boxes, labels = _sample_boxes(sample)
+        mixed = self.mosaic(
+            image=sample["image"],
+            bboxes=boxes,
+            labels=labels,
+            box_indices=np.arange(len(boxes), dtype=np.int64),
+            mosaic_metadata=metadata,
+        )
+        origin = np.asarray(mixed["box_indices"], dtype=np.int64).reshape(-1)
+        mixed_per_box = {}
+        for key in per_box:
+            values = np.concatenate([
+                np.asarray(item[key], dtype=bool).reshape(-1) if item.get(key) is not None
+                else np.zeros(len(_sample_boxes(item)[1]), dtype=bool)
+                for item in samples
+            ])
+            mixed_per_box[key] = values[origin]
+        return (
+            mixed["image"],
+            np.asarray(mixed["bboxes"], dtype=np.float32).reshape(-1, 4),
+            np.asarray(mixed["labels"], dtype=np.int64).reshape(-1),
+            mixed_per_box,
+        )
 
     def set_random_seed(self, seed: int | None) -> None:
         """Re-seeds the augmentation (DataLoader workers call this, see ``datamodule.seed_worker``)."""
         seed_augmentation(self.augmentation, seed)
+        if self.mosaic is not None:
+            seed_augmentation(self.mosaic, None if seed is None else seed + 1)
+        self._random.seed(None if seed is None else seed + 2)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.augmentation!r})"
+        mosaic = f", mosaic={self.mosaic!r}, mosaic_probability={self.mosaic_probability}" if self.mosaic else ""
+        return f"{type(self).__name__}({self.augmentation!r}{mosaic})"
+
+
+def _sample_boxes(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A reader sample's boxes (float32 [N, 4] pixels) and labels (int64 [N])."""
+    boxes = np.asarray(sample["boxes"], dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray(sample["labels"], dtype=np.int64).reshape(-1)
+    return boxes, labels
 
 
 def train_transforms(image_size: int, preset: str = "ssd") -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The train augmentation ``preset`` ("ssd" or "ssdlite", see ``train_augmentation``) at ``image_size``.
+    """The train augmentation ``preset`` (see ``train_augmentation``) at ``image_size``.
+
+    "ssd_mosaic" is "ssd" whose input is, for ``MOSAIC_PROBABILITY`` of the samples, a mosaic of four photos
+    (:func:`mosaic_augmentation`; the dataset hands the transform the other three, see ``DetectionDataset``).
 
     Returns a ``DetectionTransform``.
     """
+    if preset == "ssd_mosaic":
+        return DetectionTransform(
+            train_augmentation(image_size, preset),
+            mosaic=mosaic_augmentation(image_size),
+            mosaic_probability=MOSAIC_PROBABILITY,
+        )
     return DetectionTransform(train_augmentation(image_size, preset))
 
 

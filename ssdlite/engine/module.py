@@ -81,6 +81,8 @@ class SSDLiteModule(L.LightningModule):
         ema_warmup_steps: time constant of the EMA decay warm-up, in optimizer steps.
         neg_pos_ratio: hard negatives per positive in the classification loss.
         box_loss: "smooth_l1" (the paper's) or an IoU loss on the decoded boxes, "giou", "diou" or "ciou".
+        cls_target: "label" (the paper's one-hot classification target) or "iou" (IoU-aware: a positive's target
+            is the IoU of its predicted box on its class, the rest on background; see ``MultiBoxLoss``).
         bn_calibration_batches: training batches whose statistics replace the BatchNorm running averages of the
             evaluated network before each validation (0: keep the running averages).
         eval_backend: COCO evaluation backend for validation, "faster" (faster-coco-eval) or "pycocotools"
@@ -115,6 +117,7 @@ class SSDLiteModule(L.LightningModule):
         ema_warmup_steps: float = 2000.0,
         neg_pos_ratio: int = 3,
         box_loss: Literal["smooth_l1", "giou", "diou", "ciou"] = "smooth_l1",
+        cls_target: Literal["label", "iou"] = "label",
         bn_calibration_batches: int = 20,
         eval_backend: Literal["faster", "pycocotools"] = "faster",
         channels_last: bool = False,
@@ -144,7 +147,7 @@ class SSDLiteModule(L.LightningModule):
             rank_zero_info(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
         self.class_names = class_names
         self.category_ids = category_ids
-        self.criterion = MultiBoxLoss(neg_pos_ratio=neg_pos_ratio, box_loss=box_loss)
+        self.criterion = MultiBoxLoss(neg_pos_ratio=neg_pos_ratio, box_loss=box_loss, cls_target=cls_target)
         self.ema_model = ModelEMA(self.model, decay=ema_decay, warmup_steps=ema_warmup_steps) if ema else None
         self.detection_settings = DetectionSettings()
         self.last_val_metrics: dict[str, Any] = {}

@@ -188,3 +188,39 @@ def test_iou_box_losses_on_the_decoded_positives(box_loss):
 def test_unknown_box_loss_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown box_loss 'iou'; use one of smooth_l1, giou, diou, ciou"):
         MultiBoxLoss(box_loss="iou")
+
+
+def test_iou_aware_classification_targets():
+    from ssdlite.core.box_coder import decode, encode
+
+    anchors = default_boxes(DefaultBoxConfig.paper(), FEATURE_SIZES)
+    cls_logits, box_deltas, boxes, labels = random_batch(1, anchors)
+    cls_logits.requires_grad_(True)
+    losses = MultiBoxLoss(cls_target="iou")(cls_logits, box_deltas, anchors, boxes, labels)
+    reference = MultiBoxLoss()(cls_logits, box_deltas, anchors, boxes, labels)
+    torch.testing.assert_close(losses["bbox_regression"], reference["bbox_regression"])  # only the class term
+    # oracle, box by box: torchvision's box_iou for the quality, soft-target cross-entropy for each positive and
+    # the one-hot one for the hard negatives, which are the same as with one-hot targets
+    matched_labels, matched_boxes = match_anchors(anchors, boxes, labels)
+    positive = matched_labels > 0
+    hard = torch.nn.functional.cross_entropy(cls_logits.detach().transpose(1, 2), matched_labels, reduction="none")
+    expected = 0.0
+    for b, a in positive.nonzero().tolist():
+        quality = box_iou(decode(box_deltas[b, a], anchors[a])[None], matched_boxes[b, a][None])[0, 0]
+        target = torch.zeros(NUM_COLUMNS)
+        target[matched_labels[b, a]], target[0] = quality, 1 - quality
+        expected = expected + torch.nn.functional.cross_entropy(cls_logits[b, a].detach()[None], target[None])
+    from ssdlite.core.loss import hard_negative_mask
+
+    expected = expected + hard[hard_negative_mask(hard, positive, 3)].sum()
+    torch.testing.assert_close(losses["classification"], expected / positive.sum(), rtol=1e-5, atol=1e-6)
+    losses["loss"].backward()
+    assert torch.isfinite(cls_logits.grad).all()
+    # Perfectly placed boxes (IoU 1) make the soft target the one-hot one.
+    perfect = encode(matched_boxes, anchors).nan_to_num(0.0)
+    torch.testing.assert_close(
+        MultiBoxLoss(cls_target="iou")(cls_logits, perfect, anchors, boxes, labels)["classification"],
+        MultiBoxLoss()(cls_logits, perfect, anchors, boxes, labels)["classification"],
+    )
+    with pytest.raises(ValueError, match="unknown cls_target 'soft'; use one of label, iou"):
+        MultiBoxLoss(cls_target="soft")

@@ -185,3 +185,9 @@ def test_augment_presets_are_chosen_by_name(shapes):
     module.setup("fit")
     steps = [type(step).__name__ for step in module.train_dataset.transform.augmentation.transforms]
     assert steps == ["MinIoURandomCrop", "Resize", "HorizontalFlip"]
+    # The mosaic preset: batches keep the contract when half the samples are mosaics made in a worker.
+    module = _coco_module(shapes, augment="ssd_mosaic", num_workers=1, persistent_workers=False)
+    module.setup("fit")
+    assert module.train_dataset.transform.mosaic_probability == 0.5
+    for batch in module.train_dataloader():
+        _check_batch(batch, batch_size=batch["images"].shape[0], num_classes=module.num_classes)

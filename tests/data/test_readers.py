@@ -349,6 +349,34 @@ def test_transform_receives_the_sample_and_dataset_pickles(make_scene):
     assert restored[2]["tag"] == 30 and len(restored) == len(dataset)
 
 
+class MixingTransform:
+    """Asks for given other samples (as the mosaic does) and records what it was handed."""
+
+    def __init__(self, extra_indices):
+        self.extra_indices = list(extra_indices)
+
+    def draw_extra_indices(self, dataset_size):
+        assert dataset_size == 4
+        return self.extra_indices
+
+    def __call__(self, sample, extra_samples=()):
+        return {"first": sample["file_name"], "extras": [extra["file_name"] for extra in extra_samples]}
+
+
+def test_a_mixing_transform_gets_the_other_samples_it_asks_for(make_scene):
+    paths = make_scene("coco")
+    dataset = CocoDetection(paths["images"], paths["annotations"], transform=MixingTransform([3, 0, 0]))
+    assert dataset[1] == {"first": "000002.jpg", "extras": ["000004.jpg", "000001.jpg", "000001.jpg"]}
+    dataset.transform = MixingTransform([])  # not mixing this time: called with the sample alone
+    assert dataset[1] == {"first": "000002.jpg", "extras": []}
+    # An unreadable extra photo is reported and replaced by the next readable one, like a sample.
+    truncated = paths["images"] / "000001.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    dataset.transform = MixingTransform([0, 2])
+    with pytest.warns(DatasetWarning, match="000001.jpg"):
+        assert dataset[1] == {"first": "000002.jpg", "extras": ["000002.jpg", "000003.jpg"]}
+
+
 @pytest.mark.parametrize("format", ["coco", "voc", "yolo"])
 def test_to_coco_is_ground_truth_pycocotools_scores_perfectly(make_scene, format):
     dataset = build(format, make_scene(format))

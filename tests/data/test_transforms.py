@@ -15,6 +15,7 @@ from ssdlite.data.transforms import (
     ZoomOut,
     collate_detections,
     eval_transforms,
+    mosaic_augmentation,
     photometric_distort,
     seed_augmentation,
     train_augmentation,
@@ -344,6 +345,7 @@ def test_ssdlite_preset_is_iou_crop_and_flip_only():
     assert lite == {MinIoURandomCrop, A.Resize, A.HorizontalFlip}
     assert _step_types(train_augmentation(64)) == full  # "ssd" stays the default
     assert _step_types(train_augmentation(64, "ssd_no_zoom")) == full - {ZoomOut}
+    assert _step_types(train_augmentation(64, "ssd_mosaic")) == full  # + the mosaic step, see the mosaic tests
     # No colour step: every output pixel of an unflipped, uncropped run is an input pixel resized (a flat image
     # stays flat), where the photometric distortion of "ssd" changes it.
     flat = np.full((64, 64, 3), 77, dtype=np.uint8)
@@ -355,3 +357,94 @@ def test_ssdlite_preset_is_iou_crop_and_flip_only():
         assert (out["image"] == 77).all()
     with pytest.raises(ValueError, match="augmentation preset 'heavy'"):
         train_augmentation(64, "heavy")
+
+
+# ------------------------------------------------------------------------------------------------------ mosaic
+
+def _flat_photo(height: int, width: int, label: int, *, flag: bool = False):
+    """A grey photo with one box filled with a colour that encodes its label (a reader sample)."""
+    image = np.full((height, width, 3), 60, dtype=np.uint8)
+    x1, y1, x2, y2 = width // 4, height // 5, 3 * width // 4, 4 * height // 5
+    image[y1:y2, x1:x2] = (40 * label, 255 - 40 * label, 200)
+    return {
+        "image": image,
+        "boxes": np.array([[x1, y1, x2, y2]], dtype=np.float32),
+        "labels": np.array([label], dtype=np.int64),
+        "difficult": np.array([flag]),
+        "image_id": label,
+        "orig_size": (height, width),
+        "file_name": f"{label}.jpg",
+    }
+
+
+def test_mosaic_puts_four_photos_whole_in_a_grid_and_boxes_follow_their_pixels():
+    size = 64
+    photos = [_flat_photo(90, 150, 1), _flat_photo(120, 80, 2), _flat_photo(64, 64, 3), _flat_photo(200, 100, 4)]
+    mosaic = mosaic_augmentation(size)
+    seed_augmentation(mosaic, 0)
+    out = mosaic(
+        image=photos[0]["image"], bboxes=photos[0]["boxes"], labels=photos[0]["labels"], box_indices=[0],
+        mosaic_metadata=[
+            {"image": p["image"], "bboxes": p["boxes"], "labels": p["labels"], "box_indices": [index]}
+            for index, p in enumerate(photos[1:], start=1)
+        ],
+    )
+    image, boxes = out["image"], np.asarray(out["bboxes"])
+    assert image.shape == (2 * size, 2 * size, 3)
+    # Every photo is there whole ("contain"): one box per photo, its label and index kept together.
+    assert sorted(np.asarray(out["labels"]).tolist()) == [1, 2, 3, 4]
+    np.testing.assert_array_equal(np.asarray(out["labels"]), np.asarray(out["box_indices"]) + 1)
+    cells = set()
+    for box, label in zip(boxes, out["labels"]):
+        x1, y1, x2, y2 = box
+        # Each photo is scaled to fit its cell: the box keeps its aspect ratio (up to rounding)...
+        photo = photos[int(label) - 1]
+        px1, py1, px2, py2 = photo["boxes"][0]
+        assert (x2 - x1) / (y2 - y1) == pytest.approx((px2 - px1) / (py2 - py1), rel=0.1)
+        # ... lies inside one cell, and covers exactly the pixels of the box's colour.
+        cells.add((int(x1 // size), int(y1 // size)))
+        assert int((x2 - 1e-3) // size) == int(x1 // size) and int((y2 - 1e-3) // size) == int(y1 // size)
+        colour = np.array((40 * label, 255 - 40 * label, 200))
+        inside = image[int(np.ceil(y1)) + 1 : int(y2) - 1, int(np.ceil(x1)) + 1 : int(x2) - 1].reshape(-1, 3)
+        assert inside.size and (np.abs(inside.astype(int) - colour).max(axis=1) <= 2).all()
+        painted = (np.abs(image.astype(int) - colour).max(axis=2) <= 2)
+        found = _mask_box(painted)
+        np.testing.assert_allclose(found, box, atol=1.5)
+    assert cells == {(0, 0), (1, 0), (0, 1), (1, 1)}
+    # What the cells leave uncovered is the mean colour.
+    assert (np.abs(image.astype(float) - IMAGE_MEAN_RGB).max(axis=2) <= 1).any()
+
+
+def test_mosaic_transform_mixes_on_its_share_of_samples_and_per_box_fields_follow():
+    size = 96
+    transform = train_transforms(size, "ssd_mosaic")
+    transform.set_random_seed(3)
+    draws = [transform.draw_extra_indices(10) for _ in range(400)]
+    mixed = [indices for indices in draws if indices]
+    assert all(len(indices) == 3 and all(0 <= i < 10 for i in indices) for indices in mixed)
+    assert 0.4 < len(mixed) / len(draws) < 0.6  # MOSAIC_PROBABILITY = 0.5
+    assert train_transforms(size, "ssd").draw_extra_indices(10) == []
+    # Only photo 3 is difficult: the flag must travel with label 3 wherever the boxes end up.
+    photos = [_flat_photo(100, 140, label, flag=label == 3) for label in (1, 2, 3, 4)]
+    seen_labels = set()
+    for _ in range(40):
+        out = transform(photos[0], photos[1:])
+        labels = out["labels"].numpy()
+        seen_labels |= set(labels.tolist())
+        np.testing.assert_array_equal(out["difficult"].numpy(), labels == 3)
+        assert out["image"].shape == (3, size, size) and out["image_id"] == 1
+        assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all()
+    assert seen_labels == {1, 2, 3, 4}
+    with pytest.raises(ValueError, match="no mosaic step"):
+        train_transforms(size, "ssd")(photos[0], photos[1:])
+
+
+def test_mosaic_transform_is_reproducible_for_a_seed():
+    photos = [_flat_photo(100, 140, label) for label in (1, 2, 3, 4)]
+    first, second = train_transforms(64, "ssd_mosaic"), train_transforms(64, "ssd_mosaic")
+    first.set_random_seed(5)
+    second.set_random_seed(5)
+    for _ in range(6):
+        assert first.draw_extra_indices(50) == second.draw_extra_indices(50)
+        a, b = first(photos[0], photos[1:]), second(photos[0], photos[1:])
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["boxes"], b["boxes"])
