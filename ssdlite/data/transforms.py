@@ -427,7 +427,7 @@ class DetectionTransform:
         if extra_samples:
             if self.mosaic is None:
                 raise ValueError(f"{type(self).__name__} got extra samples but has no mosaic step")
-            image, boxes, labels, per_box = self._mix(sample, extra_samples, per_box)
+            image, boxes, labels, per_box = self._mix(sample, (boxes, labels), extra_samples, per_box)
         augmented = self.augmentation(
             image=image,
             bboxes=boxes,
@@ -448,37 +448,39 @@ class DetectionTransform:
         return result
 
     def _mix(
-        self, sample: dict[str, Any], extra_samples: Sequence[dict[str, Any]], per_box: dict[str, np.ndarray]
+        self,
+        sample: dict[str, Any],
+        sample_boxes: tuple[np.ndarray, np.ndarray],
+        extra_samples: Sequence[dict[str, Any]],
+        per_box: dict[str, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """The mosaic of ``sample`` and ``extra_samples``: image, pixel boxes, labels and per-box fields."""
+        """The mosaic of ``sample`` (its boxes and labels given) and ``extra_samples``: image, pixel boxes, labels
+        and per-box fields. Box indices run through all the samples' boxes in order, so per-box fields follow."""
         samples = [sample, *extra_samples]
-        offsets = np.cumsum([0] + [len(_sample_boxes(item)[1]) for item in samples])
-        metadata = []
-        for item, offset in zip(extra_samples, offsets[1:]):
-            item_boxes, item_labels = _sample_boxes(item)
-            metadata.append({
-                "image": item["image"],
-                "bboxes": item_boxes,
-                "labels": item_labels,
-                "box_indices": np.arange(offset, offset + len(item_boxes), dtype=np.int64),
-            })
-        boxes, labels = _sample_boxes(sample)
+        parts = [sample_boxes, *(_sample_boxes(item) for item in extra_samples)]
+        offsets = np.cumsum([0] + [len(labels) for _, labels in parts])
+        metadata = [
+            {"image": item["image"], "bboxes": boxes, "labels": labels,
+             "box_indices": np.arange(offset, offset + len(labels), dtype=np.int64)}
+            for item, (boxes, labels), offset in zip(extra_samples, parts[1:], offsets[1:])
+        ]
+        boxes, labels = sample_boxes
         mixed = self.mosaic(
             image=sample["image"],
             bboxes=boxes,
             labels=labels,
-            box_indices=np.arange(len(boxes), dtype=np.int64),
+            box_indices=np.arange(len(labels), dtype=np.int64),
             mosaic_metadata=metadata,
         )
         origin = np.asarray(mixed["box_indices"], dtype=np.int64).reshape(-1)
-        mixed_per_box = {}
-        for key in per_box:
-            values = np.concatenate([
+        mixed_per_box = {
+            key: np.concatenate([
                 np.asarray(item[key], dtype=bool).reshape(-1) if item.get(key) is not None
-                else np.zeros(len(_sample_boxes(item)[1]), dtype=bool)
-                for item in samples
-            ])
-            mixed_per_box[key] = values[origin]
+                else np.zeros(len(item_labels), dtype=bool)
+                for item, (_, item_labels) in zip(samples, parts)
+            ])[origin]
+            for key in per_box
+        }
         return (
             mixed["image"],
             np.asarray(mixed["bboxes"], dtype=np.float32).reshape(-1, 4),
