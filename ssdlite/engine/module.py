@@ -73,6 +73,8 @@ class SSDLiteModule(L.LightningModule):
             null: use ``lr`` as it is.
         momentum: SGD / RMSprop momentum (AdamW beta1).
         weight_decay: L2 weight decay of conv weights (BatchNorm parameters and biases get none).
+        weight_decay_overrides: another decay for the conv weights under a module of the network, by dotted name
+            (say ``{regression_head: 4.0e-5}``); the longest matching name wins.
         warmup_epochs: length of the linear warm-up, in epochs (fractions allowed).
         warmup_start_factor: learning-rate factor at the first step.
         min_lr_factor: learning-rate factor at the end of the cosine decay.
@@ -109,6 +111,7 @@ class SSDLiteModule(L.LightningModule):
         base_batch_size: int | None = None,
         momentum: float = 0.9,
         weight_decay: float = 4e-5,
+        weight_decay_overrides: dict[str, float] | None = None,
         warmup_epochs: float = 1.0,
         warmup_start_factor: float = 0.001,
         min_lr_factor: float = 0.0,
@@ -145,6 +148,7 @@ class SSDLiteModule(L.LightningModule):
             rank_zero_info(finetune.load_compatible_weights(self.model, init_from, class_names=class_names).summary())
         if freeze_backbone:
             rank_zero_info(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
+        parameter_groups(self.model, weight_decay=weight_decay, overrides=weight_decay_overrides)  # names checked now
         self.class_names = class_names
         self.category_ids = category_ids
         self.criterion = MultiBoxLoss(neg_pos_ratio=neg_pos_ratio, box_loss=box_loss, cls_target=cls_target)
@@ -338,7 +342,9 @@ class SSDLiteModule(L.LightningModule):
         lr = scaled_learning_rate(hparams.lr, global_batch_size=global_batch, base_batch_size=hparams.base_batch_size)
         optimizer = build_optimizer(
             hparams.optimizer,
-            parameter_groups(self.model, weight_decay=hparams.weight_decay),
+            parameter_groups(
+                self.model, weight_decay=hparams.weight_decay, overrides=hparams.weight_decay_overrides
+            ),
             lr=lr,
             momentum=hparams.momentum,
         )
@@ -362,6 +368,7 @@ class SSDLiteModule(L.LightningModule):
         rank_zero_info(
             f"{hparams.optimizer}: lr {lr:g}{scaling}; warm-up {scheduler.warmup_steps} steps, cosine decay "
             f"{length}; weight decay {hparams.weight_decay:g}"
+            + "".join(f", {decay:g} in {name}" for name, decay in (hparams.weight_decay_overrides or {}).items())
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

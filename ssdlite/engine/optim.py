@@ -7,7 +7,7 @@ than two dimensions) get none, as in the TF Object Detection API (its l2_regular
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import torch
@@ -17,26 +17,46 @@ OptimizerName = Literal["sgd", "adamw", "rmsprop"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw", "rmsprop")
 
 
-def parameter_groups(model: nn.Module, *, weight_decay: float) -> list[dict]:
-    """Splits the trainable parameters of ``model`` into a decayed and a non-decayed group.
+def parameter_groups(
+    model: nn.Module, *, weight_decay: float, overrides: Mapping[str, float] | None = None
+) -> list[dict]:
+    """Splits the trainable parameters of ``model`` into groups by weight decay.
 
     Args:
         model: the network.
         weight_decay: decay of the conv / linear weights (parameters with ``ndim >= 2``).
+        overrides: decay of the conv / linear weights under a module, by its dotted name in ``model`` (say
+            ``{"regression_head": 4e-5}``); the longest matching name wins. Norms and biases stay undecayed.
 
     Returns:
-        ``[{"params": weights, "weight_decay": weight_decay}, {"params": norms_and_biases, "weight_decay": 0.0}]``,
-        empty groups left out; frozen parameters (``requires_grad=False``) are not included.
+        One group per distinct decay, ``{"params": [...], "weight_decay": d}``, the main weights first and the
+        norms and biases (decay 0) last; empty groups left out; frozen parameters (``requires_grad=False``) are not
+        included.
+
+    Raises:
+        ValueError: an override names no module of ``model``.
     """
-    decayed, not_decayed = [], []
-    for parameter in model.parameters():
+    overrides = dict(overrides or {})
+    modules = dict(model.named_modules())
+    unknown = sorted(name for name in overrides if not name or name not in modules)
+    if unknown:
+        children = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(
+            f"weight_decay_overrides: no module named {', '.join(map(repr, unknown))} in "
+            f"{type(model).__name__}; use a dotted module name such as one of: {children}"
+        )
+    decays = {weight_decay: [], **{decay: [] for decay in overrides.values()}}
+    not_decayed = []
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (decayed if parameter.ndim >= 2 else not_decayed).append(parameter)
-    groups = [
-        {"params": decayed, "weight_decay": weight_decay},
-        {"params": not_decayed, "weight_decay": 0.0},
-    ]
+        if parameter.ndim < 2:
+            not_decayed.append(parameter)
+            continue
+        owners = [prefix for prefix in overrides if name.startswith(prefix + ".")]
+        decays[overrides[max(owners, key=len)] if owners else weight_decay].append(parameter)
+    groups = [{"params": params, "weight_decay": decay} for decay, params in decays.items()]
+    groups.append({"params": not_decayed, "weight_decay": 0.0})
     return [group for group in groups if group["params"]]
 
 

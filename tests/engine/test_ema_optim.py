@@ -63,6 +63,30 @@ def test_no_weight_decay_on_batchnorm_and_biases():
         build_optimizer("lamb", [decayed], lr=0.01)
 
 
+def test_weight_decay_overrides_follow_the_longest_module_name_and_reject_unknown_names():
+    model = build_model("ssdlite_mobilenet_v2", num_classes=3, width_mult=0.35, image_size=128)
+    overrides = {"regression_head": 4e-5, "regression_head.5": 0.0}
+    groups = parameter_groups(model, weight_decay=5e-4, overrides=overrides)
+    decay_of = {id(p): group["weight_decay"] for group in groups for p in group["params"]}
+    assert len(decay_of) == len(list(model.parameters()))
+    for name, parameter in model.named_parameters():
+        if parameter.ndim < 2:
+            expected = 0.0
+        elif name.startswith("regression_head.5."):
+            expected = 0.0
+        elif name.startswith("regression_head."):
+            expected = 4e-5
+        else:
+            expected = 5e-4
+        assert decay_of[id(parameter)] == expected, name
+    assert sum(1 for name, p in model.named_parameters() if p.ndim >= 2 and name.startswith("regression_head.")) > 2
+    optimizer = build_optimizer("sgd", groups, lr=0.01)
+    assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.0, 0.0, 4e-5, 5e-4]
+    for bad in ({"regresion_head": 4e-5}, {"": 4e-5}, {"regression": 4e-5}):
+        with pytest.raises(ValueError, match="no module named .*regression_head"):
+            parameter_groups(model, weight_decay=5e-4, overrides=bad)
+
+
 def save_model_file(model, path, class_names):
     torch.save({"model_config": model.config, "state_dict": model.state_dict(), "class_names": class_names,
                 "category_ids": list(range(1, len(class_names) + 1))}, path)
