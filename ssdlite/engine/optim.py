@@ -7,6 +7,7 @@ than two dimensions) get none, as in the TF Object Detection API (its l2_regular
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
@@ -34,9 +35,12 @@ def parameter_groups(
         included.
 
     Raises:
-        ValueError: an override names no module of ``model``.
+        ValueError: an override names no module of ``model``, or a decay is negative or not finite.
     """
     overrides = dict(overrides or {})
+    for key, decay in [("weight_decay", weight_decay), *((f"weight_decay_overrides.{n}", d) for n, d in overrides.items())]:
+        if not math.isfinite(decay) or decay < 0:
+            raise ValueError(f"{key} must be a finite number >= 0, got {decay}")
     modules = dict(model.named_modules())
     unknown = sorted(name for name in overrides if not name or name not in modules)
     if unknown:

@@ -85,6 +85,10 @@ def test_weight_decay_overrides_follow_the_longest_module_name_and_reject_unknow
     for bad in ({"regresion_head": 4e-5}, {"": 4e-5}, {"regression": 4e-5}):
         with pytest.raises(ValueError, match="no module named .*regression_head"):
             parameter_groups(model, weight_decay=5e-4, overrides=bad)
+    # torch's SGD checks only its default decay, not the groups': a negative one would grow the weights silently.
+    for decay, overrides in ((-1e-4, None), (float("nan"), None), (5e-4, {"regression_head": -4e-5})):
+        with pytest.raises(ValueError, match="weight_decay.* must be a finite number >= 0"):
+            parameter_groups(model, weight_decay=decay, overrides=overrides)
 
 
 def save_model_file(model, path, class_names):
