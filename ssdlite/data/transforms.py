@@ -326,9 +326,9 @@ def mosaic_augmentation(image_size: int) -> A.Compose:
     """Four photos in a 2 x 2 grid (YOLOv4's mosaic, Bochkovskiy et al. 2020, Sec. 3.3) through ``A.Mosaic``.
 
     Each photo is scaled to fit an S x S cell whole (``fit_mode="contain"``, the rest of the cell filled with the
-    mean colour), so no box is cut; the 2S x 2S result then goes through the usual train pipeline, whose min-IoU
-    crop picks a patch of it and resizes it to S -- objects at about half their usual scale, four photos' worth of
-    objects and backgrounds in one sample. The extra photos come in ``mosaic_metadata`` (see
+    mean colour), so no box is cut; the 2S x 2S result then goes through SSD's pipeline without the zoom-out,
+    whose min-IoU crop picks a patch of it and resizes it to S -- objects at about half their usual scale, four
+    photos' worth of objects and backgrounds in one sample. The extra photos come in ``mosaic_metadata`` (see
     :class:`DetectionTransform`).
     """
     return A.Compose(
@@ -389,6 +389,7 @@ class DetectionTransform:
             of the samples, with ``MOSAIC_EXTRA_SAMPLES`` other samples of the dataset. The transform draws when to
             mix (:meth:`draw_extra_indices`) so that the dataset reads the other photos only then.
         mosaic_probability: the share of samples that become mosaics.
+        after_mosaic: the pipeline a mosaic goes through instead of ``augmentation`` (default: ``augmentation``).
 
     Call:
         sample: a reader sample (``image`` uint8 HxWx3 RGB, ``boxes`` float32 [N, 4] xyxy pixels, ``labels``
@@ -404,13 +405,18 @@ class DetectionTransform:
     MOSAIC_EXTRA_SAMPLES = 3
 
     def __init__(
-        self, augmentation: A.Compose, mosaic: A.Compose | None = None, mosaic_probability: float = 0.0
+        self,
+        augmentation: A.Compose,
+        mosaic: A.Compose | None = None,
+        mosaic_probability: float = 0.0,
+        after_mosaic: A.Compose | None = None,
     ) -> None:
         if mosaic is not None and not 0.0 <= mosaic_probability <= 1.0:
             raise ValueError(f"mosaic_probability must be in [0, 1], got {mosaic_probability}")
         self.augmentation = augmentation
         self.mosaic = mosaic
         self.mosaic_probability = mosaic_probability if mosaic is not None else 0.0
+        self.after_mosaic = after_mosaic if after_mosaic is not None else augmentation
         self._random = random.Random()
 
     def draw_extra_indices(self, dataset_size: int) -> list[int]:
@@ -428,7 +434,8 @@ class DetectionTransform:
             if self.mosaic is None:
                 raise ValueError(f"{type(self).__name__} got extra samples but has no mosaic step")
             image, boxes, labels, per_box = self._mix(sample, (boxes, labels), extra_samples, per_box)
-        augmented = self.augmentation(
+        augmentation = self.after_mosaic if extra_samples else self.augmentation
+        augmented = augmentation(
             image=image,
             bboxes=boxes,
             labels=labels,
@@ -493,10 +500,15 @@ class DetectionTransform:
         seed_augmentation(self.augmentation, seed)
         if self.mosaic is not None:
             seed_augmentation(self.mosaic, None if seed is None else seed + 1)
+            if self.after_mosaic is not self.augmentation:
+                seed_augmentation(self.after_mosaic, None if seed is None else seed + 3)
         self._random.seed(None if seed is None else seed + 2)
 
     def __repr__(self) -> str:
-        mosaic = f", mosaic={self.mosaic!r}, mosaic_probability={self.mosaic_probability}" if self.mosaic else ""
+        mosaic = (
+            f", mosaic={self.mosaic!r}, mosaic_probability={self.mosaic_probability}, "
+            f"after_mosaic={self.after_mosaic!r}" if self.mosaic else ""
+        )
         return f"{type(self).__name__}({self.augmentation!r}{mosaic})"
 
 
@@ -512,6 +524,8 @@ def train_transforms(image_size: int, preset: str = "ssd") -> Callable[[dict[str
 
     "ssd_mosaic" is "ssd" whose input is, for ``MOSAIC_PROBABILITY`` of the samples, a mosaic of four photos
     (:func:`mosaic_augmentation`; the dataset hands the transform the other three, see ``DetectionDataset``).
+    A mosaic then goes through "ssd_no_zoom": it already shows its photos at half scale, and SSD's zoom-out on
+    top (up to 4x more) would shrink them below what the photos hold while filling a canvas of up to 8S x 8S.
 
     Returns a ``DetectionTransform``.
     """
@@ -520,6 +534,7 @@ def train_transforms(image_size: int, preset: str = "ssd") -> Callable[[dict[str
             train_augmentation(image_size, preset),
             mosaic=mosaic_augmentation(image_size),
             mosaic_probability=MOSAIC_PROBABILITY,
+            after_mosaic=train_augmentation(image_size, "ssd_no_zoom"),
         )
     return DetectionTransform(train_augmentation(image_size, preset))
 

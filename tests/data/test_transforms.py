@@ -439,6 +439,23 @@ def test_mosaic_transform_mixes_on_its_share_of_samples_and_per_box_fields_follo
         train_transforms(size, "ssd")(photos[0], photos[1:])
 
 
+def test_mosaic_samples_skip_the_zoom_out():
+    """The mosaic already shows its photos at half scale; SSD's zoom-out on top would make them tiny (and costs a
+    canvas of up to 8S x 8S)."""
+    transform = train_transforms(64, "ssd_mosaic")
+    assert ZoomOut in _step_types(transform.augmentation)
+    assert _step_types(transform.after_mosaic) == _step_types(transform.augmentation) - {ZoomOut}
+
+    def refuse(**_):
+        raise AssertionError("the single-photo pipeline ran on a mosaic")
+
+    transform.augmentation = refuse
+    photos = [_flat_photo(100, 140, label) for label in (1, 2, 3, 4)]
+    assert transform(photos[0], photos[1:])["image"].shape == (3, 64, 64)
+    with pytest.raises(AssertionError, match="single-photo"):
+        transform(photos[0])
+
+
 def test_mosaic_transform_is_reproducible_for_a_seed():
     photos = [_flat_photo(100, 140, label) for label in (1, 2, 3, 4)]
     first, second = train_transforms(64, "ssd_mosaic"), train_transforms(64, "ssd_mosaic")
