@@ -34,6 +34,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, get_worker_info
 
 from ssdlite.data.coco import CocoDetection
@@ -84,9 +85,13 @@ class DetectionDataModule(L.LightningDataModule):
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
         augment: the train augmentation: "ssd" (or True) SSD's full one, "ssdlite" the SSDLite recipes' min-IoU crop
             + flip, "ssd_no_zoom" SSD's without the zoom-out, "ssd_mosaic" SSD's on half the samples made mosaics
-            of four photos (see ``ssdlite.data.transforms.train_augmentation`` / ``train_transforms``);
-            False trains on the evaluation transform
-            (resize only) -- for memorisation tests, or data so plentiful that every image is seen about once.
+            of four photos, which skip the zoom-out (see ``ssdlite.data.transforms.train_augmentation`` /
+            ``train_transforms``); False trains on the evaluation transform (resize only) -- for memorisation
+            tests, or data so plentiful that every image is seen about once.
+        cache_images: decode every train and validation image once into memory at ``setup()`` (Ultralytics'
+            ``cache=ram``; see ``DetectionDataset.cache_images``): for small datasets seen hundreds of times, where
+            JPEG decoding is a large share of the loader's time; refused with a clear error when the decoded
+            images would not fit in half the available memory.
 
     Attributes (after ``setup()``):
         train_dataset, val_dataset: the readers (``DetectionDataset``), with the train / eval transforms.
@@ -114,6 +119,7 @@ class DetectionDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         augment: bool | Literal["ssd", "ssdlite", "ssd_no_zoom", "ssd_mosaic"] = True,
+        cache_images: bool = False,
     ) -> None:
         super().__init__()
         if format not in _FORMATS:
@@ -138,6 +144,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.augment = augment
+        self.cache_images = cache_images
         self.train_dataset: DetectionDataset | None = None
         self.val_dataset: DetectionDataset | None = None
         self.class_names: list[str] = []
@@ -158,12 +165,16 @@ class DetectionDataModule(L.LightningDataModule):
             else:
                 transform = train_transforms(self.image_size, "ssd" if self.augment is True else self.augment)
             self.train_dataset = self._build_dataset("train", transform=transform)
+            if self.cache_images:
+                self._cache("train", self.train_dataset)
             # Seeds the main-process augmentation (num_workers=0) from torch's generator, i.e. seed_everything.
             self.train_dataset.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
             self.class_names = list(self.train_dataset.class_names)
             self.category_ids = list(self.train_dataset.category_ids)
         if self.val_dataset is None and (self.val_images is not None or not needs_train):
             self.val_dataset = self._build_dataset("val", transform=eval_transforms(self.image_size))
+            if self.cache_images:
+                self._cache("val", self.val_dataset)
             if self.class_names and self.val_dataset.class_names != self.class_names:
                 raise ValueError(
                     f"validation classes {self.val_dataset.class_names} ({self.val_annotations}) differ from the "
@@ -200,6 +211,12 @@ class DetectionDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             worker_init_fn=seed_worker if self.num_workers > 0 else None,
         )
+
+    @staticmethod
+    def _cache(split: str, dataset: DetectionDataset) -> None:
+        held = dataset.cache_images()
+        rank_zero_info(f"{split} images cached in memory: {dataset.num_cached_images} of {len(dataset)}, "
+                       f"{held / 2**20:.0f} MiB")
 
     def _require(self, split: str) -> DetectionDataset:
         dataset = self.train_dataset if split == "train" else self.val_dataset

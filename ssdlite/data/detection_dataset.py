@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,9 @@ class DetectionDataset(Dataset):
 
     An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file) and the next readable
     sample is returned instead; with ``strict=True`` the :class:`ImageReadError` is raised.
+
+    :meth:`cache_images` decodes every image once into memory (Ultralytics' ``cache=ram``), for small datasets
+    seen hundreds of times: JPEG decoding is about 40% of the SSD augmentation's time per sample.
 
     Args:
         records: one per image.
@@ -58,11 +62,17 @@ class DetectionDataset(Dataset):
         self.keep_difficult = keep_difficult
         self.name = name
         self._reported_paths: set[str] = set()
+        self._image_cache: dict[int, np.ndarray] = {}
 
     @property
     def num_classes(self) -> int:
         """K, the number of object classes (labels run 1..K)."""
         return len(self.class_names)
+
+    @property
+    def num_cached_images(self) -> int:
+        """How many images :meth:`cache_images` holds decoded in memory."""
+        return len(self._image_cache)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -92,10 +102,42 @@ class DetectionDataset(Dataset):
                 self._report_unreadable(error)
         raise ImageReadError(self.name, "none of its images can be read")
 
+    def cache_images(self, *, memory_share: float = 0.5) -> int:
+        """Decodes every image into memory now; later reads take the cached (read-only) pixels. Returns the bytes held.
+
+        Call it before the DataLoader starts its workers: forked workers then share the decoded pixels with this
+        process instead of each filling a copy. Unreadable images are left out (reading them later reports them as
+        usual).
+
+        Args:
+            memory_share: refuse (ValueError, before decoding anything) when the images' decoded size, from the
+                sizes the annotations state, exceeds this share of the memory available now.
+        """
+        needed = sum(3 * record.height * record.width for record in self.records)
+        available = _available_memory()
+        if available is not None and needed > memory_share * available:
+            raise ValueError(
+                f"{self.name}: caching its {len(self)} decoded images needs about {needed / 2**30:.1f} GiB, more than "
+                f"{memory_share:.0%} of the {available / 2**30:.1f} GiB of memory available; turn the image cache off "
+                "(data.cache_images false)"
+            )
+        for index, record in enumerate(self.records):
+            if index in self._image_cache:
+                continue
+            try:
+                image = read_image(record.path)
+            except ImageReadError:
+                continue
+            image.flags.writeable = False  # a transform that wrote into the pixels would corrupt every later epoch
+            self._image_cache[index] = image
+        return sum(image.nbytes for image in self._image_cache.values())
+
     def load_sample(self, index: int) -> dict:
         """The Sample of one image, before ``transform``; raises ImageReadError for an unreadable image."""
         record = self.records[index]
-        image = read_image(record.path)
+        image = self._image_cache.get(index)
+        if image is None:
+            image = read_image(record.path)
         height, width = image.shape[:2]
         keep = self.training_mask(record)
         boxes = record.boxes[keep]
@@ -153,3 +195,18 @@ class DetectionDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"<{self.name}: {len(self)} images, {self.num_classes} classes>"
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now (Linux ``MemAvailable``); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None

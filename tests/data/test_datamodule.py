@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
 
+from ssdlite.data.annotations import DatasetWarning
 from ssdlite.data.datamodule import DetectionDataModule, seed_worker
 from ssdlite.data.synthetic import SHAPE_CLASSES, make_shapes
 
@@ -191,3 +195,20 @@ def test_augment_presets_are_chosen_by_name(shapes):
     assert module.train_dataset.transform.mosaic_probability == 0.5
     for batch in module.train_dataloader():
         _check_batch(batch, batch_size=batch["images"].shape[0], num_classes=module.num_classes)
+
+
+def test_cached_images_reach_the_worker_processes(tmp_path):
+    """cache_images decodes at setup, before the workers fork: they read the cache, not the files."""
+    own = make_shapes(tmp_path, num_train=6, num_val=3, size=96, seed=4)
+    module = _coco_module(own, augment="ssd_mosaic", num_workers=1, persistent_workers=False, cache_images=True)
+    module.setup("fit")
+    for dataset in (module.train_dataset, module.val_dataset):
+        assert dataset.num_cached_images == len(dataset)
+    for folder in (own["train_images"], own["val_images"]):
+        for image in Path(folder).iterdir():
+            image.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)  # a read from disk would find nothing and warn
+        for loader in (module.train_dataloader(), module.val_dataloader()):
+            for batch in loader:
+                _check_batch(batch, batch_size=batch["images"].shape[0], num_classes=module.num_classes)

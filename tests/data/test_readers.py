@@ -324,6 +324,33 @@ def test_unreadable_image_is_reported_once_and_skipped(make_scene):
         strict[0]
 
 
+def test_image_cache_serves_decoded_pixels_read_only_and_leaves_unreadable_images_to_the_usual_report(make_scene):
+    paths = make_scene("coco")
+    truncated = paths["images"] / "000002.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    dataset = CocoDetection(paths["images"], paths["annotations"])
+    expected = [dataset.load_sample(i)["image"] for i in (0, 2, 3)]
+    held = dataset.cache_images()
+    assert held == sum(image.nbytes for image in expected) and dataset.num_cached_images == 3
+    for name in ("000001.jpg", "000003.jpg", "000004.jpg"):
+        (paths["images"] / name).unlink()  # from now on only the cache can serve them
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = [dataset[i] for i in range(len(dataset))]
+    assert [sample["file_name"] for sample in samples] == ["000001.jpg", "000003.jpg", "000003.jpg", "000004.jpg"]
+    for sample, image in zip([samples[0], samples[2], samples[3]], expected):
+        np.testing.assert_array_equal(sample["image"], image)
+        with pytest.raises(ValueError, match="read-only"):
+            sample["image"][0, 0, 0] = 1  # a transform writing into the pixels would corrupt later epochs
+    reports = [str(w.message) for w in caught if issubclass(w.category, DatasetWarning)]
+    assert len(reports) == 1 and str(truncated) in reports[0]
+    # Too big for the memory: refused before decoding anything, naming the switch.
+    fresh = CocoDetection(paths["images"], paths["annotations"])
+    with pytest.raises(ValueError, match=r"needs about .* GiB.*data\.cache_images false"):
+        fresh.cache_images(memory_share=1e-12)
+    assert fresh.num_cached_images == 0
+
+
 def test_size_in_annotation_differs_from_image(make_scene):
     paths = make_scene("voc")
     objects = [("dog", 0, 0, 40, 64), ("cat", 30, 60, 70, 90)]  # the annotation claims 100x100
