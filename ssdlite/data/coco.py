@@ -24,7 +24,7 @@ from ssdlite.data.annotations import (
     image_problem_kind,
     sanitize_boxes,
 )
-from ssdlite.data.detection_dataset import DetectionDataset
+from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
 from ssdlite.data.image_io import ImageReadError, read_image_size
 
 __all__ = ["CocoDetection", "load_coco_records"]
@@ -43,7 +43,9 @@ class CocoDetection(DetectionDataset):
         annotation_file: the COCO json.
         transform: callable ``sample -> sample``.
         include_crowd: keep ``iscrowd=1`` boxes as training targets.
-        strict: raise :class:`ImageReadError` for an unreadable image instead of skipping it.
+        strict: raise :class:`ImageReadError` for an unreadable image (``unreadable="raise"``).
+        unreadable: what stands in for an unreadable image: "placeholder" (evaluation), "substitute"
+            (training) or "raise"; see :class:`DetectionDataset`.
 
     Raises:
         FileNotFoundError: missing annotation file or images folder.
@@ -58,6 +60,7 @@ class CocoDetection(DetectionDataset):
         transform: Callable[[dict], dict] | None = None,
         include_crowd: bool = False,
         strict: bool = False,
+        unreadable: UnreadableMode = "placeholder",
     ) -> None:
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
@@ -70,6 +73,7 @@ class CocoDetection(DetectionDataset):
             category_ids=parsed.category_ids,
             transform=transform,
             strict=strict,
+            unreadable=unreadable,
             include_crowd=include_crowd,
             name=f"CocoDetection({annotation_file})",
         )

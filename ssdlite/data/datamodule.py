@@ -18,6 +18,9 @@ yolo      folder of the images                   folder of the txt label files (
 split); YOLO -- a list, a names file or a dataset YAML with ``names``; COCO -- unused (the json has the
 categories). The validation set always uses the training set's classes, so labels and category ids agree.
 
+An image that cannot be read is replaced by another one in training, and in validation scored as an image with no
+detections (``DetectionDataset``'s ``unreadable``).
+
 Example (the raccoon set, VOC layout)::
 
     DetectionDataModule(format="voc", train_images="../shared/data/raccoon", train_annotations="train",
@@ -229,23 +232,30 @@ class DetectionDataModule(L.LightningDataModule):
         return dataset
 
     def _build_dataset(self, split: str, *, transform: Any) -> DetectionDataset:
+        """The reader of ``split``. An unreadable training image is replaced by another (fine for learning); an
+        unreadable validation image becomes a placeholder that is scored with no detections."""
         images = _required_path(getattr(self, f"{split}_images"), f"{split}_images")
         annotations = getattr(self, f"{split}_annotations")
         if annotations is None:
             raise ValueError(f"{split}_annotations is not set; pass the {self._annotations_hint()}")
+        unreadable = "substitute" if split == "train" else "placeholder"
         if self.format == "coco":
             annotation_file = _existing(Path(annotations), f"{split}_annotations", "the COCO json file")
             _existing(images, f"{split}_images", "the folder the json's file_name entries are relative to")
-            return CocoDetection(images, annotation_file, transform=transform)
+            return CocoDetection(images, annotation_file, transform=transform, unreadable=unreadable)
         if self.format == "voc":
-            return self._build_voc(split, images, str(annotations), transform)
+            return self._build_voc(split, images, str(annotations), transform, unreadable)
         _existing(images, f"{split}_images", "the folder of the images")
         labels = _existing(
             Path(annotations), f"{split}_annotations", "the folder of the YOLO txt label files"
         )
-        return YOLODetection(images, labels, classes=self._classes_for(split), transform=transform)
+        return YOLODetection(
+            images, labels, classes=self._classes_for(split), transform=transform, unreadable=unreadable
+        )
 
-    def _build_voc(self, split: str, root: Path, annotations: str, transform: Any) -> DetectionDataset:
+    def _build_voc(
+        self, split: str, root: Path, annotations: str, transform: Any, unreadable: str
+    ) -> DetectionDataset:
         _existing(
             root, f"{split}_images", "the VOC root holding JPEGImages/, Annotations/ and ImageSets/Main/"
         )
@@ -267,6 +277,7 @@ class DetectionDataModule(L.LightningDataModule):
             split_file=split_file,
             class_names=self._classes_for(split),
             transform=transform,
+            unreadable=unreadable,
         )
 
     def _classes_for(self, split: str) -> Sequence[str] | str | Path | None:

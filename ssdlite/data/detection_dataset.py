@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -12,7 +13,10 @@ from torch.utils.data import Dataset
 from ssdlite.data.annotations import DatasetWarning, ImageRecord, records_to_coco
 from ssdlite.data.image_io import ImageReadError, read_image
 
-__all__ = ["DetectionDataset"]
+__all__ = ["UNREADABLE_MODES", "DetectionDataset", "UnreadableMode"]
+
+UnreadableMode = Literal["placeholder", "substitute", "raise"]
+UNREADABLE_MODES: tuple[str, ...] = ("placeholder", "substitute", "raise")
 
 
 class DetectionDataset(Dataset):
@@ -24,8 +28,15 @@ class DetectionDataset(Dataset):
     applied to that dict; a transform with ``draw_extra_indices(dataset_size)`` (a mixing augmentation such as the
     mosaic) also gets the Samples of the other images it asks for.
 
-    An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file) and the next readable
-    sample is returned instead; with ``strict=True`` the :class:`ImageReadError` is raised.
+    An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file), and ``unreadable``
+    says what takes its place:
+
+    * ``"placeholder"`` (the default; evaluation): a Sample of the same ``image_id``, ``file_name`` and
+      ``orig_size`` with black pixels, no boxes and ``unreadable=True``. Evaluation drops its detections, so the
+      image counts as one with no detections (its ground truth is missed) -- scored once, never in another's name;
+    * ``"substitute"`` (training only): the Sample of the next readable image, under that image's own id. Fine for
+      learning (one image is seen twice that epoch) but wrong for scoring, where that image would count twice;
+    * ``"raise"``: the :class:`ImageReadError` is raised (``strict=True`` means the same).
 
     :meth:`cache_images` decodes every image once into memory (Ultralytics' ``cache=ram``), for small datasets
     seen hundreds of times: JPEG decoding is about 40% of the SSD augmentation's time per sample.
@@ -35,7 +46,8 @@ class DetectionDataset(Dataset):
         class_names: label i+1 is ``class_names[i]``.
         category_ids: label i+1 is written as category id ``category_ids[i]`` in COCO files / results.
         transform: callable ``sample -> sample``.
-        strict: raise on unreadable images instead of skipping them.
+        strict: raise on unreadable images (the same as ``unreadable="raise"``).
+        unreadable: what stands in for an unreadable image: "placeholder", "substitute" or "raise" (see above).
         include_crowd: keep crowd boxes (``iscrowd``) in the Sample's training targets.
         keep_difficult: keep VOC difficult boxes in the Sample's training targets.
         name: how messages name this dataset.
@@ -49,15 +61,20 @@ class DetectionDataset(Dataset):
         category_ids: Sequence[int],
         transform: Callable[[dict], dict] | None = None,
         strict: bool = False,
+        unreadable: UnreadableMode = "placeholder",
         include_crowd: bool = False,
         keep_difficult: bool = True,
         name: str = "dataset",
     ) -> None:
+        if unreadable not in UNREADABLE_MODES:
+            raise ValueError(
+                f"{name}: unreadable={unreadable!r} is not a mode; use one of {', '.join(UNREADABLE_MODES)}"
+            )
         self.records = list(records)
         self.class_names = list(class_names)
         self.category_ids = [int(category_id) for category_id in category_ids]
         self.transform = transform
-        self.strict = strict
+        self.unreadable = "raise" if strict else unreadable
         self.include_crowd = include_crowd
         self.keep_difficult = keep_difficult
         self.name = name
@@ -80,7 +97,7 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} images")
-        sample = self._readable_sample(index % len(self))
+        sample = self._sample(index % len(self))
         if self.transform is None:
             return sample
         draw_extra_indices = getattr(self.transform, "draw_extra_indices", None)
@@ -88,19 +105,47 @@ class DetectionDataset(Dataset):
         if not extra_indices:
             return self.transform(sample)
         # A mixing augmentation (mosaic) asked for other samples of the dataset.
-        return self.transform(sample, [self._readable_sample(extra) for extra in extra_indices])
+        return self.transform(sample, [self._sample(extra) for extra in extra_indices])
 
-    def _readable_sample(self, index: int) -> dict:
-        """The Sample of image ``index``, or of the next readable one (unreadable ones reported once)."""
-        for offset in range(len(self)):
-            candidate = (index + offset) % len(self)
+    @property
+    def strict(self) -> bool:
+        """Whether an unreadable image raises (``unreadable == "raise"``)."""
+        return self.unreadable == "raise"
+
+    def _sample(self, index: int) -> dict:
+        """The Sample of image ``index``, or what stands in for it when it cannot be read (see ``unreadable``)."""
+        try:
+            return self.load_sample(index)
+        except ImageReadError as error:
+            if self.unreadable == "raise":
+                raise
+            self._report_unreadable(error)
+        if self.unreadable == "placeholder":
+            return self.placeholder_sample(index)
+        for offset in range(1, len(self)):
             try:
-                return self.load_sample(candidate)
+                return self.load_sample((index + offset) % len(self))
             except ImageReadError as error:
-                if self.strict:
-                    raise
                 self._report_unreadable(error)
         raise ImageReadError(self.name, "none of its images can be read")
+
+    def placeholder_sample(self, index: int) -> dict:
+        """The Sample that stands in for unreadable image ``index``: black pixels of the annotated size, no boxes,
+        the image's own ``image_id``, ``file_name`` and ``orig_size``, and ``unreadable=True``."""
+        record = self.records[index]
+        sample = {
+            "image": np.zeros((record.height, record.width, 3), dtype=np.uint8),
+            "boxes": np.zeros((0, 4), dtype=np.float32),
+            "labels": np.zeros(0, dtype=np.int64),
+            "image_id": int(record.image_id),
+            "orig_size": (int(record.height), int(record.width)),
+            "iscrowd": np.zeros(0, dtype=bool),
+            "file_name": record.file_name,
+            "unreadable": True,
+        }
+        if record.difficult is not None:
+            sample["difficult"] = np.zeros(0, dtype=bool)
+        return sample
 
     def cache_images(self, *, memory_share: float = 0.5) -> int:
         """Decodes every image into memory now; later reads take the cached (read-only) pixels. Returns the bytes held.
@@ -180,7 +225,11 @@ class DetectionDataset(Dataset):
         if error.path in self._reported_paths:
             return
         self._reported_paths.add(error.path)
-        warnings.warn(f"{self.name}: skipping an image: {error}", DatasetWarning, stacklevel=3)
+        instead = {
+            "placeholder": "it is evaluated as an image with no detections",
+            "substitute": "another image takes its place in training",
+        }[self.unreadable]
+        warnings.warn(f"{self.name}: {error}; {instead}", DatasetWarning, stacklevel=3)
 
     def _report_size_mismatch(self, record: ImageRecord, height: int, width: int) -> None:
         if str(record.path) in self._reported_paths:

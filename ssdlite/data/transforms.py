@@ -554,7 +554,8 @@ def collate_detections(samples: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
         dict with ``images`` float32 Tensor[B, 3, S, S]; ``boxes`` float32 Tensor[B, M, 4] xyxy in [0, 1] and
         ``labels`` int64 Tensor[B, M], padded with zero boxes and label 0 to M = the largest box count in the
         batch (at least 1, so reductions over M never meet an empty dimension); ``image_ids`` int64 Tensor[B];
-        ``orig_sizes`` int64 Tensor[B, 2] (h, w).
+        ``orig_sizes`` int64 Tensor[B, 2] (h, w); ``unreadable`` bool Tensor[B], True for the placeholder of an
+        image that could not be read (see ``DetectionDataset``), whose detections evaluation drops.
     """
     if not samples:
         raise ValueError(
@@ -574,4 +575,5 @@ def collate_detections(samples: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
         "labels": labels,
         "image_ids": torch.tensor([int(sample["image_id"]) for sample in samples], dtype=torch.int64),
         "orig_sizes": torch.tensor([tuple(int(v) for v in sample["orig_size"]) for sample in samples]),
+        "unreadable": torch.tensor([bool(sample.get("unreadable", False)) for sample in samples], dtype=torch.bool),
     }

@@ -24,7 +24,7 @@ from ssdlite.data.annotations import (
     sanitize_boxes,
     stable_image_ids,
 )
-from ssdlite.data.detection_dataset import DetectionDataset
+from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
 from ssdlite.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_size
 
 __all__ = ["VOC_CLASSES", "VOCDetection", "load_voc_records", "read_split_file"]
@@ -55,7 +55,9 @@ class VOCDetection(DetectionDataset):
             this split's files (pass the training set's ``class_names`` to its validation set).
         transform: callable ``sample -> sample``.
         keep_difficult: keep difficult objects as training targets.
-        strict: raise :class:`ImageReadError` for an unreadable image instead of skipping it.
+        strict: raise :class:`ImageReadError` for an unreadable image (``unreadable="raise"``).
+        unreadable: what stands in for an unreadable image: "placeholder" (evaluation), "substitute"
+            (training) or "raise"; see :class:`DetectionDataset`.
 
     Raises:
         FileNotFoundError: missing root / Annotations folder, or an id of the split without its XML.
@@ -71,6 +73,7 @@ class VOCDetection(DetectionDataset):
         transform: Callable[[dict], dict] | None = None,
         keep_difficult: bool = True,
         strict: bool = False,
+        unreadable: UnreadableMode = "placeholder",
     ) -> None:
         root = Path(root)
         if not root.is_dir():
@@ -83,7 +86,8 @@ class VOCDetection(DetectionDataset):
             _warn_missing_split(split_file)
         self._setup(
             root / "JPEGImages", root / "Annotations", ids=ids, class_names=class_names, transform=transform,
-            keep_difficult=keep_difficult, strict=strict, name=f"VOCDetection({root}, {split})", log=log,
+            keep_difficult=keep_difficult, strict=strict, unreadable=unreadable, name=f"VOCDetection({root}, {split})",
+            log=log,
         )
         self.root = root
         self.split = split
@@ -99,6 +103,7 @@ class VOCDetection(DetectionDataset):
         transform: Callable[[dict], dict] | None = None,
         keep_difficult: bool = True,
         strict: bool = False,
+        unreadable: UnreadableMode = "placeholder",
     ) -> VOCDetection:
         """A VOC dataset from explicit folders (for layouts other than VOCdevkit).
 
@@ -106,7 +111,7 @@ class VOCDetection(DetectionDataset):
             images_dir: the images (``<id>.jpg`` or another image extension).
             annotations_dir: the ``<id>.xml`` files.
             split_file: ids to use, one per line; None uses every XML of ``annotations_dir``.
-            class_names, transform, keep_difficult, strict: as for the constructor.
+            class_names, transform, keep_difficult, strict, unreadable: as for the constructor.
 
         Raises:
             FileNotFoundError: a given split file or folder is missing.
@@ -121,17 +126,20 @@ class VOCDetection(DetectionDataset):
         dataset = cls.__new__(cls)
         dataset._setup(
             Path(images_dir), Path(annotations_dir), ids=ids, class_names=class_names, transform=transform,
-            keep_difficult=keep_difficult, strict=strict, name=f"VOCDetection({annotations_dir})", log=log,
+            keep_difficult=keep_difficult, strict=strict, unreadable=unreadable,
+            name=f"VOCDetection({annotations_dir})", log=log,
         )
         dataset.root = Path(annotations_dir).parent
         dataset.split = Path(split_file).stem if split_file is not None else None
         return dataset
 
-    def _setup(self, images_dir, annotations_dir, *, ids, class_names, transform, keep_difficult, strict, name, log):
+    def _setup(
+        self, images_dir, annotations_dir, *, ids, class_names, transform, keep_difficult, strict, unreadable, name, log
+    ):
         parsed = load_voc_records(images_dir, annotations_dir, ids=ids, class_names=class_names, log=log)
         DetectionDataset.__init__(
             self, parsed.records, class_names=parsed.class_names, category_ids=parsed.category_ids,
-            transform=transform, strict=strict, keep_difficult=keep_difficult, name=name,
+            transform=transform, strict=strict, unreadable=unreadable, keep_difficult=keep_difficult, name=name,
         )
         log.warn_summary(self.name)
 

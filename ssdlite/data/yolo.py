@@ -22,7 +22,7 @@ from ssdlite.data.annotations import (
     sanitize_boxes,
     stable_image_ids,
 )
-from ssdlite.data.detection_dataset import DetectionDataset
+from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
 from ssdlite.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_size
 
 __all__ = ["YOLODetection", "load_yolo_class_names", "load_yolo_records"]
@@ -44,7 +44,9 @@ class YOLODetection(DetectionDataset):
         classes: class names as a list, a names file (one per line) or a dataset YAML with ``names`` (a list, or a
             mapping ``{0: name, 1: name, ...}``).
         transform: callable ``sample -> sample``.
-        strict: raise :class:`ImageReadError` for an unreadable image instead of skipping it.
+        strict: raise :class:`ImageReadError` for an unreadable image (``unreadable="raise"``).
+        unreadable: what stands in for an unreadable image: "placeholder" (evaluation), "substitute"
+            (training) or "raise"; see :class:`DetectionDataset`.
 
     Raises:
         FileNotFoundError: missing folder or classes file.
@@ -59,6 +61,7 @@ class YOLODetection(DetectionDataset):
         classes: Sequence[str] | str | Path,
         transform: Callable[[dict], dict] | None = None,
         strict: bool = False,
+        unreadable: UnreadableMode = "placeholder",
     ) -> None:
         log = ProblemLog(raise_malformed=True)
         parsed = load_yolo_records(images_dir, labels_dir, classes=classes, log=log)
@@ -68,6 +71,7 @@ class YOLODetection(DetectionDataset):
             category_ids=parsed.category_ids,
             transform=transform,
             strict=strict,
+            unreadable=unreadable,
             name=f"YOLODetection({labels_dir})",
         )
         log.warn_summary(self.name)

@@ -4,12 +4,17 @@ Both run the network on the evaluation transform's batches (resize to S x S, sca
 :func:`ssdlite.core.postprocess.postprocess_detections` at score threshold 0.001 back to the original image sizes,
 and convert to COCO results with the dataset's own category ids -- so the AP that ``eval_coco.py --checkpoint``
 reports for ``best.ckpt`` is the AP the training run logged for it.
+
+An image that cannot be read reaches both as its dataset's placeholder (``unreadable`` in the batch, see
+``DetectionDataset``): its detections are dropped, so it is scored once, as an image with no detections (its ground
+truth counts as missed), and the evaluation names it (:func:`ssdlite.evaluation.unreadable_images_note`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ssdlite.core.postprocess import postprocess_detections
-from ssdlite.evaluation import CocoEvaluator, predictions_to_coco_results, write_report
+from ssdlite.evaluation import (
+    CocoEvaluator,
+    predictions_to_coco_results,
+    unreadable_images_note,
+    write_report,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,9 +77,36 @@ def batch_coco_results(
     category_ids: Sequence[int],
     settings: DetectionSettings = DetectionSettings(),
 ) -> list[dict[str, Any]]:
-    """COCO results (``image_id, category_id, bbox [x, y, w, h], score``) of one collated batch."""
+    """COCO results (``image_id, category_id, bbox [x, y, w, h], score``) of one collated batch.
+
+    The images flagged ``unreadable`` (bool Tensor[B], placeholders of images that could not be read) get no
+    results: they are scored as images with no detections.
+    """
     predictions = detect_batch(model, batch["images"], batch["orig_sizes"], settings)
-    return predictions_to_coco_results(predictions, batch["image_ids"].cpu(), category_ids)
+    unreadable = set(unreadable_image_ids(batch))
+    results = predictions_to_coco_results(predictions, batch["image_ids"].cpu(), category_ids)
+    return [result for result in results if result["image_id"] not in unreadable] if unreadable else results
+
+
+def unreadable_image_ids(batch: Mapping[str, Tensor]) -> list[int]:
+    """The ``image_ids`` of a collated batch's placeholders, the images that could not be read."""
+    unreadable = batch.get("unreadable")
+    if unreadable is None:
+        return []
+    return batch["image_ids"].cpu()[unreadable.cpu()].tolist()
+
+
+@dataclass
+class DatasetDetections:
+    """What :func:`dataset_coco_results` returns.
+
+    Attributes:
+        results: COCO results (``image_id, category_id, bbox [x, y, w, h], score``) of every readable image.
+        unreadable_image_ids: the images that could not be read; they have no results (scored with no detections).
+    """
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    unreadable_image_ids: list[int] = field(default_factory=list)
 
 
 def dataset_coco_results(
@@ -77,14 +116,15 @@ def dataset_coco_results(
     *,
     device: str | torch.device = "cpu",
     settings: DetectionSettings = DetectionSettings(),
-) -> list[dict[str, Any]]:
+) -> DatasetDetections:
     """COCO results of every batch of ``batches`` (a DataLoader with ``collate_detections``)."""
     model = model.eval().to(device)
-    results: list[dict[str, Any]] = []
+    detections = DatasetDetections()
     for batch in batches:
         batch = {key: value.to(device) for key, value in batch.items()}
-        results.extend(batch_coco_results(model, batch, category_ids, settings))
-    return results
+        detections.results.extend(batch_coco_results(model, batch, category_ids, settings))
+        detections.unreadable_image_ids.extend(unreadable_image_ids(batch))
+    return detections
 
 
 def evaluate_checkpoint(
@@ -111,7 +151,8 @@ def evaluate_checkpoint(
         device: where the model runs.
 
     Returns:
-        The metrics dict of :meth:`CocoEvaluator.evaluate`.
+        The metrics dict of :meth:`CocoEvaluator.evaluate`, with ``unreadable_images``: the file names of the images
+        that could not be read, scored as images with no detections (also logged as a warning).
 
     Raises:
         FileNotFoundError: a missing checkpoint, annotation file or image folder.
@@ -134,7 +175,12 @@ def evaluate_checkpoint(
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detections
     )
-    results = dataset_coco_results(model, loader, meta["category_ids"], device=device)
-    evaluation = evaluator.run(results)
-    write_report(evaluation.metrics, out_dir, coco_eval=evaluation.coco_eval, detections=results)
-    return evaluation.metrics
+    detections = dataset_coco_results(model, loader, meta["category_ids"], device=device)
+    evaluation = evaluator.run(detections.results)
+    file_name_of = {record.image_id: record.file_name for record in dataset.records}
+    unreadable = [file_name_of[image_id] for image_id in sorted(set(detections.unreadable_image_ids))]
+    if unreadable:
+        logger.warning(unreadable_images_note(unreadable))
+    metrics = {**evaluation.metrics, "unreadable_images": unreadable}
+    write_report(metrics, out_dir, coco_eval=evaluation.coco_eval, detections=detections.results)
+    return metrics

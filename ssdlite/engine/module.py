@@ -14,7 +14,8 @@ What it does:
   (``bn_calibration_batches``, "precise BN": the running averages lag behind weights that change quickly, which
   on short schedules makes eval-mode outputs far worse than training-mode ones);
 * validates with COCO mAP (:class:`ssdlite.evaluation.CocoEvaluator` on the DataModule's ``val_coco_gt()``),
-  logging ``val/AP``, ``val/AP50``, ... (the best checkpoint is chosen on ``val/AP``).
+  logging ``val/AP``, ``val/AP50``, ... (the best checkpoint is chosen on ``val/AP``); a validation image that
+  cannot be read is scored as an image with no detections and named in a warning (``ssdlite.engine.evaluate``).
 
 Gradient clipping, mixed precision, SyncBatchNorm and the number of devices are Trainer settings.
 
@@ -25,6 +26,7 @@ Checkpoint ``hyper_parameters`` hold, as plain Python types: the constructor arg
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from typing import Any, Literal
 
@@ -40,11 +42,13 @@ from ssdlite.core.loss import MultiBoxLoss
 from ssdlite.data.transforms import collate_detections
 from ssdlite.engine import finetune
 from ssdlite.engine.ema import ModelEMA
-from ssdlite.engine.evaluate import DetectionSettings, batch_coco_results
+from ssdlite.engine.evaluate import DetectionSettings, batch_coco_results, unreadable_image_ids
 from ssdlite.engine.optim import OptimizerName, build_optimizer, parameter_groups, scaled_learning_rate
 from ssdlite.engine.schedule import WarmupCosineLR
-from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator
+from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator, unreadable_images_note
 from ssdlite.models.factory import build_model
+
+logger = logging.getLogger(__name__)
 
 TIME_BUDGET_UPDATE_STEPS = 20
 """How often (optimizer steps) the schedule's estimate of the steps that fit in ``max_time`` is refreshed."""
@@ -159,6 +163,7 @@ class SSDLiteModule(L.LightningModule):
         self._evaluator: CocoEvaluator | None = None
         self._val_results: list[dict[str, Any]] = []
         self._val_image_ids: list[int] = []
+        self._val_unreadable_ids: list[int] = []
         self._ema_step = -1
 
     def setup(self, stage: str) -> None:
@@ -245,6 +250,7 @@ class SSDLiteModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_results = []
         self._val_image_ids = []
+        self._val_unreadable_ids = []
         if not self.trainer.sanity_checking:
             self.calibrate_batchnorm()
 
@@ -274,6 +280,8 @@ class SSDLiteModule(L.LightningModule):
             update_bn(images, self.eval_model)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # The placeholder of an unreadable image has no boxes, so it adds nothing to the loss (no positives, hence no
+        # hard negatives) and batch_coco_results drops its detections.
         batch = self._in_memory_format(batch)
         model = self.eval_model
         losses = self._losses(model, batch)
@@ -282,12 +290,18 @@ class SSDLiteModule(L.LightningModule):
             batch_coco_results(model, batch, self.category_ids, self.detection_settings)
         )
         self._val_image_ids.extend(batch["image_ids"].tolist())
+        self._val_unreadable_ids.extend(unreadable_image_ids(batch))
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        results = self._gather_results()
-        metrics = self.coco_evaluator().evaluate(results) if self.trainer.is_global_zero else None
+        results, unreadable_ids = self._gather_results()
+        metrics = None
+        if self.trainer.is_global_zero:
+            metrics = self.coco_evaluator().evaluate(results)
+            metrics["unreadable_images"] = self._unreadable_file_names(unreadable_ids)
+            if metrics["unreadable_images"]:
+                logger.warning(f"validation: {unreadable_images_note(metrics['unreadable_images'])}")
         metrics = self.trainer.strategy.broadcast(metrics, src=0)
         self.last_val_metrics = metrics
         self.last_val_step = self.trainer.global_step
@@ -313,26 +327,37 @@ class SSDLiteModule(L.LightningModule):
             self._evaluator = CocoEvaluator(datamodule.val_coco_gt(), backend=self.hparams.eval_backend)
         return self._evaluator
 
-    def _gather_results(self) -> list[dict[str, Any]]:
-        """All ranks' COCO results on rank 0 (elsewhere: []), each image once.
+    def _gather_results(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """All ranks' COCO results on rank 0 (elsewhere: []), each image once, and the ids of the unreadable images.
 
         The DistributedSampler pads the last batch with repeated images; their detections are kept from the
         first rank that saw them.
         """
         world_size = self.trainer.world_size
         if world_size == 1:
-            return self._val_results
+            return self._val_results, self._val_unreadable_ids
         gathered: list[Any] = [None] * world_size
-        torch.distributed.all_gather_object(gathered, (self._val_image_ids, self._val_results))
+        torch.distributed.all_gather_object(
+            gathered, (self._val_image_ids, self._val_results, self._val_unreadable_ids)
+        )
         if not self.trainer.is_global_zero:
-            return []
+            return [], []
         seen: set[int] = set()
         merged = []
-        for image_ids, results in gathered:
+        unreadable: set[int] = set()
+        for image_ids, results, unreadable_ids in gathered:
             new_ids = set(image_ids) - seen
             merged.extend(result for result in results if result["image_id"] in new_ids)
             seen |= new_ids
-        return merged
+            unreadable.update(unreadable_ids)
+        return merged, sorted(unreadable)
+
+    def _unreadable_file_names(self, image_ids: list[int]) -> list[str]:
+        """The validation ground truth's ``file_name`` of each image id (sorted by id, each once)."""
+        if not image_ids:
+            return []
+        file_name_of = {image["id"]: image["file_name"] for image in self.trainer.datamodule.val_coco_gt()["images"]}
+        return [file_name_of[image_id] for image_id in sorted(set(image_ids))]
 
     # ------------------------------------------------------------------------------------ optimizer, schedule
 

@@ -10,7 +10,13 @@ from ssdlite.evaluation.coco import (
     predictions_to_coco_results,
 )
 from ssdlite.evaluation.plots import PrecisionRecallCurves, plot_per_class_ap, plot_precision_recall
-from ssdlite.evaluation.report import evaluate_results_file, format_coco_table, format_voc_lines, write_report
+from ssdlite.evaluation.report import (
+    evaluate_results_file,
+    format_coco_table,
+    format_voc_lines,
+    unreadable_images_note,
+    write_report,
+)
 
 __all__ = [
     "BACKENDS",
@@ -26,5 +32,6 @@ __all__ = [
     "plot_per_class_ap",
     "plot_precision_recall",
     "predictions_to_coco_results",
+    "unreadable_images_note",
     "write_report",
 ]

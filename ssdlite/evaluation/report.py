@@ -3,7 +3,8 @@
 ``write_report`` writes into ``out_dir``:
 
 * ``metrics.json``: the metrics dict of :meth:`CocoEvaluator.evaluate` (12 COCO numbers, VOC07_AP50,
-  VOC12_AP50, per_class_AP);
+  VOC12_AP50, per_class_AP; in checkpoint mode also ``unreadable_images``, the file names of the images that could
+  not be read and were scored with no detections, see :func:`unreadable_images_note`);
 * ``per_class_ap.csv``: ``class,AP`` one row per class with ground truth;
 * ``per_class_ap.png``: AP per class, bars;
 * ``pr_curve.png``: precision-recall curves, only when the COCOeval object is given (the metrics alone do not
@@ -58,6 +59,22 @@ def format_coco_table(metrics: Mapping[str, Any]) -> str:
             f"{metrics[key]:0.3f}"
         )
     return "\n".join(lines)
+
+
+def unreadable_images_note(file_names: Sequence[str], *, shown: int = 20) -> str:
+    """The line that names the images an evaluation could not read (each scored as an image with no detections).
+
+    Args:
+        file_names: the images' ``file_name`` entries.
+        shown: how many names to list before "and N more".
+
+    Returns:
+        str: e.g. "2 images could not be read and were scored with no detections: a.jpg, b.jpg".
+    """
+    names = ", ".join(file_names[:shown]) + (f" and {len(file_names) - shown} more" if len(file_names) > shown else "")
+    count = len(file_names)
+    return f"{count} image{'s' if count != 1 else ''} could not be read and {'were' if count != 1 else 'was'} scored " \
+           f"with no detections: {names}"
 
 
 def format_voc_lines(metrics: Mapping[str, Any]) -> str:

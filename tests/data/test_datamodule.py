@@ -212,3 +212,21 @@ def test_cached_images_reach_the_worker_processes(tmp_path):
         for loader in (module.train_dataloader(), module.val_dataloader()):
             for batch in loader:
                 _check_batch(batch, batch_size=batch["images"].shape[0], num_classes=module.num_classes)
+
+
+def test_an_unreadable_image_is_replaced_in_training_and_a_flagged_placeholder_in_validation(make_scene):
+    scene = make_scene("coco")
+    truncated = scene["images"] / "000002.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    module = DetectionDataModule(format="coco", train_images=scene["images"], train_annotations=scene["annotations"],
+                                 val_images=scene["images"], val_annotations=scene["annotations"],
+                                 image_size=IMAGE_SIZE, batch_size=4, num_workers=0, augment=False)
+    module.setup("fit")
+    with pytest.warns(DatasetWarning, match="000002.jpg.*takes its place in training"):
+        trained = module.train_dataset[1]
+    assert trained["file_name"] == "000003.jpg" and len(trained["labels"]) == 3
+    with pytest.warns(DatasetWarning, match="000002.jpg.*evaluated as an image with no detections"):
+        [batch] = list(module.val_dataloader())
+    assert batch["image_ids"].tolist() == [1, 2, 3, 4]  # each image once, under its own id
+    assert batch["unreadable"].tolist() == [False, True, False, False]
+    assert (batch["labels"][1] == 0).all()

@@ -302,7 +302,8 @@ def test_malformed_yolo_files_name_file_and_line(make_scene):
         YOLODetection(paths["images"], paths["labels"], classes=bad_yaml)
 
 
-def test_unreadable_image_is_reported_once_and_skipped(make_scene):
+def test_unreadable_image_is_reported_once_and_becomes_a_placeholder_of_its_own_id(make_scene):
+    # The default (evaluation): the unreadable image stands for itself, empty, never as another image.
     paths = make_scene("coco")
     truncated = paths["images"] / "000002.jpg"
     truncated.write_bytes(truncated.read_bytes()[:300])
@@ -311,14 +312,40 @@ def test_unreadable_image_is_reported_once_and_skipped(make_scene):
         warnings.simplefilter("always")
         first = dataset[1]
         second = dataset[1]
-        others = [dataset[i]["file_name"] for i in range(len(dataset))]
-    assert first["file_name"] == second["file_name"] == "000003.jpg"
-    assert others == ["000001.jpg", "000003.jpg", "000003.jpg", "000004.jpg"]
+        samples = [dataset[i] for i in range(len(dataset))]
+    assert [sample["file_name"] for sample in samples] == ["000001.jpg", "000002.jpg", "000003.jpg", "000004.jpg"]
+    assert [sample["image_id"] for sample in samples] == [1, 2, 3, 4]
+    assert [sample.get("unreadable", False) for sample in samples] == [False, True, False, False]
+    assert first["image_id"] == second["image_id"] == 2 and first["orig_size"] == (64, 40)
+    assert first["image"].shape == (64, 40, 3) and not first["image"].any()
+    assert first["boxes"].shape == (0, 4) and len(first["labels"]) == len(first["iscrowd"]) == 0
     reports = [str(w.message) for w in caught if issubclass(w.category, DatasetWarning)]
-    assert len(reports) == 1 and str(truncated) in reports[0]
-    strict = CocoDetection(paths["images"], paths["annotations"], strict=True)
-    with pytest.raises(ImageReadError, match="000002.jpg"):
-        strict[1]
+    assert len(reports) == 1 and str(truncated) in reports[0] and "no detections" in reports[0]
+
+
+def test_unreadable_image_in_training_is_replaced_by_the_next_readable_one(make_scene):
+    paths = make_scene("coco")
+    truncated = paths["images"] / "000002.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    dataset = CocoDetection(paths["images"], paths["annotations"], unreadable="substitute")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = [dataset[i]["file_name"] for i in range(len(dataset))]
+    assert names == ["000001.jpg", "000003.jpg", "000003.jpg", "000004.jpg"]
+    reports = [str(w.message) for w in caught if issubclass(w.category, DatasetWarning)]
+    assert len(reports) == 1 and str(truncated) in reports[0] and "training" in reports[0]
+    with pytest.raises(ValueError, match="unreadable='skip'.*placeholder, substitute, raise"):
+        CocoDetection(paths["images"], paths["annotations"], unreadable="skip")
+
+
+def test_strict_raises_for_an_unreadable_image(make_scene):
+    paths = make_scene("coco")
+    truncated = paths["images"] / "000002.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    for strict in (CocoDetection(paths["images"], paths["annotations"], strict=True),
+                   CocoDetection(paths["images"], paths["annotations"], unreadable="raise")):
+        with pytest.raises(ImageReadError, match="000002.jpg"):
+            strict[1]
     (paths["images"] / "000001.jpg").unlink()
     with pytest.raises(ImageReadError, match=r"000001\.jpg: file not found"):
         strict[0]
@@ -337,7 +364,8 @@ def test_image_cache_serves_decoded_pixels_read_only_and_leaves_unreadable_image
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         samples = [dataset[i] for i in range(len(dataset))]
-    assert [sample["file_name"] for sample in samples] == ["000001.jpg", "000003.jpg", "000003.jpg", "000004.jpg"]
+    assert [sample["file_name"] for sample in samples] == ["000001.jpg", "000002.jpg", "000003.jpg", "000004.jpg"]
+    assert samples[1]["unreadable"] and "unreadable" not in samples[0]
     for sample, image in zip([samples[0], samples[2], samples[3]], expected):
         np.testing.assert_array_equal(sample["image"], image)
         with pytest.raises(ValueError, match="read-only"):
@@ -396,10 +424,11 @@ def test_a_mixing_transform_gets_the_other_samples_it_asks_for(make_scene):
     assert dataset[1] == {"first": "000002.jpg", "extras": ["000004.jpg", "000001.jpg", "000001.jpg"]}
     dataset.transform = MixingTransform([])  # not mixing this time: called with the sample alone
     assert dataset[1] == {"first": "000002.jpg", "extras": []}
-    # An unreadable extra photo is reported and replaced by the next readable one, like a sample.
+    # In training, an unreadable extra photo is reported and replaced by the next readable one, like a sample.
     truncated = paths["images"] / "000001.jpg"
     truncated.write_bytes(truncated.read_bytes()[:300])
-    dataset.transform = MixingTransform([0, 2])
+    dataset = CocoDetection(paths["images"], paths["annotations"], transform=MixingTransform([0, 2]),
+                            unreadable="substitute")
     with pytest.warns(DatasetWarning, match="000001.jpg"):
         assert dataset[1] == {"first": "000002.jpg", "extras": ["000002.jpg", "000003.jpg"]}
 
