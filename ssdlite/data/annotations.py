@@ -25,6 +25,7 @@ __all__ = [
     "ParsedDataset",
     "Problem",
     "ProblemLog",
+    "box_coverage_problem",
     "read_class_names_file",
     "records_to_coco",
     "sanitize_boxes",
@@ -43,6 +44,8 @@ OUT_OF_IMAGE_BOX = "out_of_image_box"
 UNKNOWN_CLASS = "unknown_class"
 LABEL_WITHOUT_IMAGE = "label_without_image"
 MISSING_SPLIT_FILE = "missing_split_file"
+NO_BOXES = "no_boxes"
+IMAGES_WITHOUT_BOXES = "images_without_boxes"
 
 # A box that leaves the image by at most this many pixels is clipped and reported as a warning (rounding in the
 # annotation tool); further out it is an error.
@@ -246,6 +249,50 @@ def sanitize_boxes(
 
 def _format_box(box: np.ndarray) -> str:
     return "[" + ", ".join(f"{value:g}" for value in box) + "]"
+
+
+def box_coverage_problem(records: Sequence[ImageRecord], *, format: str, annotations: str | Path) -> Problem | None:
+    """What is wrong with a set whose images have few or no boxes, or None when more than half have one.
+
+    No box at all is an error (:data:`NO_BOXES`): there is nothing to learn from (the loss is 0) or to score
+    against, and it is nearly always a wrong path -- a YOLO labels folder without the images' label files, an empty
+    COCO ``annotations`` list. More than half of the images without a box is a warning (:data:`IMAGES_WITHOUT_BOXES`)
+    with the count: negatives are allowed, but that many usually means missing labels.
+
+    Args:
+        records: the parsed images (none is an error too).
+        format: "coco", "voc" or "yolo" (what a label is, for the message).
+        annotations: where the labels were looked for: the COCO json, the VOC Annotations folder or the YOLO labels
+            folder (named in the message, and the problem's file).
+    """
+    without = [record for record in records if len(record.boxes) == 0]
+    count = len(records)
+    if count == 0:
+        return Problem(NO_BOXES, str(annotations), f"no image of the set was found with {annotations}; check the "
+                       "images and annotations paths")
+    if 2 * len(without) <= count:
+        return None
+    # A YOLO record's source is the label file it was read from, or would have been (IMAGE_STEM.txt).
+    unlabelled = [record for record in without if format == "yolo" and not Path(record.source).is_file()]
+    if len(without) < count:
+        detail = f" ({len(unlabelled)} without a label file; YOLO labels are IMAGE_STEM.txt)" if unlabelled else ""
+        message = (f"{len(without)} of {count} images have no box in {annotations}{detail}; negatives are fine, but if "
+                   "they should hold objects, check the annotations path")
+        return Problem(IMAGES_WITHOUT_BOXES, str(annotations), message, severity="warning")
+    if format == "yolo" and len(unlabelled) == count:
+        example = records[0]
+        message = (f"0 of {count} images have a label file in {annotations}; YOLO labels are IMAGE_STEM.txt (e.g. "
+                   f"{example.source} for {example.path}); fix the labels path")
+    elif format == "yolo":
+        message = (f"none of the {count} images has a box: the {count - len(unlabelled)} label files found in "
+                   f"{annotations} hold no usable 'class cx cy w h' line; fix the labels")
+    elif format == "voc":
+        message = (f"none of the {count} images has a box: no XML in {annotations} holds an <object> with a <name> of "
+                   "the class list and a <bndbox>; fix the annotations path or the class names")
+    else:
+        message = (f"none of the {count} images of {annotations} has a box: its 'annotations' list holds no usable "
+                   "one (image_id, category_id and bbox [x, y, w, h]); fix the annotation file")
+    return Problem(NO_BOXES, str(annotations), message)
 
 
 def stable_image_ids(stems: Sequence[str]) -> list[int]:

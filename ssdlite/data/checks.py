@@ -2,7 +2,9 @@
 
 The checker parses annotations with the readers' own parsers (so it sees exactly what training would see), but
 records every problem instead of raising at the first one, and decodes every image to find missing, truncated
-and unreadable files and images whose size differs from the annotation.
+and unreadable files and images whose size differs from the annotation. A set without a single box is an error
+and one where most images have none a warning, as when the DataModule sets up
+(``ssdlite.data.annotations.box_coverage_problem``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ssdlite.data.annotations import (
     ParsedDataset,
     Problem,
     ProblemLog,
+    box_coverage_problem,
     image_problem_kind,
 )
 from ssdlite.data.coco import load_coco_records
@@ -160,26 +163,30 @@ def check_dataset(
         FileNotFoundError: a folder that does not exist.
     """
     log = ProblemLog(raise_malformed=False)
-    parsed = _parse(format, Path(images_dir), Path(annotations), classes, split_file, log)
+    parsed, labels_location = _parse(format, Path(images_dir), Path(annotations), classes, split_file, log)
     if not parsed.records:
         raise ValueError(f"no annotated images found in {annotations} ({format}); give the "
                          f"{ANNOTATIONS_HINT[format]}")
+    coverage = box_coverage_problem(parsed.records, format=format, annotations=labels_location)
+    if coverage is not None:
+        log.add(coverage.kind, coverage.file, coverage.message, severity=coverage.severity)
     _check_images(parsed.records, log, num_workers or min(8, os.cpu_count() or 1))
     return _report(format, images_dir, annotations, parsed, log.problems)
 
 
-def _parse(format, images_dir, annotations, classes, split_file, log) -> ParsedDataset:
+def _parse(format, images_dir, annotations, classes, split_file, log) -> tuple[ParsedDataset, Path]:
+    """The parsed records and where their labels are (COCO json, VOC Annotations folder, YOLO labels folder)."""
     if format == "coco":
-        return load_coco_records(images_dir, annotations, log=log)
+        return load_coco_records(images_dir, annotations, log=log), annotations
     if format == "voc":
         images_dir, annotations, split_file = _voc_paths(images_dir, annotations, split_file)
         ids = read_split_file(split_file) if split_file is not None else None
-        return load_voc_records(images_dir, annotations, ids=ids, class_names=classes, log=log)
+        return load_voc_records(images_dir, annotations, ids=ids, class_names=classes, log=log), annotations
     if format == "yolo":
         if classes is None:
             raise ValueError("YOLO labels hold class indices only: pass the class names (--classes names.txt or "
                              "the dataset YAML)")
-        return load_yolo_records(images_dir, annotations, classes=classes, log=log)
+        return load_yolo_records(images_dir, annotations, classes=classes, log=log), annotations
     raise ValueError(f"unknown dataset format {format!r}; use one of {FORMATS}")
 
 

@@ -18,8 +18,10 @@ yolo      folder of the images                   folder of the txt label files (
 split); YOLO -- a list, a names file or a dataset YAML with ``names``; COCO -- unused (the json has the
 categories). The validation set always uses the training set's classes, so labels and category ids agree.
 
-An image that cannot be read is replaced by another one in training, and in validation scored as an image with no
-detections (``DetectionDataset``'s ``unreadable``).
+A set without a single box is refused at ``setup()`` (it would train at loss 0 and score nothing), naming where the
+labels were looked for; one where more than half of the images have no box gets a ``DatasetWarning`` with the count
+(see ``ssdlite.data.annotations.box_coverage_problem``). An image that cannot be read is replaced by another one in
+training, and in validation scored as an image with no detections (``DetectionDataset``'s ``unreadable``).
 
 Example (the raccoon set, VOC layout)::
 
@@ -30,6 +32,7 @@ Example (the raccoon set, VOC layout)::
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +43,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, get_worker_info
 
+from ssdlite.data.annotations import DatasetWarning, box_coverage_problem
 from ssdlite.data.coco import CocoDetection
 from ssdlite.data.detection_dataset import DetectionDataset
 from ssdlite.data.transforms import AUGMENTATIONS, collate_detections, eval_transforms, train_transforms
@@ -103,8 +107,8 @@ class DetectionDataModule(L.LightningDataModule):
 
     Raises:
         FileNotFoundError (in ``setup``): a path that does not exist, naming the path and its argument.
-        ValueError: an unknown format, YOLO without ``class_names``, or validation classes that differ from the
-            training classes.
+        ValueError: an unknown format, YOLO without ``class_names``, validation classes that differ from the
+            training classes, or (in ``setup``) a set with no box at all.
     """
 
     def __init__(
@@ -232,8 +236,18 @@ class DetectionDataModule(L.LightningDataModule):
         return dataset
 
     def _build_dataset(self, split: str, *, transform: Any) -> DetectionDataset:
-        """The reader of ``split``. An unreadable training image is replaced by another (fine for learning); an
-        unreadable validation image becomes a placeholder that is scored with no detections."""
+        """The reader of ``split``, checked to hold boxes. An unreadable training image is replaced by another (fine
+        for learning); an unreadable validation image becomes a placeholder that is scored with no detections."""
+        dataset, labels_location = self._read_dataset(split, transform=transform)
+        problem = box_coverage_problem(dataset.records, format=self.format, annotations=labels_location)
+        if problem is not None and problem.severity == "error":
+            raise ValueError(f"{split} set: {problem.message}")
+        if problem is not None:
+            warnings.warn(f"{split} set: {problem.message}", DatasetWarning, stacklevel=2)
+        return dataset
+
+    def _read_dataset(self, split: str, *, transform: Any) -> tuple[DetectionDataset, Path]:
+        """The reader of ``split`` and where its labels are (COCO json, VOC Annotations folder, YOLO labels folder)."""
         images = _required_path(getattr(self, f"{split}_images"), f"{split}_images")
         annotations = getattr(self, f"{split}_annotations")
         if annotations is None:
@@ -242,16 +256,17 @@ class DetectionDataModule(L.LightningDataModule):
         if self.format == "coco":
             annotation_file = _existing(Path(annotations), f"{split}_annotations", "the COCO json file")
             _existing(images, f"{split}_images", "the folder the json's file_name entries are relative to")
-            return CocoDetection(images, annotation_file, transform=transform, unreadable=unreadable)
+            return CocoDetection(images, annotation_file, transform=transform, unreadable=unreadable), annotation_file
         if self.format == "voc":
-            return self._build_voc(split, images, str(annotations), transform, unreadable)
+            return self._build_voc(split, images, str(annotations), transform, unreadable), images / "Annotations"
         _existing(images, f"{split}_images", "the folder of the images")
         labels = _existing(
             Path(annotations), f"{split}_annotations", "the folder of the YOLO txt label files"
         )
-        return YOLODetection(
+        dataset = YOLODetection(
             images, labels, classes=self._classes_for(split), transform=transform, unreadable=unreadable
         )
+        return dataset, labels
 
     def _build_voc(
         self, split: str, root: Path, annotations: str, transform: Any, unreadable: str

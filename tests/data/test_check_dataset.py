@@ -180,7 +180,7 @@ def test_cli_exit_codes_report_and_plot(make_scene, tmp_path, check_tool, capsys
     assert check_tool.main(["--format", "voc", "--images", str(tmp_path / "none"),
                             "--annotations", str(tmp_path / "none")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and error.count("\n") == 1
+    assert error.startswith("check_dataset.py: error: ") and error.count("\n") == 1
 
 
 def test_plot_of_a_dataset_without_boxes(tmp_path):
@@ -193,6 +193,7 @@ def test_plot_of_a_dataset_without_boxes(tmp_path):
         "annotations": [], "categories": [{"id": 1, "name": "x"}],
     }))
     report = check_dataset("coco", images, annotations)
-    assert report.num_images == 1 and report.num_boxes == 0 and report.problems == []
+    assert report.num_images == 1 and report.num_boxes == 0
+    assert [problem.kind for problem in report.problems] == ["no_boxes"]  # nothing to train on: an error
     assert plot_box_sizes(report, tmp_path / "empty.png").stat().st_size > 0
     assert len(SCENE) == 4
