@@ -4,7 +4,8 @@ The checker parses annotations with the readers' own parsers (so it sees exactly
 records every problem instead of raising at the first one, and decodes every image to find missing, truncated
 and unreadable files and images whose size differs from the annotation. A set without a single box is an error
 and one where most images have none a warning, as when the DataModule sets up
-(``ssdlite.data.annotations.box_coverage_problem``).
+(``ssdlite.data.annotations.box_coverage_problem``). An annotation file that cannot be parsed at all (malformed,
+empty or non-UTF-8 JSON, repeated or non-integer ids, ...) gives a report whose errors say exactly why.
 """
 
 from __future__ import annotations
@@ -156,15 +157,19 @@ def check_dataset(
         num_workers: threads decoding images (default min(8, CPU count)).
 
     Returns:
-        DatasetReport.
+        DatasetReport. When no image could be parsed because of errors (e.g. a malformed COCO json), a report of
+        0 images whose errors give the reason.
 
     Raises:
-        ValueError: unknown format, YOLO without classes, a malformed classes file, or no annotated image.
+        ValueError: unknown format, YOLO without classes, a malformed classes file, or no annotated image and no
+            error that explains it.
         FileNotFoundError: a folder that does not exist.
     """
     log = ProblemLog(raise_malformed=False)
     parsed, labels_location = _parse(format, Path(images_dir), Path(annotations), classes, split_file, log)
     if not parsed.records:
+        if log.errors():  # the reason nothing was parsed: report it rather than hide it behind "no images"
+            return _report(format, images_dir, annotations, parsed, log.problems)
         raise ValueError(f"no annotated images found in {annotations} ({format}); give the "
                          f"{ANNOTATIONS_HINT[format]}")
     coverage = box_coverage_problem(parsed.records, format=format, annotations=labels_location)

@@ -119,6 +119,10 @@ def _read_json(annotation_file: Path, log: ProblemLog) -> dict | None:
     if not annotation_file.is_file():
         log.malformed(annotation_file, "COCO annotation file not found; check the path", kind=MISSING_ANNOTATION)
         return None
+    if annotation_file.stat().st_size == 0:
+        log.malformed(annotation_file, "the file is empty; expected a COCO json with 'images', 'annotations' and "
+                      "'categories'")
+        return None
     try:
         with annotation_file.open("r", encoding="utf-8") as stream:
             return json.load(stream)
@@ -131,6 +135,10 @@ def _read_json(annotation_file: Path, log: ProblemLog) -> dict | None:
 
 def _valid_structure(dataset, annotation_file: Path, log: ProblemLog) -> bool:
     """Checks the keys pycocotools indexes on, so that a bad file fails here with a message, not in a KeyError."""
+    if isinstance(dataset, list):
+        log.malformed(annotation_file, f"not a COCO detection file: it holds a JSON list of {len(dataset)} entries (a "
+                      "results file of detections?), expected an object with 'images', 'annotations' and 'categories'")
+        return False
     if not isinstance(dataset, dict) or not isinstance(dataset.get("images"), list):
         log.malformed(annotation_file, "not a COCO detection file: expected an object with an 'images' list")
         return False

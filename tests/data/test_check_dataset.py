@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,47 @@ def test_plot_of_a_dataset_without_boxes(tmp_path):
     assert [problem.kind for problem in report.problems] == ["no_boxes"]  # nothing to train on: an error
     assert plot_box_sizes(report, tmp_path / "empty.png").stat().st_size > 0
     assert len(SCENE) == 4
+
+
+_GOOD_IMAGE = {"id": 1, "file_name": "000001.jpg", "height": 48, "width": 64}
+_CATEGORIES = [{"id": 1, "name": "cat"}]
+UNPARSABLE_COCO = {
+    "malformed": (
+        b'{\n  "images": [\n    {"id": 1, "file_name": "000001.jpg",}\n  ],\n  "categories": []\n}',
+        r"line 3: invalid JSON at column 41: Expecting property name enclosed in double quotes",
+    ),
+    "not_utf8": (b'\xff\xfe{\x00"\x00i\x00', r"not a UTF-8 text file \(invalid start byte\)"),
+    "empty": (b"", r"the file is empty; expected a COCO json"),
+    "duplicate_ids": (
+        json.dumps({"images": [_GOOD_IMAGE, {**_GOOD_IMAGE, "file_name": "000002.jpg"}, {**_GOOD_IMAGE, "id": 7},
+                               {**_GOOD_IMAGE, "id": 7}], "annotations": [], "categories": _CATEGORIES}).encode(),
+        r"'images' repeats ids \(\[1, 7\]\); every image needs a unique id",
+    ),
+    "string_ids": (
+        json.dumps({"images": [{**_GOOD_IMAGE, "id": "000001"}], "annotations": [],
+                    "categories": _CATEGORIES}).encode(),
+        r"images\[0\] has non-integer \['id'\]: \['000001'\]; COCO ids are integers",
+    ),
+    "top_level_list": (
+        json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9}]).encode(),
+        r"holds a JSON list of 1 entries \(a results file of detections\?\), expected an object with 'images'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNPARSABLE_COCO))
+def test_an_unparsable_coco_file_is_reported_with_its_precise_reason(make_scene, check_tool, capsys, case):
+    paths = make_scene("coco")
+    content, reason = UNPARSABLE_COCO[case]
+    paths["annotations"].write_bytes(content)
+    report = check_dataset("coco", paths["images"], paths["annotations"])
+    [error] = report.errors
+    assert error.kind == "malformed_annotation" and error.file == str(paths["annotations"])
+    assert re.search(reason, error.message), error.message
+    assert report.num_images == 0
+
+    status = check_tool.main(["--format", "coco", "--images", str(paths["images"]),
+                              "--annotations", str(paths["annotations"])])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert re.search(reason, captured.out) and "no annotated images found" not in captured.out + captured.err
