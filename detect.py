@@ -9,7 +9,7 @@ Examples:
     python detect.py webcam --camera rtsp://10.0.0.5/stream --serve 8080
 
 Without --model the newest checkpoint under runs/ is used (best*.ckpt first). Errors are one line on stderr
-with exit status 1; Ctrl+C or q stops a stream cleanly.
+with exit status 2 (see ssdlite/errors.py); Ctrl+C or q stops a stream cleanly.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ import sys
 # Before cv2 loads: keep OpenCV / FFmpeg from printing their own messages next to our one-line errors.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "detect.py"
 
 
 def _class_list(value: str) -> list[str]:
@@ -69,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     streaming.add_argument("--serve", type=_port, metavar="PORT", help="web view on http://HOST:PORT (0 = free port)")
     streaming.add_argument("--host", default="127.0.0.1", help="interface for --serve (default: 127.0.0.1 only)")
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     image = commands.add_parser("image", parents=[common], help="one or more image files")
     image.add_argument("paths", nargs="+", metavar="PATH")
@@ -122,21 +128,11 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops a stream as cleanly as Ctrl+C: camera released, video finished
 
 
-def main(argv: list[str] | None = None) -> int:
+@command(PROG)
+def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError) as error:  # FileNotFoundError is an OSError
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    except Exception as error:  # never a traceback: one line, with the type to report it by
-        print(f"error: unexpected {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    return 0
+    run(args)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "benchmark.py"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RACCOON_ROOT = REPO_ROOT.parent / "shared" / "data" / "raccoon"
 REPORT_SECTIONS = ("latency_ms", "throughput", "ratios", "accuracy", "info")
@@ -839,7 +842,7 @@ def markdown_tables(report: dict[str, dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--only",
@@ -874,7 +877,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
+@command(PROG)
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     options = BenchmarkOptions(
         smoke=args.smoke,
@@ -890,7 +894,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     names = args.only or list(MEASUREMENTS)
     unknown = sorted(set(names) - set(MEASUREMENTS))
     if unknown:
-        sys.exit(f"benchmark.py: error: unknown measurement(s) {unknown}; choose from {sorted(MEASUREMENTS)}")
+        raise ValueError(f"unknown measurement(s) {unknown}; choose from {sorted(MEASUREMENTS)}")
     report = run_benchmarks(names, options)
     text = json.dumps(report, indent=2, sort_keys=True)
     print(format_report(report))
@@ -899,8 +903,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n", encoding="utf-8")
-    return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

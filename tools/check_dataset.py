@@ -1,6 +1,7 @@
 """Check a detection dataset: counts per class, images without objects, box sizes, and every problem with its file.
 
-Exit status: 0 when there is no error (warnings allowed), 1 when there are errors, 2 when the check cannot run.
+Exit status: 0 when there is no error (warnings allowed), 1 when there are errors, 2 when the check cannot run
+(one line on stderr, see ssdlite/errors.py).
 
 Usage:
     python tools/check_dataset.py --format coco --images data/coco/val2017 \\
@@ -20,10 +21,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssdlite.data.checks import FORMATS, check_dataset, plot_box_sizes  # noqa: E402
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "check_dataset.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
     parser.add_argument("--images", required=True, type=Path, help="folder of the images")
     parser.add_argument("--annotations", required=True, type=Path,
@@ -36,14 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        report = check_dataset(args.format, args.images, args.annotations, classes=args.classes,
-                               split_file=args.split, num_workers=args.workers)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = check_dataset(args.format, args.images, args.annotations, classes=args.classes,
+                           split_file=args.split, num_workers=args.workers)
     print(report.summary())
     for problem in report.problems:
         print(problem)

@@ -18,10 +18,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssdlite.data.convert import voc_to_coco, yolo_to_coco  # noqa: E402
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "convert.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     voc = commands.add_parser("voc2coco", help="PASCAL VOC XML -> COCO json")
     voc.add_argument("--images", required=True, type=Path, help="folder of the images (JPEGImages)")
@@ -37,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+@command(PROG)
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -47,17 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                                    out_file=args.out)
             else:
                 coco = yolo_to_coco(args.images, args.labels, classes=args.classes, out_file=args.out)
-        except (OSError, ValueError) as error:  # ImageReadError is an OSError
-            coco = None
-            failure = error
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
-    if coco is None:
-        print(f"error: {failure}", file=sys.stderr)
-        return 1
+        finally:  # the warnings come before the error line or the summary
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
     print(f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} boxes, "
           f"{len(coco['categories'])} classes")
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,19 +23,20 @@ from ssdlite.openmp import bound_openmp_spin_wait  # noqa: E402
 bound_openmp_spin_wait()
 
 from ssdlite.engine.demo import run_demo  # noqa: E402
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "demo.py"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@command(PROG)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="data/shapes", help="shapes dataset folder (written when missing)")
     parser.add_argument("--runs-dir", default="runs", help="parent of the run folder runs/demo")
     args = parser.parse_args(argv)
-    try:
-        run_demo(data_root=args.data, runs_dir=args.runs_dir)
-    except (ValueError, OSError) as error:
-        print(f"demo.py: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    return 0
+    run_demo(data_root=args.data, runs_dir=args.runs_dir)
 
 
 if __name__ == "__main__":

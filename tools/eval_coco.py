@@ -15,20 +15,27 @@ Deployed model (the Predictor over the image files: eager, ONNX Runtime or INT8;
     tools/eval_coco.py --ann GT.json --checkpoint MODEL.onnx --images DIR --model-backend ort --out DIR
     tools/eval_coco.py --ann GT.json --checkpoint MODEL.ckpt --images DIR --model-backend int8 --calib TRAIN_DIR
 
-Prints the COCO summary table and the VOC AP@0.5; exits 1 with a one-line message on bad input.
+Prints the COCO summary table and the VOC AP@0.5; exits 2 with a one-line message on bad input (see
+ssdlite/errors.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from ssdlite.evaluation import BACKENDS, evaluate_results_file, format_coco_table, format_voc_lines
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ssdlite.errors import command  # noqa: E402
+from ssdlite.evaluation import BACKENDS, evaluate_results_file, format_coco_table, format_voc_lines  # noqa: E402
+
+PROG = "eval_coco.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eval_coco.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ann", required=True, help="COCO ground-truth JSON")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -70,17 +77,13 @@ def run_checkpoint_mode(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.checkpoint is not None and args.images is None:
         parser.error("--checkpoint needs --images DIR")
-    try:
-        metrics = run_checkpoint_mode(args) if args.checkpoint is not None else run_results_mode(args)
-    except (OSError, ValueError, NotImplementedError) as error:
-        message = " ".join(str(error).split())
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 1
+    metrics = run_checkpoint_mode(args) if args.checkpoint is not None else run_results_mode(args)
     print(format_coco_table(metrics))
     print(format_voc_lines(metrics))
     print(f"report written to {args.out}")

@@ -11,7 +11,7 @@ Examples::
 ONNX files carry the class names and preprocessing constants in their metadata; with --with-nms the graph decodes
 boxes and runs NMS itself (outputs boxes [B, D, 4] normalised xyxy, scores [B, D], labels [B, D],
 num_detections [B]; see ssdlite/deploy/export.py). Run one with ``detect.py image IMG --model model.onnx``.
-Errors are one line on stderr with exit status 1.
+Errors are one line on stderr with exit status 2 (see ssdlite/errors.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "export.py"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="export.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to export")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="output format")
@@ -73,13 +77,9 @@ def run(args: argparse.Namespace) -> Path:
     )
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        path = run(args)
-    except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
-        print(f"export.py: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+    path = run(build_parser().parse_args(argv))
     size_mb = path.stat().st_size / 1e6
     print(f"wrote {path} ({size_mb:.1f} MB)")
     return 0

@@ -18,11 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssdlite.data.synthetic import DEFAULT_OBJECT_SIZES, make_shapes  # noqa: E402
+from ssdlite.errors import command  # noqa: E402
+
+PROG = "make_shapes.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder (nothing is written outside it)"
@@ -42,28 +45,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Path]:
+@command(PROG)
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    try:
-        paths = make_shapes(
-            args.out,
-            num_train=args.num_train,
-            num_val=args.num_val,
-            size=args.size,
-            seed=args.seed,
-            object_sizes=tuple(args.object_sizes),
-        )
-    except ValueError as error:
-        sys.exit(f"make_shapes.py: error: {error}")
+    paths = make_shapes(
+        args.out,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        size=args.size,
+        seed=args.seed,
+        object_sizes=tuple(args.object_sizes),
+    )
     elapsed = time.perf_counter() - start
     print(
         f"wrote {args.num_train} train + {args.num_val} val images ({args.size}x{args.size}) in {elapsed:.1f} s"
     )
     for key in ("train_images", "train_annotations", "val_images", "val_annotations"):
         print(f"  {key}: {paths[key]}")
-    return paths
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,12 +14,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssdlite.complexity import summarize  # noqa: E402
+from ssdlite.errors import command  # noqa: E402
 from ssdlite.models.factory import CLASSIFIERS, list_models  # noqa: E402
+
+PROG = "summary.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("model", help=f"one of: {', '.join(list_models() + list(CLASSIFIERS))}")
     parser.add_argument(
@@ -37,22 +40,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        text = summarize(
-            args.model,
-            image_size=args.size,
-            width_mult=args.width,
-            num_classes=args.num_classes,
-            shallow=args.shallow,
-            fold_bn=args.fold_bn,
-            as_json=args.json,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"summary.py: error: {error}")
+    text = summarize(
+        args.model,
+        image_size=args.size,
+        width_mult=args.width,
+        num_classes=args.num_classes,
+        shallow=args.shallow,
+        fold_bn=args.fold_bn,
+        as_json=args.json,
+    )
     print(text)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,19 +26,13 @@ from ssdlite.openmp import bound_openmp_spin_wait  # noqa: E402
 
 bound_openmp_spin_wait()
 
-from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
-
 from ssdlite.engine.cli import train  # noqa: E402
+from ssdlite.errors import command  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        train(argv)
-    except (ValueError, OSError, MisconfigurationException) as error:
-        message = " ".join(str(error).split())
-        print(f"train.py: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+@command("train.py")
+def main(argv: list[str] | None = None) -> None:
+    train(argv)
 
 
 if __name__ == "__main__":

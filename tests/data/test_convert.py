@@ -127,12 +127,12 @@ def test_cli_errors_are_one_line_and_non_zero(make_scene, tmp_path, convert_tool
     code = convert_tool.main(["voc2coco", "--images", str(voc["images"]), "--annotations", str(voc["annotations"]),
                               "--out", str(out)])
     error = capsys.readouterr().err
-    assert code == 1 and not out.exists()
-    assert error.count("\n") == 1 and error.startswith("error: ") and "000002.xml:1: malformed XML" in error
+    assert code == 2 and not out.exists()
+    assert error.count("\n") == 1 and error.startswith("convert.py: error: ") and "000002.xml:1: malformed XML" in error
     code = convert_tool.main(["yolo2coco", "--images", str(tmp_path / "nowhere"), "--labels", str(tmp_path),
                               "--classes", "x.txt", "--out", str(out)])
     error = capsys.readouterr().err
-    assert code == 1 and error.count("\n") == 1 and "nowhere does not exist" in error
+    assert code == 2 and error.count("\n") == 1 and "nowhere does not exist" in error
 
 
 def test_cli_as_a_process_prints_no_traceback(make_scene, tmp_path):
@@ -143,6 +143,6 @@ def test_cli_as_a_process_prints_no_traceback(make_scene, tmp_path):
          "--labels", str(yolo["labels"]), "--classes", str(yolo["classes"]), "--out", str(tmp_path / "x.json")],
         capture_output=True, text=True, timeout=120,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "000001.txt:1: expected 'class cx cy w h'" in result.stderr

@@ -59,7 +59,7 @@ def load_cli():
 def test_bad_results_file_gives_one_line_error_and_no_traceback(files):
     (files / "bad.json").write_text(json.dumps({"not": "a list"}))
     completed = run_cli("--ann", "gt.json", "--results", "bad.json", "--out", "report", cwd=files)
-    assert completed.returncode == 1
+    assert completed.returncode == 2
     assert completed.stdout == ""
     assert completed.stderr.count("\n") == 1 and "Traceback" not in completed.stderr
     assert completed.stderr.startswith("eval_coco.py: error: results file 'bad.json' must be a JSON list")
@@ -75,12 +75,12 @@ def test_bad_results_file_gives_one_line_error_and_no_traceback(files):
         (["--checkpoint", "model.ckpt", "--images", "images"], "'model.ckpt' does not exist"),
     ],
 )
-def test_errors_are_one_line_with_exit_code_one(arguments, expected, files, capsys, monkeypatch):
+def test_errors_are_one_line_with_exit_code_two(arguments, expected, files, capsys, monkeypatch):
     monkeypatch.chdir(files)
     (files / "bad.json").write_text(json.dumps([{"image_id": 1000, "category_id": 3, "bbox": 7, "score": 0.5}]))
     (files / "unknown.json").write_text(json.dumps([{"image_id": 5, "category_id": 3, "bbox": [1, 2, 3, 4],
                                                      "score": 0.5}]))
-    assert load_cli().main(["--ann", "gt.json", *arguments, "--out", "report"]) == 1
+    assert load_cli().main(["--ann", "gt.json", *arguments, "--out", "report"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith("eval_coco.py: error: ") and expected in captured.err

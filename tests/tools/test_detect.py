@@ -424,9 +424,9 @@ def test_bad_input_gives_one_line_error_naming_it(case, workspace, bad_files, si
         "checkpoint": workspace["checkpoint"], "video": workspace["video"],
     }
     result = run_detect(*(arg.format(**values) for arg in args), "--no-show", cwd=bad_files)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
-    [error] = [line for line in lines if line.startswith("error: ")]
+    [error] = [line for line in lines if line.startswith("detect.py: error: ")]
     assert all(line.startswith("warning: ") for line in lines if line != error), result.stderr  # no library noise
     assert message.format(**values) in error

@@ -99,16 +99,16 @@ def test_torchscript_export_runs_as_a_script(tmp_path):
 )
 def test_bad_options_are_one_line_errors(tmp_path, capsys, arguments, message):
     code = export_tool.main(["--checkpoint", str(tiny.checkpoint_file()), "--out", str(tmp_path / "m"), *arguments])
-    assert code == 1
+    assert code == 2
     error = capsys.readouterr().err
     assert error.startswith("export.py: error: ") and message in error and error.count("\n") == 1
 
 
 def test_checkpoint_that_is_missing_or_not_ours_is_a_clear_error(tmp_path, capsys):
-    assert export_tool.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert export_tool.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     (tmp_path / "text.ckpt").write_text("hello")
-    assert export_tool.main(["--checkpoint", str(tmp_path / "text.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert export_tool.main(["--checkpoint", str(tmp_path / "text.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "text.ckpt" in capsys.readouterr().err
 
 

@@ -1,0 +1,125 @@
+"""The top-level error handling every command shares (``tools/*.py``, ``detect.py``).
+
+A command's ``main`` raises; :func:`run_command` turns what it raised into one line on stderr and an exit status:
+
+=============================================  ======  ============================================================
+raised by ``main``                             status  on stderr
+=============================================  ======  ============================================================
+nothing                                        0       nothing (``main`` may return its own status instead)
+ValueError, OSError, :class:`SSDLiteError`,    2       ``PROG: error: MESSAGE``, the message on one line
+Lightning's ``MisconfigurationException``
+KeyboardInterrupt                              130     ``PROG: interrupted``
+SystemExit                                     its     untouched: argparse's usage errors (2), and a command that
+                                               own     exits with its own status (e.g. 143 after SIGTERM)
+anything else                                  1       ``PROG: error: TYPE: MESSAGE (unexpected; set SSDLITE_DEBUG=1
+                                                       for the traceback)``
+=============================================  ======  ============================================================
+
+Bad input exits 2 like argparse's usage errors, so a script can tell "asked for something that cannot be done" (2)
+from "the program failed" (1). The package's errors already name the file, the value and the fix, so the line is
+all a user needs; with ``SSDLITE_DEBUG=1`` in the environment every error is raised again with its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+DEBUG_ENV = "SSDLITE_DEBUG"
+"""Environment variable that turns the one-line errors back into tracebacks (any value but "", "0")."""
+
+EXIT_UNEXPECTED = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, the shell's status for a command stopped by Ctrl+C."""
+
+
+class SSDLiteError(Exception):
+    """Base of the package's own errors that are neither a ValueError nor an OSError; reported as bad input."""
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, SSDLiteError)
+"""What a command reports as bad input (FileNotFoundError is an OSError), besides Lightning's
+``MisconfigurationException`` (matched by :func:`is_expected` without importing Lightning)."""
+
+_LIGHTNING_EXCEPTIONS = "lightning.fabric.utilities.exceptions"
+
+
+def one_line(message: object) -> str:
+    """``str(message)`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(message).split())
+
+
+def is_expected(error: BaseException) -> bool:
+    """Whether ``error`` is bad input (see :data:`EXPECTED_ERRORS`) rather than a fault of the program."""
+    if isinstance(error, EXPECTED_ERRORS):
+        return True
+    lightning = sys.modules.get(_LIGHTNING_EXCEPTIONS)  # raised only where Lightning is already imported
+    return lightning is not None and isinstance(error, lightning.MisconfigurationException)
+
+
+def error_line(prog: str, error: BaseException) -> str:
+    """The line :func:`run_command` prints for ``error``, e.g. ``export.py: error: checkpoint not found: x.ckpt``."""
+    message = one_line(error)
+    if is_expected(error):
+        return f"{prog}: error: {message or type(error).__name__}"
+    detail = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return f"{prog}: error: {detail} (unexpected; set {DEBUG_ENV}=1 for the traceback)"
+
+
+def debugging() -> bool:
+    """Whether ``SSDLITE_DEBUG`` asks for tracebacks."""
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def run_command(prog: str, main: Callable[[], int | None]) -> int:
+    """Runs ``main()`` and returns the command's exit status (see the module docstring for the table).
+
+    Args:
+        prog: the command's name as the user typed it (``"train.py"``), the prefix of the error line.
+        main: the command's work; returns None (success) or its own exit status.
+
+    Returns:
+        ``main``'s status (None -> 0), 2 for bad input, 130 for Ctrl+C, 1 for an unexpected error.
+
+    Raises:
+        SystemExit: whatever ``main`` raised, unchanged.
+        BaseException: with ``SSDLITE_DEBUG=1``, any error ``main`` raised, with its traceback.
+    """
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        if debugging():
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # SystemExit is not an Exception: it passes through untouched
+        if debugging():
+            raise
+        sys.stdout.flush()
+        print(error_line(prog, error), file=sys.stderr, flush=True)
+        return EXIT_ERROR if is_expected(error) else EXIT_UNEXPECTED
+    return 0 if status is None else int(status)
+
+
+def command(prog: str) -> Callable[[Callable[..., int | None]], Callable[..., int]]:
+    """Decorator form of :func:`run_command` for a command's ``main(argv=None)``.
+
+    Example:
+        >>> @command("export.py")
+        ... def main(argv: list[str] | None = None) -> int:
+        ...     raise FileNotFoundError("checkpoint not found: x.ckpt")
+        >>> main([])  # prints "export.py: error: checkpoint not found: x.ckpt" on stderr
+        2
+    """
+
+    def decorate(main: Callable[..., int | None]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def wrapper(*args: object, **kwargs: object) -> int:
+            return run_command(prog, lambda: main(*args, **kwargs))
+
+        return wrapper
+
+    return decorate
