@@ -4,26 +4,48 @@ Unlike validation during training (``ssdlite.engine.evaluate``, which feeds the 
 the PyTorch model), this runs the deployment path end to end: images read from disk as uint8 RGB, the Predictor's
 preprocessing, its backend and postprocessing. Settings are the evaluation ones (score 0.001, 300 per class and per
 image), so the AP of eager, ONNX Runtime and INT8 can be compared directly.
+
+An image that cannot be read is scored as in validation: as an image with no detections (its ground truth counts as
+missed), named in a warning and in the metrics' ``unreadable_images``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ssdlite.deploy.predictor import Predictor
+
+logger = logging.getLogger(__name__)
 
 EVALUATION_SETTINGS = {"score_threshold": 0.001, "nms_iou": 0.55, "topk_per_class": 300, "max_detections": 300}
 """Predictor keyword arguments for evaluation (those of validation during training and of torchvision's SSDLite)."""
 
-__all__ = ["EVALUATION_SETTINGS", "evaluate_model_file", "evaluate_predictor", "predict_coco_results"]
+__all__ = ["EVALUATION_SETTINGS", "PredictedResults", "evaluate_model_file", "evaluate_predictor",
+           "predict_coco_results"]
+
+
+class PredictedResults(NamedTuple):
+    """What :func:`predict_coco_results` returns.
+
+    Attributes:
+        results: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]`` of the readable images.
+        unreadable_images: ``file_name`` of each image that could not be read (no results: scored with no
+            detections).
+    """
+
+    results: list[dict[str, Any]]
+    unreadable_images: list[str]
 
 
 def predict_coco_results(
     predictor: Predictor, annotations: str | Path | dict, images_dir: str | Path
-) -> list[dict[str, Any]]:
+) -> PredictedResults:
     """Run ``predictor`` on every image of a COCO ground truth and return COCO results.
+
+    An image that cannot be read (missing, truncated, not an image) gets no results and is named in a warning.
 
     Args:
         predictor: any backend; its ``category_ids`` map labels to the dataset's category ids.
@@ -31,12 +53,13 @@ def predict_coco_results(
         images_dir: folder of the images.
 
     Returns:
-        ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``.
+        PredictedResults: the results and the file names of the unreadable images.
 
     Raises:
-        FileNotFoundError: the annotation file or an image does not exist.
+        FileNotFoundError: the annotation file does not exist.
     """
-    from ssdlite.data.image_io import read_image
+    from ssdlite.data.image_io import ImageReadError, read_image
+    from ssdlite.evaluation import unreadable_images_note
     from ssdlite.evaluation.coco import predictions_to_coco_results
 
     if not isinstance(annotations, dict):
@@ -46,10 +69,19 @@ def predict_coco_results(
         annotations = json.loads(path.read_text(encoding="utf-8"))
     images_dir = Path(images_dir)
     results: list[dict[str, Any]] = []
+    unreadable: list[str] = []
     for entry in annotations["images"]:
-        [detections] = predictor.predict(read_image(images_dir / entry["file_name"]))
+        try:
+            image = read_image(images_dir / entry["file_name"])
+        except ImageReadError as error:
+            logger.warning(f"{error}; it is scored as an image with no detections")
+            unreadable.append(str(entry["file_name"]))
+            continue
+        [detections] = predictor.predict(image)
         results.extend(predictions_to_coco_results([detections], [int(entry["id"])], predictor.category_ids))
-    return results
+    if unreadable:
+        logger.warning(unreadable_images_note(unreadable))
+    return PredictedResults(results, unreadable)
 
 
 def evaluate_predictor(
@@ -59,7 +91,8 @@ def evaluate_predictor(
     *,
     evaluator_backend: str = "faster",
 ) -> dict[str, Any]:
-    """COCO metrics (AP, AP50, ..., see ``ssdlite.evaluation.CocoEvaluator.evaluate``) of ``predictor`` on a dataset.
+    """COCO metrics (AP, AP50, ..., see ``ssdlite.evaluation.CocoEvaluator.evaluate``, and ``unreadable_images``)
+    of ``predictor`` on a dataset.
 
     Args:
         predictor: a Predictor built with :data:`EVALUATION_SETTINGS` (low threshold) for meaningful AP.
@@ -69,8 +102,9 @@ def evaluate_predictor(
     """
     from ssdlite.evaluation.coco import CocoEvaluator
 
-    results = predict_coco_results(predictor, annotations, images_dir)
-    return CocoEvaluator(annotations, backend=evaluator_backend).evaluate(results)
+    predicted = predict_coco_results(predictor, annotations, images_dir)
+    metrics = CocoEvaluator(annotations, backend=evaluator_backend).evaluate(predicted.results)
+    return {**metrics, "unreadable_images": predicted.unreadable_images}
 
 
 def evaluate_model_file(
@@ -96,7 +130,8 @@ def evaluate_model_file(
         calibration_images: INT8 calibration folder, for ``backend="int8"`` with a training checkpoint.
 
     Returns:
-        The metrics dict of ``CocoEvaluator.evaluate``.
+        The metrics dict of ``CocoEvaluator.evaluate``, with ``unreadable_images`` (the file names of the images
+        that could not be read, scored with no detections).
     """
     from ssdlite.deploy.model_files import backend_for_path
     from ssdlite.evaluation import CocoEvaluator, write_report
@@ -105,7 +140,8 @@ def evaluate_model_file(
     options = {"calibration_images": calibration_images} if calibration_images is not None else {}
     predictor = Predictor(model_path, backend=backend, **EVALUATION_SETTINGS, **options)
     evaluator = CocoEvaluator(annotations, backend=evaluator_backend)
-    results = predict_coco_results(predictor, annotations, images)
-    evaluation = evaluator.run(results)
-    write_report(evaluation.metrics, out_dir, coco_eval=evaluation.coco_eval, detections=results)
-    return evaluation.metrics
+    predicted = predict_coco_results(predictor, annotations, images)
+    evaluation = evaluator.run(predicted.results)
+    metrics = {**evaluation.metrics, "unreadable_images": predicted.unreadable_images}
+    write_report(metrics, out_dir, coco_eval=evaluation.coco_eval, detections=predicted.results)
+    return metrics

@@ -232,3 +232,27 @@ def test_evaluate_checkpoint_of_a_real_model_drops_the_unreadable_image(val_shap
     for detections in written.values():
         assert max(collections.Counter(detections).values()) == 1
     assert metrics["unreadable_images"] == [f"{UNREADABLE_ID:06d}.jpg"]
+
+
+def test_deployed_model_evaluation_scores_an_unreadable_image_with_no_detections(val_shapes, truncated, tmp_path,
+                                                                                caplog):
+    """eval_coco.py --model-backend: the Predictor path skipped nothing and stopped at the unreadable image."""
+    from ssdlite.deploy.evaluate import evaluate_model_file
+
+    torch.manual_seed(0)
+    model = build_model("ssdlite_mobilenet_v2", num_classes=NUM_CLASSES, width_mult=0.35, image_size=IMAGE_SIZE)
+    checkpoint = tmp_path / "random.ckpt"
+    torch.save({"model_config": model.config, "state_dict": model.state_dict(), "category_ids": CATEGORY_IDS,
+                "class_names": ["circle", "square", "triangle", "star"]}, checkpoint)
+    intact = evaluate_model_file(checkpoint, annotations=val_shapes["val_annotations"],
+                                 images=val_shapes["val_images"], out_dir=tmp_path / "intact", backend="eager")
+    intact_results = json.loads((tmp_path / "intact" / "detections.json").read_text())
+    expected = [result for result in intact_results if result["image_id"] != UNREADABLE_ID]
+    with caplog.at_level(logging.WARNING, logger="ssdlite"):
+        metrics = evaluate_model_file(checkpoint, annotations=truncated["val_annotations"],
+                                      images=truncated["val_images"], out_dir=tmp_path / "report", backend="eager")
+    _check_scored_once(json.loads((tmp_path / "report" / "detections.json").read_text()), expected)
+    assert metrics["AP"] == pytest.approx(_pycocotools_ap(truncated["val_annotations"], expected), abs=1e-12)
+    name = f"{UNREADABLE_ID:06d}.jpg"
+    assert metrics["unreadable_images"] == [name] and intact["unreadable_images"] == []
+    assert f"could not be read and was scored with no detections: {name}" in caplog.text
