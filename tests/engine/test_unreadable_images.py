@@ -256,3 +256,21 @@ def test_deployed_model_evaluation_scores_an_unreadable_image_with_no_detections
     name = f"{UNREADABLE_ID:06d}.jpg"
     assert metrics["unreadable_images"] == [name] and intact["unreadable_images"] == []
     assert f"could not be read and was scored with no detections: {name}" in caplog.text
+
+
+def test_ranks_results_are_merged_each_image_once_with_every_ranks_unreadable_images(monkeypatch):
+    """Under DDP each rank scores its share; rank 0 merges the results and the unreadable ids of all ranks."""
+    from types import SimpleNamespace
+
+    module = SSDLiteModule(num_classes=NUM_CLASSES, width_mult=0.35, image_size=IMAGE_SIZE, ema=False)
+    module._trainer = SimpleNamespace(world_size=2, is_global_zero=True)
+    ranks = [([1, 2, 3], [{"image_id": 1}, {"image_id": 3}], [2]),  # image 2 unreadable on rank 0
+             ([4, 5, 1], [{"image_id": 4}, {"image_id": 1}], [5])]  # image 1 again: the sampler's padding
+
+    def all_gather_object(gathered, mine):
+        assert mine == (module._val_image_ids, module._val_results, module._val_unreadable_ids)
+        gathered[:] = ranks
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    results, unreadable = module._gather_results()
+    assert results == [{"image_id": 1}, {"image_id": 3}, {"image_id": 4}] and unreadable == [2, 5]
