@@ -37,6 +37,7 @@ from ssdlite.deploy.model_files import ONNX_SUFFIXES, backend_for_path, find_lat
 from ssdlite.evaluation.coco import predictions_to_coco_results
 from ssdlite.models.factory import load_checkpoint
 from ssdlite.models.fold_bn import fold_batchnorm
+from ssdlite.models.weights import NotACheckpointError
 
 __all__ = [
     "DEFAULT_SCORE_THRESHOLD",
@@ -231,6 +232,8 @@ def load_checkpoint_for_inference(path: str | Path, *, map_location: str | torch
         raise ValueError(f"{path} is an ONNX file; load it with backend='ort', not as a training checkpoint")
     try:
         return load_checkpoint(path, map_location=map_location)
+    except NotACheckpointError:
+        raise  # already names the file and says what a checkpoint is
     except Exception as error:  # unreadable, foreign or mismatched: one message that names the file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"cannot load {path}: {reason}; pass a checkpoint written by tools/train.py") from error

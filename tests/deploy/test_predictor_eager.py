@@ -201,7 +201,7 @@ def test_model_files_that_are_not_ours_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.ckpt"):
         Predictor(tmp_path / "missing.ckpt")
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"cannot load .*notes.ckpt: .*tools/train.py"):
+    with pytest.raises(ValueError, match=r"notes.ckpt is not a checkpoint: it holds text .*tools/train.py"):
         Predictor(tmp_path / "notes.ckpt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match=r"cannot load .*other.ckpt"):
