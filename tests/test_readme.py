@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("readme")]
 
@@ -73,16 +74,43 @@ def tiny_arguments(tokens: list[str]) -> list[str]:
     return extra
 
 
-def make_workspace(root: Path) -> Path:
-    """A scratch repository under ``root``: links to the code, configs and .venv; empty data/; ../shared linked."""
+def make_workspace(root: Path, *, shared: Path = SHARED) -> Path:
+    """A scratch repository under ``root``: links to the code, configs and .venv; empty data/; ``shared`` linked
+    as its ../shared when it exists."""
     repo = root / "repo"
     (repo / "data").mkdir(parents=True)
     for name in LINKED:
         source = Path(sys.prefix) if name == ".venv" else REPO_ROOT / name
         (repo / name).symlink_to(source)
-    if SHARED.is_dir():
-        (root / "shared").symlink_to(SHARED)
+    if shared.is_dir():
+        (root / "shared").symlink_to(shared)
     return repo
+
+
+def shared_paths(lines: list[str]) -> list[str]:
+    """The ``../shared/...`` paths a block's commands read: on their command lines and in the configs they load
+    (``configs/raccoon.yaml`` reads ../shared/data/raccoon)."""
+    paths = []
+    for line in lines:
+        tokens = shlex.split(line, comments=True)
+        configs = [REPO_ROOT / value for option, value in zip(tokens, tokens[1:]) if option == "--config"]
+        values = tokens + [value for config in configs for value in _strings(yaml.safe_load(config.read_text()))]
+        paths += [value for value in values if value.startswith("../shared/")]
+    return paths
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [value for child in node.values() for value in _strings(child)]
+    if isinstance(node, list):
+        return [value for child in node for value in _strings(child)]
+    return [node] if isinstance(node, str) else []
+
+
+def missing_shared_data(lines: list[str], workspace: Path) -> list[str]:
+    """The ``../shared/...`` paths that a block reads and the workspace lacks (the block is skipped when there is
+    any): the data decides, not whether ../shared exists (it may be there and empty)."""
+    return [path for path in shared_paths(lines) if not (workspace / path).exists()]
 
 
 def test_the_readme_marks_the_quick_guide_commands_as_runnable():
@@ -94,13 +122,34 @@ def test_the_readme_marks_the_quick_guide_commands_as_runnable():
     assert all(line.startswith(".venv/bin/python ") for line in marked)
 
 
+def test_blocks_skip_when_the_shared_data_is_absent_even_if_shared_exists(tmp_path):
+    reads_shared = [lines for _, lines in RUNNABLE if shared_paths(lines)]
+    assert len(reads_shared) >= 2, "the README's raccoon blocks (the checker, and fine-tuning on raccoon.yaml)"
+    empty = tmp_path / "empty_shared"
+    empty.mkdir()
+    workspace = make_workspace(tmp_path / "empty", shared=empty)
+    assert all(missing_shared_data(lines, workspace) for lines in reads_shared)
+    assert not any(missing_shared_data(lines, workspace) for _, lines in RUNNABLE if lines not in reads_shared)
+
+    present = tmp_path / "present_shared"  # the paths the blocks name, as empty stand-ins
+    for path in (path for lines in reads_shared for path in shared_paths(lines)):
+        stand_in = present / path.removeprefix("../shared/")
+        if Path(path).suffix:
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            stand_in.touch()
+        else:
+            stand_in.mkdir(parents=True, exist_ok=True)
+    workspace = make_workspace(tmp_path / "present", shared=present)
+    assert not any(missing_shared_data(lines, workspace) for lines in reads_shared)
+
+
 def test_runnable_blocks_run_in_order(tmp_path):
     """One test for all blocks: later blocks use what earlier ones wrote (pytest-xdist may split a module's tests
     between workers, so a shared fixture across tests would not see the earlier blocks' files)."""
     workspace = make_workspace(tmp_path)
     skipped = []
     for mode, lines in RUNNABLE:
-        if any("../shared/" in line for line in lines) and not SHARED.is_dir():
+        if missing_shared_data(lines, workspace):
             skipped.append(lines)  # ../shared/data/raccoon is absent
             continue
         run_block(mode, lines, workspace)
