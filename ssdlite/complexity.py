@@ -20,6 +20,7 @@ from torch import nn
 
 from ssdlite.models.factory import CLASSIFIERS, build_classifier, build_model, list_models
 from ssdlite.models.fold_bn import fold_batchnorm
+from ssdlite.models.ssdlite import MAX_IMAGE_SIZE
 
 CLASSIFIER_IMAGE_SIZE = 224
 
@@ -223,6 +224,11 @@ def build_for_summary(
         num_classes = 1000 if num_classes is None else num_classes
         model = build_classifier(name, width_mult=width_mult, num_classes=num_classes, shallow=shallow)
         image_size = CLASSIFIER_IMAGE_SIZE if image_size is None else image_size
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size of a classifier must be an integer from 1 to {MAX_IMAGE_SIZE} (square input side in "
+                f"pixels, e.g. {CLASSIFIER_IMAGE_SIZE} as in the papers), got {image_size!r}"
+            )
         info = {"model": name, "width_mult": width_mult, "num_classes": num_classes, "shallow": shallow}
         return model, image_size, info
     if name not in list_models():

@@ -10,7 +10,7 @@ Config keys:
     backbone: "mobilenet_v2" or "mobilenet_v1".
     width_mult: width multiplier alpha (> 0).
     num_classes: K object classes (background excluded).
-    image_size: square input side S (>= 64).
+    image_size: square input side S (64 to 2048).
     default_boxes: "paper" (TF ssd_anchor_generator, 3 boxes in the lowest map), "torchvision" (6 boxes everywhere)
         or a dict of :class:`ssdlite.core.anchors.DefaultBoxConfig` fields.
     extra_channels: output channels of the four extra layers; None means TF's rule
@@ -432,7 +432,8 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable file, or weights that do not fit the architecture the file describes.
+        ValueError: unreadable file, a model config this package cannot build (e.g. image_size above 2048), or
+            weights that do not fit the architecture the file describes.
     """
     source = f"checkpoint {str(path)!r}"
     weights, meta = _checkpoint_parts(read_state_dict(path, map_location=map_location), source)
@@ -440,7 +441,11 @@ def load_checkpoint(
     if config is None:
         config = infer_config(weights)
     config = {**dict(config), "pretrained_backbone": None}
-    model = load_state_dict_checked(build_model_from_config(config), weights, source=source)
+    try:
+        model = build_model_from_config(config)
+    except ValueError as error:
+        raise ValueError(f"{source} holds a model config this package cannot build: {error}") from error
+    model = load_state_dict_checked(model, weights, source=source)
     num_classes = model.num_classes
     class_names = list(meta.get("class_names") or [str(label) for label in range(1, num_classes + 1)])
     category_ids = [int(i) for i in (meta.get("category_ids") or range(1, num_classes + 1))]

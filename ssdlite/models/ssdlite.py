@@ -19,16 +19,27 @@ from .blocks import extra_block, prediction_block
 MIN_IMAGE_SIZE = 64
 """Smallest input side: the last extra layer (stride 512) still has a 1x1 map, and BatchNorm sees >1 value."""
 
+MAX_IMAGE_SIZE = 2048
+"""Largest input side: 6.4 times the paper's 320 (41 times the pixels), above the 1280-1536 that the largest
+single-stage detectors train at (YOLOv5-P6, EfficientDet-D7). Activations grow with the square of the side, and
+building a model runs one forward pass to size its feature maps: a side of 100000 asked for 120 GB there."""
+
 EXTRA_CHANNELS = (512, 256, 256, 128)
 """Output channels of the four extra layers appended to the stride-32 map (MobileNetV2 paper, TF config)."""
 
 
 def check_image_size(image_size: int) -> int:
-    """Returns ``image_size`` or raises ValueError when it is not an integer >= 64."""
+    """Returns ``image_size`` or raises ValueError when it is not an integer from 64 to 2048."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(
             f"image_size must be an integer >= {MIN_IMAGE_SIZE} (square input side in pixels, e.g. 300 or 320), "
             f"got {image_size!r}"
+        )
+    if image_size > MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size {image_size} is larger than {MAX_IMAGE_SIZE}, the largest input side an SSDLite is built "
+            f"for (its memory grows with the square of the side); use a side from {MIN_IMAGE_SIZE} to "
+            f"{MAX_IMAGE_SIZE}, e.g. 320 as in the paper (larger images are resized to it)"
         )
     return image_size
 

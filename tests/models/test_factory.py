@@ -71,6 +71,7 @@ def test_unknown_override_lists_the_allowed_keys():
         ({"width_mult": 0}, r"width_mult must be a number > 0.*got 0"),
         ({"width_mult": -0.35}, r"width_mult must be a number > 0.*got -0.35"),
         ({"image_size": 32}, r"image_size must be an integer >= 64.*got 32"),
+        ({"image_size": 100000}, r"image_size 100000 is larger than 2048.*use a side from 64 to 2048"),
         ({"num_classes": 0}, r"num_classes must be an integer >= 1.*got 0"),
         ({"shallow": True}, r"shallow=True applies to MobileNetV1 only"),
         ({"default_boxes": "yolo"}, r"unknown default_boxes layout 'yolo'; available: paper, torchvision"),
@@ -229,4 +230,13 @@ def test_class_names_must_match_num_classes(tmp_path):
     path = tmp_path / "c.pth"
     torch.save({"model_config": model.config, "state_dict": model.state_dict(), "class_names": ["a"]}, path)
     with pytest.raises(ValueError, match=r"1 class_names .* num_classes=2"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_with_an_unbuildable_config_names_the_file(tmp_path):
+    model = _tiny()
+    path = tmp_path / "huge.ckpt"
+    torch.save({"model_config": {**model.config, "image_size": 100000}, "state_dict": model.state_dict()}, path)
+    with pytest.raises(ValueError, match=r"huge.ckpt' holds a model config this package cannot build: image_size "
+                                         r"100000 is larger than 2048"):
         load_checkpoint(path)

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from ssdlite.models.factory import build_model
 from tests.deploy import tiny_detector as tiny
 from tests.models.test_weights import write_bad_file
 
@@ -49,3 +51,19 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such(kind, tmp_path):
     assert line.startswith(f"{Path(script).name}: error: {checkpoint} is not a checkpoint: {reason}")
     assert "A checkpoint is the file torch.save writes" in line
     assert not (tmp_path / "report").exists() and not (tmp_path / "model.onnx").exists()
+
+
+def test_a_checkpoint_whose_image_size_is_absurd_is_one_line_naming_it(tmp_path):
+    model = build_model("ssdlite_mobilenet_v2", num_classes=2, width_mult=0.35, image_size=64)
+    checkpoint = tmp_path / "huge.ckpt"
+    torch.save({"model_config": {**model.config, "image_size": 100000}, "state_dict": model.state_dict(),
+                "class_names": tiny.CLASS_NAMES, "category_ids": tiny.CATEGORY_IDS}, checkpoint)
+    script = "tools/eval_coco.py"
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *arguments(script, checkpoint, tmp_path)], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(f"eval_coco.py: error: checkpoint '{checkpoint}' holds a model config this package "
+                           "cannot build: image_size 100000 is larger than 2048")

@@ -46,6 +46,20 @@ def test_json_for_the_paper_preset_at_320():
     assert (result["num_anchors"], result["outputs_per_box"], result["image_size"]) == (2034, 91, 320)
 
 
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("ssdlite_mobilenet_v2", "summary.py: error: image_size 100000 is larger than 2048"),
+        ("mobilenet_v1", "summary.py: error: image_size of a classifier must be an integer from 1 to 2048"),
+    ],
+)
+def test_a_huge_size_is_refused_in_one_line_before_any_allocation(model, message):
+    completed = _run(model, "--size", "100000")
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(message) and "100000" in line
+
+
 def test_unknown_model_is_one_line_error_without_traceback():
     completed = _run("ssd_vgg16")
     assert completed.returncode != 0
