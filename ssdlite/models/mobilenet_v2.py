@@ -9,8 +9,9 @@ layer (with output stride of 32)." In torchvision's module tree layer 15 is ``fe
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.error import URLError
+from urllib.parse import urlparse
 
+import torch
 from torch import Tensor, nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
@@ -62,15 +63,23 @@ class MobileNetV2Backbone(nn.Module):
         ]
 
     def _load_imagenet(self) -> None:
+        """Loads torchvision's ImageNet weights, downloading them into the torch hub cache the first time.
+
+        Raises:
+            ValueError: the download failed (offline, proxy, server); says where the file would go and what to pass
+                instead. Raised ``from None`` so that callers that unwrap a ValueError's cause (jsonargparse's
+                wrapping, see engine/cli.py) show this message, not the bare "<urlopen error ...>".
+        """
         try:
             state_dict = IMAGENET_WEIGHTS.get_state_dict(progress=False, check_hash=True)
-        except (URLError, OSError) as error:
+        except OSError as error:  # URLError, HTTPError, timeouts, a cache folder that cannot be written
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(IMAGENET_WEIGHTS.url).path).name
             raise ValueError(
-                f"could not download torchvision's {IMAGENET_WEIGHTS} ({IMAGENET_WEIGHTS.url}): {error}. "
-                "There is probably no network access. Download the file on a machine with network and pass "
-                "pretrained_backbone=/path/to/weights.pth (a local torchvision mobilenet_v2 state dict), "
-                "or pretrained_backbone=None to train from scratch."
-            ) from error
+                f"downloading torchvision's MobileNetV2 ImageNet weights ({IMAGENET_WEIGHTS}) from "
+                f"{IMAGENET_WEIGHTS.url} failed ({type(error).__name__}: {error}); without network, fetch that file "
+                f"elsewhere and pass its path (--model.pretrained_backbone PATH) or put it at {cached}, or train "
+                "from scratch with --model.pretrained_backbone null"
+            ) from None
         self._load_torchvision_state_dict(state_dict, source=str(IMAGENET_WEIGHTS))
 
     def load_local(self, path: str | Path) -> None:

@@ -58,6 +58,24 @@ def test_missing_dataset_path(train_cli, config_factory, capsys, tmp_path):
     assert str(missing) in line and "train_annotations" in line
 
 
+def test_offline_imagenet_backbone_says_what_failed_and_what_to_do(train_cli, config_factory, capsys, monkeypatch,
+                                                                   tmp_path):
+    from urllib.error import URLError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached download to fall back on
+
+    def no_network(url, *args, **kwargs):
+        raise URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    config = config_factory(model={"width_mult": 1.0, "pretrained_backbone": "imagenet"})
+    assert train_cli.main(["--config", str(config)]) == 2
+    line = one_line_error(capsys, "train.py: error:")
+    assert line.startswith("train.py: error: downloading torchvision's MobileNetV2 ImageNet weights")
+    assert "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth" in line and "Name or service" in line
+    assert "--model.pretrained_backbone PATH" in line and "--model.pretrained_backbone null" in line
+
+
 def test_missing_resume_checkpoint(train_cli, config_factory, capsys, tmp_path):
     status = train_cli.main(["--config", str(config_factory()), "--ckpt_path", str(tmp_path / "last.ckpt")])
     assert status == 2

@@ -94,9 +94,18 @@ def test_imagenet_without_network_names_the_local_file_option(monkeypatch, tmp_p
     def no_network(url, *args, **kwargs):
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_network)
-    with pytest.raises(ValueError, match=r"no network.*pretrained_backbone=/path/to/weights\.pth"):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(ValueError) as error:
         MobileNetV2Backbone(pretrained="imagenet")
+    cached = tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    assert str(error.value) == (
+        "downloading torchvision's MobileNetV2 ImageNet weights (MobileNet_V2_Weights.IMAGENET1K_V1) from "
+        "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth failed (URLError: <urlopen error [Errno -3] "
+        "Temporary failure in name resolution>); without network, fetch that file elsewhere and pass its path "
+        f"(--model.pretrained_backbone PATH) or put it at {cached}, or train from scratch with "
+        "--model.pretrained_backbone null"
+    )
+    assert error.value.__cause__ is None  # what a caller that unwraps causes (engine/cli.py) would show instead
 
 
 def test_imagenet_loads_torchvision_weights(monkeypatch):
