@@ -9,7 +9,9 @@ Sources:
 
 Display: ``OpenCVWindow`` where the installed OpenCV has GUI support and a display, else ``StreamServer``, a
 small page at http://127.0.0.1:PORT with the annotated stream (MJPEG, multipart/x-mixed-replace), the FPS and the
-current detections (``/stats.json``, polled by the page).
+current detections (``/stats.json``, polled by the page). The server gives each connection a thread, so it bounds
+them: a client that sends nothing or stops reading is dropped after a socket timeout, and connections beyond a cap
+are answered 503 from the accepting thread, without a thread of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import select
+import socket
 import sys
 import threading
 import time
@@ -36,6 +39,11 @@ import numpy as np
 from ssdlite.deploy.visualize import draw_detections, draw_stream_overlay
 
 DEFAULT_OPEN_TIMEOUT_S = 10.0
+DEFAULT_MAX_CLIENTS = 32
+"""Connections the web view serves at once (a viewer's page holds one for the stream and one per stats poll)."""
+DEFAULT_CLIENT_TIMEOUT_S = 10.0
+"""Seconds a web view connection may send nothing (no request) or read nothing (a stalled viewer) before it is
+dropped."""
 VIDEO_WRITER_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
@@ -311,37 +319,137 @@ setInterval(poll, 500); poll();
 """
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with at most ``max_clients`` handler threads.
+
+    A connection beyond the cap gets "503 Service Unavailable" from the accepting thread itself: the reply fits in
+    an empty socket buffer, so sending it never blocks. Its socket is then half-closed and kept until the client
+    closes its side or ``REJECT_LINGER_S`` passes (checked in ``service_actions``, between accepts), so that the
+    client's request arriving after the reply does not reset the connection before the client has read it.
+    """
+
+    daemon_threads = True
+    request_queue_size = 64  # listen backlog (socketserver's 5 makes a burst of connections wait for SYN retries)
+    REJECT_LINGER_S = 2.0
+    _REJECTION_BODY = b"too many viewers of this stream; try again in a moment\n"
+    _REJECTION = (
+        b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 5\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_REJECTION_BODY), _REJECTION_BODY)
+    )
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, max_clients: int):
+        self.max_clients = max_clients
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self._rejected: list[tuple[socket.socket, float]] = []
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._reject(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the handler thread
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _reject(self, connection: socket.socket) -> None:
+        try:
+            connection.setblocking(False)
+            self._drain(connection)
+            connection.send(self._REJECTION)
+            connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            connection.close()
+            return
+        self._rejected.append((connection, time.monotonic() + self.REJECT_LINGER_S))
+
+    @staticmethod
+    def _drain(connection: socket.socket) -> bool:
+        """Reads what the client sent so far without blocking; True once it has closed its side."""
+        while True:
+            try:
+                if not connection.recv(4096):
+                    return True
+            except BlockingIOError:
+                return False
+
+    def service_actions(self) -> None:
+        now, lingering = time.monotonic(), []
+        for connection, deadline in self._rejected:
+            try:
+                finished = self._drain(connection) or now >= deadline
+            except OSError:
+                finished = True
+            if finished:
+                connection.close()
+            else:
+                lingering.append((connection, deadline))
+        self._rejected = lingering
+
+    def server_close(self) -> None:
+        super().server_close()
+        for connection, _ in self._rejected:
+            connection.close()
+        self._rejected = []
+
+
 class StreamServer:
     """The MJPEG web view: ``/`` (page), ``/stream.mjpg``, ``/frame.jpg`` (latest frame), ``/stats.json``.
+
+    Each connection is served by a thread, at most ``max_clients`` at once; more are answered 503. A connection
+    that sends no request, or stops reading the stream, for ``client_timeout_s`` is closed, so idle sockets cannot
+    hold threads.
 
     Args:
         host: interface to bind; 127.0.0.1 keeps it local (pass 0.0.0.0 to share it on the network).
         port: TCP port; 0 picks a free one (see ``url``).
         title: page title.
         jpeg_quality: 1..100.
+        max_clients: connections served at once (>= 1).
+        client_timeout_s: seconds a connection may stay silent or stalled (> 0).
 
     Raises:
-        ValueError: the port is taken or cannot be bound.
+        ValueError: the port is taken or cannot be bound, or a limit is not positive.
     """
 
     boundary = "ssdliteframe"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, title: str = "ssdlite", jpeg_quality: int = 80):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        title: str = "ssdlite",
+        jpeg_quality: int = 80,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
+    ):
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
+            raise ValueError(f"max_clients must be an integer >= 1 (connections served at once), got {max_clients!r}")
+        if not client_timeout_s > 0:
+            raise ValueError(f"client_timeout_s must be > 0 seconds, got {client_timeout_s!r}")
         self.title = title
         self.jpeg_quality = jpeg_quality
+        self.client_timeout_s = float(client_timeout_s)
         self._condition = threading.Condition()
         self._jpeg: bytes | None = None
         self._stats: dict[str, Any] = {"fps": 0.0, "latency_ms": 0.0, "frame": 0, "detections": []}
         self._sequence = 0
         self._closed = False
         try:
-            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+            self._httpd = _BoundedHTTPServer((host, port), self._handler_class(), max_clients=max_clients)
         except OSError as error:
             raise ValueError(
                 f"cannot serve on {host}:{port} ({error.strerror or error}); pick another port with --serve PORT "
                 "(0 = any free port)"
             ) from error
-        self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
         self._thread.start()
 
@@ -395,6 +503,8 @@ class StreamServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = server.client_timeout_s  # socket timeout: a silent or stalled client frees its thread
+
             def log_message(self, format: str, *args: Any) -> None:  # quiet: no line per request
                 pass
 
@@ -418,8 +528,8 @@ class StreamServer:
                         self._stream()
                     else:
                         self.send_error(HTTPStatus.NOT_FOUND)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the viewer went away
+                except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                    self.close_connection = True  # the viewer went away, or stopped reading for client_timeout_s
 
             def _send(self, body: bytes, content_type: str) -> None:
                 self.send_response(HTTPStatus.OK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 
@@ -108,6 +109,82 @@ def test_server_is_local_serves_page_stats_frames_and_a_taken_port_is_an_error()
         port = server._httpd.server_address[1]
         with pytest.raises(ValueError, match=f"cannot serve on 127.0.0.1:{port}"):
             StreamServer(port=port)
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def read_until_closed(connection: socket.socket, timeout_s: float) -> bytes:
+    """What the server sends before it closes the connection (fails if it is still open after ``timeout_s``)."""
+    connection.settimeout(timeout_s)
+    received = b""
+    while chunk := connection.recv(4096):
+        received += chunk
+    return received
+
+
+def mjpeg_frames(server: StreamServer, count: int) -> list[np.ndarray]:
+    host, port = server._httpd.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/stream.mjpg")
+    response = connection.getresponse()
+    assert response.status == 200
+    frames = []
+    while len(frames) < count:
+        line = response.fp.readline()
+        if line.lower().startswith(b"content-length:"):
+            response.fp.readline()  # the blank line after the part's headers
+            jpeg = response.fp.read(int(line.split(b":")[1]))
+            frames.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+    connection.close()
+    return frames
+
+
+def test_idle_and_stalled_clients_are_bounded_and_dropped_while_others_are_served():
+    """50 sockets that send nothing hold at most max_clients threads; the rest get 503; all go after the timeout."""
+    stop = threading.Event()
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)  # big JPEGs fill buffers fast
+    with StreamServer(port=0, max_clients=4, client_timeout_s=0.5) as server:
+
+        def publish() -> None:
+            while not stop.is_set():
+                server.publish(noise, {"fps": 1.0, "latency_ms": 1.0, "frame": 0, "detections": []})
+                time.sleep(0.02)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        address = server._httpd.server_address[:2]
+        before = threading.active_count()
+        try:
+            stalled = socket.socket()  # asks for the stream, then never reads it
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(address)
+            stalled.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+            idle = [socket.create_connection(address) for _ in range(50)]
+            time.sleep(0.1)
+            assert threading.active_count() <= before + 4  # not one thread per socket
+            assert http_get(server, "/")[0] == 503  # every slot is taken
+
+            replies = [read_until_closed(connection, timeout_s=5.0) for connection in idle]  # all are closed
+            assert all(reply == b"" or reply.startswith(b"HTTP/1.0 503") for reply in replies)
+            assert sum(reply.startswith(b"HTTP/1.0 503") for reply in replies) >= 50 - 4
+            assert wait_until(lambda: threading.active_count() <= before, 5.0)  # the stalled viewer was dropped too
+
+            status, content_type, page = http_get(server, "/")
+            assert status == 200 and b"/stream.mjpg" in page
+            frames = mjpeg_frames(server, count=2)
+            assert all(frame.shape == noise.shape for frame in frames)
+        finally:
+            stop.set()
+            publisher.join()
+            for connection in [stalled, *idle]:
+                connection.close()
 
 
 def test_live_source_keeps_only_the_newest_frame():
