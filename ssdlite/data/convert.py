@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,10 +75,14 @@ def yolo_to_coco(
 
 
 def write_coco_json(coco: dict, out_file: str | Path) -> Path:
-    """Writes a COCO dict atomically (temporary file + rename), so a failed run never leaves half a json."""
+    """Writes a COCO dict atomically (temporary file + rename), so a failed run never leaves half a json.
+
+    The file gets the permissions any new file gets (0644 under the usual umask 022), not mkstemp's 0600.
+    """
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.name}.", suffix=".tmp")
+    temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(coco, stream)
