@@ -329,7 +329,8 @@ def _ground_truth_table(annotations: list[dict]) -> BoxTable:
 
 
 def _detection_table(detections: list, source: str) -> BoxTable:
-    """Columns of the detections, validated: ids integral, boxes [N, 4] finite, scores finite."""
+    """Columns of the detections, validated: ids integral, boxes [N, 4] finite with width and height >= 0, scores
+    finite."""
     try:
         columns = {key: [detection[key] for detection in detections] for key in RESULT_KEYS}
         boxes = np.array(columns["bbox"], dtype=np.float64).reshape(-1, 4)
@@ -338,8 +339,8 @@ def _detection_table(detections: list, source: str) -> BoxTable:
         scores = np.array(columns["score"], dtype=np.float64).reshape(len(detections))
         image_ids = _integer_array(columns["image_id"])
         category_ids = _integer_array(columns["category_id"])
-        if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
-            raise ValueError
+        if not (np.isfinite(boxes).all() and np.isfinite(scores).all()) or (boxes[:, 2:] < 0).any():
+            raise ValueError  # a negative width or height would be scored as a false positive, silently
     except (KeyError, TypeError, ValueError, IndexError):
         raise ValueError(f"{source}: {_first_malformed(detections)}") from None
     return BoxTable(image_ids=image_ids, category_ids=category_ids, boxes=boxes, areas=boxes[:, 2] * boxes[:, 3],
@@ -357,6 +358,11 @@ def _first_malformed(detections: list) -> str:
         box = detection["bbox"]
         if not (isinstance(box, (list, tuple, np.ndarray)) and len(box) == 4 and all(_is_finite_number(v) for v in box)):
             return f"detection [{index}] has 'bbox' {box!r}; it must be [x, y, width, height], 4 finite numbers."
+        if box[2] < 0 or box[3] < 0:
+            return (
+                f"detection [{index}] has 'bbox' {box!r} with a negative width or height; it must be "
+                "[x, y, width, height] with width, height >= 0 (from xyxy: [x1, y1, x2 - x1, y2 - y1])."
+            )
         if not _is_finite_number(detection["score"]):
             return f"detection [{index}] has 'score' {detection['score']!r}; it must be a finite number."
         for key in ("image_id", "category_id"):

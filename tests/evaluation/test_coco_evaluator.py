@@ -178,6 +178,11 @@ def test_unknown_ids_name_the_ids_and_the_ground_truth_file(what, coco_fixture, 
         ([{"image_id": 1000, "category_id": 3, "bbox": [0, 0, 1, 1], "score": "high"}], r"'score' 'high'"),
         ([{"image_id": "1000", "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}], r"'image_id' '1000'"),
         ([[1000, 3, 0, 0, 1, 1, 0.5]], r"detection \[0\] is a list"),
+        ([{"image_id": 1000, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5},
+          {"image_id": 1000, "category_id": 3, "bbox": [50, 40, -20, 30], "score": 0.9}],
+         r"detection \[1\] has 'bbox' \[50, 40, -20, 30\] with a negative width or height"),
+        ([{"image_id": 1000, "category_id": 3, "bbox": [50, 40, 20, -0.5], "score": 0.9}],
+         r"detection \[0\] has 'bbox' \[50, 40, 20, -0.5\] with a negative width or height"),
     ],
 )
 def test_malformed_results_file_names_the_file_and_the_key(content, message, coco_fixture, tmp_path):
