@@ -3,7 +3,7 @@
 Layout of a run folder::
 
     runs/<name>/best.ckpt        best validation AP (ModelCheckpoint monitor val/AP, mode max)
-    runs/<name>/last.ckpt        end of the latest epoch (what --ckpt_path resumes from)
+    runs/<name>/last.ckpt        latest epoch end, timed save or stop (what --ckpt_path resumes from)
     runs/<name>/config.yaml      the resolved config (LightningCLI's SaveConfigCallback)
     runs/<name>/metrics.csv      losses, lr and AP per step / epoch (CSVLogger; a resumed run keeps the rows
                                  logged before the interruption in metrics.1.csv, metrics.2.csv, ...)
@@ -24,18 +24,23 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
+from ssdlite.engine.checkpointing import DEFAULT_CHECKPOINT_EVERY_MINUTES, LastCheckpoint, StopSignals
+
 BEST_CHECKPOINT = "best"
-LAST_CHECKPOINT = "last"
 RUN_DIR_ENV = "SSDLITE_RUN_DIR"
 """Set for the processes the DDP launcher starts, so that every rank writes to the run folder rank 0 chose."""
 
 
-def checkpoint_callbacks(run_dir: str | Path) -> list[Callback]:
-    """``best.ckpt`` (highest ``val/AP``) and ``last.ckpt`` (every epoch end), both in ``run_dir``.
+def checkpoint_callbacks(
+    run_dir: str | Path, *, every_minutes: float | None = DEFAULT_CHECKPOINT_EVERY_MINUTES
+) -> list[Callback]:
+    """``best.ckpt`` (highest ``val/AP``) and ``last.ckpt`` (every epoch end, every ``every_minutes`` and when a
+    stop signal ends the run; see :mod:`ssdlite.engine.checkpointing`), both in ``run_dir``.
 
-    Two callbacks, so that ``last.ckpt`` is written after every epoch even when validation runs only every N
-    epochs (``trainer.check_val_every_n_epoch``). Files are overwritten in place (no ``-v1`` versions): a fresh run
-    gets a fresh folder (see :func:`resolve_run_dir`) and a resumed run continues its own files.
+    ``last.ckpt`` has a callback of its own: Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes
+    "last" only in a step where it also saves a top-k checkpoint, which with top-k 0 is never. Files are overwritten
+    in place (no ``-v1`` versions): a fresh run gets a fresh folder (see :func:`resolve_run_dir`) and a resumed run
+    continues its own files.
     """
     best = ModelCheckpoint(
         dirpath=run_dir,
@@ -46,14 +51,8 @@ def checkpoint_callbacks(run_dir: str | Path) -> list[Callback]:
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    last = ModelCheckpoint(
-        dirpath=run_dir,
-        save_top_k=0,
-        save_last=True,
-        save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
-    return [best, last]
+    stop_signals = StopSignals()
+    return [best, stop_signals, LastCheckpoint(run_dir, every_minutes=every_minutes, stop_signals=stop_signals)]
 
 
 class RandomStateCheckpoint(Callback):
@@ -157,26 +156,49 @@ def run_loggers(run_dir: str | Path, *, resume: bool = False) -> list[Logger]:
     ]
 
 
-def resolve_run_dir(runs_dir: str | Path, name: str, *, resume: bool) -> Path:
-    """The folder a run writes to: ``runs_dir/name``.
+def resolve_run_dir(runs_dir: str | Path, name: str, *, resume_from: str | Path | None = None) -> Path:
+    """The folder a run writes to: ``runs_dir/name``, or the folder of the run it resumes.
 
-    A fresh run never mixes its files with an earlier run's: when ``runs_dir/name`` already holds checkpoints,
-    ``name-2``, ``name-3``, ... is used instead. A resumed run (``resume=True``) continues in ``runs_dir/name``.
-    Processes started by the DDP launcher take the folder their rank 0 chose (environment ``SSDLITE_RUN_DIR``).
+    A fresh run never writes into a folder that holds another run's checkpoints: when ``runs_dir/name`` has some,
+    ``name-2``, ``name-3``, ... is used instead. A resumed run (``resume_from``, the checkpoint) continues in the
+    checkpoint's own folder when that is a run folder under ``runs_dir`` (so ``--name`` may differ, e.g. ``name``
+    for a run that went to ``name-2``), else in ``runs_dir/name``.
+
+    Processes started by the DDP launcher take the folder their rank 0 chose, passed in the environment
+    (``SSDLITE_RUN_DIR``); the variable is honoured only for a folder of this run (``runs_dir/name`` or
+    ``runs_dir/name-N``) that holds no checkpoints yet, or when resuming, so a stale or hand-set value can neither
+    override ``--name`` nor send a run into another run's files.
 
     Raises:
         ValueError: an empty name or one with a path separator.
     """
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited:
-        return Path(inherited)
     if not name or name in (".", "..") or "/" in name or os.sep in name:
         raise ValueError(f"--name {name!r} must be a plain folder name (it becomes {runs_dir}/<name>)")
-    run_dir = Path(runs_dir) / name
-    if resume:
-        return run_dir
+    runs_dir = Path(runs_dir)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and _is_folder_of(Path(inherited), runs_dir, name):
+        if resume_from is not None or not _holds_checkpoints(Path(inherited)):
+            return Path(inherited)
+    if resume_from is not None:
+        folder = Path(resume_from).parent
+        if folder.parent.resolve() == runs_dir.resolve() and folder.is_dir():
+            return runs_dir / folder.name
+        return runs_dir / name
+    run_dir = runs_dir / name
     index = 2
-    while any(run_dir.glob("*.ckpt")):
-        run_dir = Path(runs_dir) / f"{name}-{index}"
+    while _holds_checkpoints(run_dir):
+        run_dir = runs_dir / f"{name}-{index}"
         index += 1
     return run_dir
+
+
+def _holds_checkpoints(folder: Path) -> bool:
+    return any(folder.glob("*.ckpt"))
+
+
+def _is_folder_of(folder: Path, runs_dir: Path, name: str) -> bool:
+    """Whether ``folder`` is ``runs_dir/name`` or ``runs_dir/name-N``."""
+    if folder.parent.resolve() != runs_dir.resolve():
+        return False
+    suffix = folder.name.removeprefix(name)
+    return folder.name.startswith(name) and (suffix == "" or (suffix[:1] == "-" and suffix[1:].isdigit()))

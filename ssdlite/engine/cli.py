@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ssdlite.data.datamodule import DetectionDataModule
 from ssdlite.engine.callbacks import (
@@ -41,10 +44,19 @@ from ssdlite.engine.callbacks import (
     resolve_run_dir,
     run_loggers,
 )
+from ssdlite.engine.checkpointing import (
+    DEFAULT_CHECKPOINT_EVERY_MINUTES,
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    StopSignals,
+    TrainingStopped,
+)
 from ssdlite.engine.model_card import RunFacts, write_model_card
 from ssdlite.engine.module import SSDLiteModule
 from ssdlite.models.factory import describe_config, validate_config
 from ssdlite.models.weights import read_state_dict
+
+CallbackType = TypeVar("CallbackType")
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     # SyncBatchNorm under DDP (a no-op on one device; switched off on CPU, where torch has no SyncBatchNorm).
@@ -115,6 +127,13 @@ class SSDLiteCLI(LightningCLI):
             default=None,
             help="resume training from this checkpoint (e.g. runs/NAME/last.ckpt) with the same config",
         )
+        parser.add_argument(
+            "--checkpoint_every_minutes",
+            type=float,
+            default=DEFAULT_CHECKPOINT_EVERY_MINUTES,
+            help="also save RUNS_DIR/NAME/last.ckpt this often within an epoch (it is saved after every epoch and "
+            "when SIGTERM or Ctrl+C stops the run); 0: only then",
+        )
         parser.link_arguments("model.image_size", "data.image_size")
         parser.link_arguments("data", "model.num_classes", compute_fn=data_num_classes, apply_on="instantiate")
         parser.link_arguments("data", "model.class_names", compute_fn=data_class_names, apply_on="instantiate")
@@ -122,7 +141,7 @@ class SSDLiteCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config
-        self.run_dir = resolve_run_dir(config.runs_dir, config.name, resume=config.ckpt_path is not None)
+        self.run_dir = resolve_run_dir(config.runs_dir, config.name, resume_from=config.ckpt_path)
         trainer_config = self._get(self.config_init, "trainer", default={})
         kwargs["default_root_dir"] = str(self.run_dir)
         if trainer_config.get("logger") in (None, True):
@@ -131,13 +150,37 @@ class SSDLiteCLI(LightningCLI):
         callbacks = [*(user_callbacks if isinstance(user_callbacks, list) else [user_callbacks])]
         callbacks += [RandomStateCheckpoint(), *self.extra_callbacks]
         if trainer_config.get("enable_checkpointing") is not False:
-            callbacks += checkpoint_callbacks(self.run_dir)
+            callbacks += checkpoint_callbacks(self.run_dir, every_minutes=config.checkpoint_every_minutes)
         if trainer_config.get("enable_progress_bar") is not False:
             callbacks.append(ProgressBar())
         kwargs["callbacks"] = callbacks
-        if trainer_config.get("sync_batchnorm") and not _runs_on_gpu(trainer_config.get("accelerator", "auto")):
+        plugins = trainer_config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        on_gpu = _runs_on_gpu(trainer_config.get("accelerator", "auto"))
+        if trainer_config.get("sync_batchnorm") and not on_gpu:
             kwargs["sync_batchnorm"] = False
+        _warn_about_cpu_processes(trainer_config, on_gpu=on_gpu)
         return super().instantiate_trainer(**kwargs)
+
+
+def _warn_about_cpu_processes(trainer_config: dict[str, Any], *, on_gpu: bool) -> None:
+    """Warns when a config written for several GPUs (``devices: 8``) would start that many CPU processes here."""
+    devices = trainer_config.get("devices", "auto")
+    count = len(devices) if isinstance(devices, (list, tuple)) else devices
+    if isinstance(count, str) and count.isdigit():
+        count = int(count)
+    accelerator = trainer_config.get("accelerator", "auto")
+    if on_gpu or not isinstance(count, int) or count <= 1 or accelerator != "auto":
+        return
+    warnings.warn(
+        f"trainer.devices is {devices} but this machine has no GPU: that starts {count} training processes on the "
+        "CPU, each far slower than one; add --trainer.devices 1 --trainer.strategy auto to train in one process "
+        "(or --trainer.accelerator cpu to keep the CPU processes and silence this)",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def _runs_on_gpu(accelerator: Any) -> bool:
@@ -183,6 +226,8 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
         FileNotFoundError: a data path or the resume checkpoint does not exist.
         ValueError: invalid settings, or a resume checkpoint of another model / other classes.
         SystemExit: invalid arguments or config keys (jsonargparse prints the error and usage).
+        TrainingStopped: SIGTERM or Ctrl+C stopped training (a SystemExit with status 143 / 130; the message with
+            the checkpoint and the resume command is printed first).
     """
     argv = list(args) if args is not None else sys.argv[1:]
     _quiet_expected_warnings()
@@ -209,16 +254,25 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
     os.environ[RUN_DIR_ENV] = str(cli.run_dir)  # inherited by the processes a DDP launcher starts
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        if trainer.interrupted:
-            return _result(cli, time.perf_counter() - start)
         if module.last_val_step != trainer.global_step:
             # The last epoch was not validated (max_time ran out, or check_val_every_n_epoch skipped it):
-            # validate the final weights, and save them again with the BatchNorm statistics just calibrated.
+            # validate the final weights (with the BatchNorm statistics calibrated anew).
             trainer.validate(module, datamodule=datamodule, verbose=False)
-            last = _checkpoint_callback(trainer, best=False)
-            if last is not None and last.last_model_path:
-                # the full state (optimizer, schedule, EMA, loops): last.ckpt stays resumable
-                trainer.save_checkpoint(last.last_model_path, weights_only=False)
+        last = _callback(trainer, LastCheckpoint)
+        if last is not None:
+            # The final state, as the run ended (epoch = epochs done; the full state, so it stays resumable).
+            last.save(trainer)
+    except SystemExit as exit_:
+        # SIGTERMException (SIGTERM or the first Ctrl+C, see ssdlite.engine.checkpointing), or Lightning's exit
+        # after a second Ctrl+C.
+        stop_signals = _callback(trainer, StopSignals)
+        received = stop_signals.received if stop_signals is not None else None
+        if received is None and not isinstance(exit_, SIGTERMException):
+            raise
+        stopped = _training_stopped(cli, argv, received or signal.SIGTERM)
+        if trainer.is_global_zero:
+            print(stopped.describe(), file=sys.stderr, flush=True)
+        raise stopped from None
     finally:
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -231,6 +285,42 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
     return result
 
 
+def _training_stopped(cli: SSDLiteCLI, argv: list[str], signal_number: int) -> TrainingStopped:
+    last = _callback(cli.trainer, LastCheckpoint)
+    checkpoint = Path(last.last_model_path) if last is not None and last.last_model_path else None
+    step = last.saved_step if last is not None else None
+    return TrainingStopped(signal_number, checkpoint, step, resume_command(argv, cli.run_dir, checkpoint))
+
+
+def resume_command(argv: Sequence[str], run_dir: Path, checkpoint: Path | None) -> str:
+    """The command line that resumes a run: its own arguments with ``--name`` and ``--ckpt_path`` set to the run
+    folder's name and ``checkpoint``."""
+    kept: list[str] = []
+    skip = False
+    for argument in argv:
+        if skip:
+            skip = False
+            continue
+        option = argument.split("=", 1)[0]
+        if option in ("--name", "--ckpt_path"):
+            skip = "=" not in argument
+            continue
+        kept.append(argument)
+    kept += ["--name", run_dir.name, "--ckpt_path", str(checkpoint if checkpoint is not None else run_dir / "last.ckpt")]
+    return shlex.join([*_command_prefix(), *kept])
+
+
+def _command_prefix() -> list[str]:
+    """``[python, script]`` as this process was started (relative to the working folder when inside it)."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0].endswith("train.py") else Path("tools/train.py")
+    python = Path(sys.executable)
+    try:
+        python = python.absolute().relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return [str(python), str(script)]
+
+
 def _quiet_expected_warnings() -> None:
     """Silences Lightning warnings that our run layout makes expected (they would only confuse)."""
     # The run folder holds config.yaml and the logs next to the checkpoints by design.
@@ -241,6 +331,8 @@ def _quiet_expected_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # train(args) is meant to be called from Python (tests, the demo) whatever sys.argv holds.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # A mid-epoch last.ckpt resumes at its step; ssdlite.engine.checkpointing says so in one line.
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
     # The EMA copy stays in eval mode while training (it is evaluated, never trained).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
@@ -274,17 +366,18 @@ def check_resume_checkpoint(path: str | Path, module: SSDLiteModule) -> None:
         )
 
 
-def _checkpoint_callback(trainer: Trainer, *, best: bool) -> ModelCheckpoint | None:
-    for callback in trainer.checkpoint_callbacks:
-        if (callback.monitor is not None) == best:
-            return callback
-    return None
+def _best_checkpoint_callback(trainer: Trainer) -> ModelCheckpoint | None:
+    return next((callback for callback in trainer.checkpoint_callbacks if callback.monitor is not None), None)
+
+
+def _callback(trainer: Trainer, kind: type[CallbackType]) -> CallbackType | None:
+    return next((callback for callback in trainer.callbacks if isinstance(callback, kind)), None)
 
 
 def _result(cli: SSDLiteCLI, wall_time_s: float) -> TrainResult:
     trainer = cli.trainer
-    best = _checkpoint_callback(trainer, best=True)
-    last = _checkpoint_callback(trainer, best=False)
+    best = _best_checkpoint_callback(trainer)
+    last = _callback(trainer, LastCheckpoint)
     best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
     last_path = Path(last.last_model_path) if last is not None and last.last_model_path else None
     return TrainResult(
@@ -301,7 +394,7 @@ def _result(cli: SSDLiteCLI, wall_time_s: float) -> TrainResult:
 def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFacts:
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     hparams = module.hparams
-    best = _checkpoint_callback(trainer, best=True)
+    best = _best_checkpoint_callback(trainer)
     best_score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
     scheduler = module._scheduler()
     data = {
@@ -360,4 +453,12 @@ def _print_summary(result: TrainResult) -> None:
         print(f"  model card: {result.model_card}")
 
 
-__all__ = ["BEST_CHECKPOINT", "SSDLiteCLI", "TrainResult", "check_resume_checkpoint", "train"]
+__all__ = [
+    "BEST_CHECKPOINT",
+    "SSDLiteCLI",
+    "TrainResult",
+    "TrainingStopped",
+    "check_resume_checkpoint",
+    "resume_command",
+    "train",
+]
