@@ -289,6 +289,9 @@ def _training_stopped(cli: SSDLiteCLI, argv: list[str], signal_number: int) -> T
     last = _callback(cli.trainer, LastCheckpoint)
     checkpoint = Path(last.last_model_path) if last is not None and last.last_model_path else None
     step = last.saved_step if last is not None else None
+    if step is None and checkpoint is not None and checkpoint.is_file():
+        # stopped before this process saved (a second Ctrl+C early in a resumed run): the file's own step
+        step = int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     return TrainingStopped(signal_number, checkpoint, step, resume_command(argv, cli.run_dir, checkpoint))
 
 
