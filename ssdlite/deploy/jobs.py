@@ -20,6 +20,7 @@ from ssdlite.data.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite.deploy import stream
 from ssdlite.deploy.model_files import backend_for_path, find_latest_checkpoint
 from ssdlite.deploy.visualize import draw_detections
+from ssdlite.errors import one_line
 
 DEFAULT_WEB_PORT = 8000
 Log = Callable[[str], None]
@@ -178,7 +179,7 @@ def detect_images(
             try:
                 image = read_image(path)
             except (OSError, ValueError, cv2.error) as error:  # ImageReadError: missing, truncated, not an image
-                warn(f"skipping {path}: {getattr(error, 'reason', None) or ' '.join(str(error).split())}")
+                warn(f"skipping {path}: {getattr(error, 'reason', None) or one_line(error)}")
                 skipped += 1
                 continue
             [detections] = predictor.predict(image)

@@ -37,6 +37,7 @@ from ssdlite.deploy.predictor import (
     load_checkpoint_for_inference,
     register_backend,
 )
+from ssdlite.errors import one_line
 
 __all__ = ["OnnxRuntimeBackend", "load_onnx_session", "session_options"]
 
@@ -73,7 +74,7 @@ def load_onnx_session(path: str | Path, *, threads: int | None = None) -> tuple[
             str(path), session_options(threads=threads), providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # InvalidProtobuf, Fail, InvalidGraph, ... all mean "not a usable ONNX model"
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        reason = one_line(error)[:300] or type(error).__name__
         raise ValueError(
             f"{path} is not a valid ONNX model ({reason}); export one with "
             "`tools/export.py --checkpoint MODEL.ckpt --format onnx --out FILE.onnx`"
