@@ -236,7 +236,7 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
     except ValueError as error:
         # jsonargparse wraps what reading the data raised ("Call to compute_fn of link ... failed: ..."): the
         # data's own FileNotFoundError / ValueError names the file and the fix.
-        if isinstance(error.__cause__, (OSError, ValueError)):
+        if str(error).startswith("Call to compute_fn of link") and isinstance(error.__cause__, (OSError, ValueError)):
             raise error.__cause__ from None
         raise
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
