@@ -243,7 +243,7 @@ def _benchmark_model(options: BenchmarkOptions) -> tuple[torch.nn.Module, dict[s
     """Our detector: --checkpoint, else ssdlite_mobilenet_v2 with 90 classes and random weights (smoke: width 0.35
     at 128 px)."""
     from ssdlite.deploy.predictor import load_checkpoint_for_inference
-    from ssdlite.models.factory import build_model
+    from ssdlite.models import build_model
 
     if options.checkpoint is not None:
         model, meta = load_checkpoint_for_inference(options.checkpoint)
@@ -312,12 +312,12 @@ def measure_latency(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """End-to-end batch-1 latency of our three backends and torchvision's detectors (see the module docstring)."""
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
-    from ssdlite.complexity import profile
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
     from ssdlite.deploy.onnx_runtime import load_onnx_session
     from ssdlite.deploy.predictor import Predictor, preprocess_images
     from ssdlite.deploy.quantize import quantize_model
+    from ssdlite.models.complexity import profile
     from ssdlite.torchvision_reference import torchvision_ssd
 
     _use_threads(options.threads)
@@ -434,10 +434,10 @@ def measure_classifiers(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     MobileNetV1 and MobileNetV2 classifiers (1000 classes, random weights) across width and input size."""
     import onnxruntime as ort
 
-    from ssdlite.complexity import profile
     from ssdlite.deploy.export import ONNX_OPSET
     from ssdlite.deploy.onnx_runtime import session_options
-    from ssdlite.models.factory import build_classifier
+    from ssdlite.models import build_classifier
+    from ssdlite.models.complexity import profile
     from ssdlite.models.fold_bn import fold_batchnorm
 
     _use_threads(options.threads)
@@ -800,7 +800,7 @@ def format_report(report: dict[str, dict[str, Any]]) -> str:
 
 def markdown_tables(report: dict[str, dict[str, Any]]) -> str:
     """The README's comparison tables from a report (those whose measurements it holds), as Markdown."""
-    from ssdlite.complexity import human
+    from ssdlite.models.complexity import human
 
     latency, info, sections = report.get("latency_ms", {}), report.get("info", {}), []
 

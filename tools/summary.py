@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssdlite.complexity import summarize  # noqa: E402
 from ssdlite.errors import command  # noqa: E402
-from ssdlite.models.factory import CLASSIFIERS, list_models  # noqa: E402
+from ssdlite.models import CLASSIFIERS, list_models  # noqa: E402
+from ssdlite.models.complexity import summarize  # noqa: E402
 
 PROG = "summary.py"
 

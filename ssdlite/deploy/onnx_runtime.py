@@ -98,7 +98,7 @@ def load_onnx_session(path: str | Path, *, threads: int | None = None) -> tuple[
 def anchors_from_metadata(metadata: dict[str, str]) -> torch.Tensor:
     """Default boxes Tensor[A, 4] (cx, cy, w, h) of a raw-network file, rebuilt from its metadata."""
     from ssdlite.core.anchors import default_boxes
-    from ssdlite.models.factory import box_config_from
+    from ssdlite.models import box_config_from
 
     config = json.loads(metadata["model_config"])
     feature_sizes = tuple(tuple(size) for size in json.loads(metadata["feature_sizes"]))

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ssdlite.core.postprocess import postprocess_detections
 from ssdlite.deploy.model_files import ONNX_SUFFIXES, backend_for_path, find_latest_checkpoint
 from ssdlite.evaluation.coco import predictions_to_coco_results
-from ssdlite.models.factory import load_checkpoint
+from ssdlite.models import load_checkpoint
 from ssdlite.models.fold_bn import fold_batchnorm
 from ssdlite.models.weights import NotACheckpointError
 

@@ -53,7 +53,13 @@ from ssdlite.engine.checkpointing import (
 )
 from ssdlite.engine.model_card import RunFacts, write_model_card
 from ssdlite.engine.module import SSDLiteModule
-from ssdlite.models.factory import describe_config, validate_config
+from ssdlite.models import (
+    CLASS_NAMES_KEY,
+    HYPER_PARAMETERS_KEY,
+    MODEL_CONFIG_KEY,
+    SSDLiteConfig,
+    describe_config,
+)
 from ssdlite.models.weights import read_state_dict
 
 CallbackType = TypeVar("CallbackType")
@@ -348,23 +354,23 @@ def check_resume_checkpoint(path: str | Path, module: SSDLiteModule) -> None:
         ValueError: not a training checkpoint, or one of another architecture or other classes.
     """
     content = read_state_dict(path)
-    hparams = content.get("hyper_parameters")
-    if not isinstance(hparams, dict) or "optimizer_states" not in content or "model_config" not in hparams:
+    hparams = content.get(HYPER_PARAMETERS_KEY)
+    if not isinstance(hparams, dict) or "optimizer_states" not in content or MODEL_CONFIG_KEY not in hparams:
         raise ValueError(
             f"--ckpt_path {path} is not a training checkpoint of tools/train.py (no optimizer state or model "
             "config); to start from its weights use --model.init_from instead"
         )
-    held = validate_config({**hparams["model_config"], "pretrained_backbone": None})
-    expected = validate_config({**module.model.config, "pretrained_backbone": None})
+    held = SSDLiteConfig.from_dict({**hparams[MODEL_CONFIG_KEY], "pretrained_backbone": None}).to_dict()
+    expected = SSDLiteConfig.from_dict({**module.model.config, "pretrained_backbone": None}).to_dict()
     if held != expected:
         raise ValueError(
             f"--ckpt_path {path} holds {describe_config(held)} (image_size {held['image_size']}) but this config "
             f"builds {describe_config(expected)} (image_size {expected['image_size']}); resume with the run's own "
             f"config ({Path(path).parent / 'config.yaml'}) or fine-tune with --model.init_from {path}"
         )
-    if list(hparams.get("class_names") or []) != list(module.class_names):
+    if list(hparams.get(CLASS_NAMES_KEY) or []) != list(module.class_names):
         raise ValueError(
-            f"--ckpt_path {path} was trained on classes {hparams.get('class_names')} but the data has "
+            f"--ckpt_path {path} was trained on classes {hparams.get(CLASS_NAMES_KEY)} but the data has "
             f"{module.class_names}; resume on the same data or fine-tune with --model.init_from {path}"
         )
 

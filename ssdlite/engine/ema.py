@@ -9,7 +9,7 @@ The warm-up keeps the average from being dominated by the random initial weights
 the copy follows the weights closely. Floating-point buffers (BatchNorm running statistics) are averaged the same
 way, integer buffers (``num_batches_tracked``) copied.
 
-State dict layout, which :func:`ssdlite.models.factory.load_checkpoint` relies on: ``module.*`` (the averaged
+State dict layout, which :func:`ssdlite.models.load_checkpoint` relies on: ``module.*`` (the averaged
 SSDLite) and ``n_averaged`` (the update count, as in ``torch.optim.swa_utils.AveragedModel``). Held by the
 LightningModule as ``ema_model``, the checkpoint keys are ``ema_model.module.*``.
 """

@@ -161,7 +161,7 @@ def evaluate_checkpoint(
     """
     from ssdlite.data.coco import CocoDetection
     from ssdlite.data.transforms import collate_detections, eval_transforms
-    from ssdlite.models.factory import load_checkpoint
+    from ssdlite.models import load_checkpoint
 
     evaluator = CocoEvaluator(annotations, backend=backend)
     model, meta = load_checkpoint(checkpoint, map_location="cpu")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ssdlite.models.factory import load_checkpoint
+from ssdlite.models import load_checkpoint
 
 CLASS_HEAD_PREFIX = "classification_head."
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ssdlite.complexity import human, profile
-from ssdlite.models.factory import describe_config
+from ssdlite.models import describe_config
+from ssdlite.models.complexity import human, profile
 from ssdlite.models.fold_bn import fold_batchnorm
 
 CARD_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "VOC07_AP50")
@@ -97,7 +97,7 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
         f"- Default boxes: {int(model.anchors.shape[0])} ({_boxes_name(config.get('default_boxes'))})",
         f"- Parameters: {complexity.params:,} ({human(complexity.params)})",
         f"- Multiply-adds: {complexity.macs:,} ({human(complexity.macs)}) per image at {size}x{size} "
-        "(ssdlite.complexity)",
+        "(ssdlite.models.complexity)",
         f"- CPU latency of the network: {latency:.1f} ms per image (batch 1, {torch.get_num_threads()} threads, "
         "BatchNorm folded, no pre/postprocessing; measured when this card was written, on the training machine; "
         "end to end by backend: `tools/benchmark.py --only latency --checkpoint CKPT`)",

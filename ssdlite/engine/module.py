@@ -2,7 +2,7 @@
 
 What it does:
 
-* builds the detector from the model registry (:func:`ssdlite.models.factory.build_model`), optionally initialised
+* builds the detector from the model registry (:func:`ssdlite.models.build_model`), optionally initialised
   from another checkpoint (``init_from``: every shape-compatible weight) and with a frozen backbone;
 * trains with :class:`ssdlite.core.MultiBoxLoss` and SGD (momentum, weight decay 4e-5 on conv weights only), AdamW
   or RMSprop; the learning rate is given for ``base_batch_size`` images and scaled linearly to the global batch
@@ -46,7 +46,13 @@ from ssdlite.engine.evaluate import DetectionSettings, batch_coco_results, unrea
 from ssdlite.engine.optim import OptimizerName, build_optimizer, parameter_groups, scaled_learning_rate
 from ssdlite.engine.schedule import WarmupCosineLR
 from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator, unreadable_images_note
-from ssdlite.models.factory import build_model
+from ssdlite.models import (
+    CATEGORY_IDS_KEY,
+    CLASS_NAMES_KEY,
+    HYPER_PARAMETERS_KEY,
+    MODEL_CONFIG_KEY,
+    build_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -178,11 +184,11 @@ class SSDLiteModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds what ``load_checkpoint`` needs to ``hyper_parameters``, as plain Python types (weights_only)."""
-        checkpoint["hyper_parameters"] = {
-            **_plain(dict(checkpoint.get("hyper_parameters", {}))),
-            "model_config": _plain(self.model.config),
-            "class_names": list(self.class_names),
-            "category_ids": [int(i) for i in self.category_ids],
+        checkpoint[HYPER_PARAMETERS_KEY] = {
+            **_plain(dict(checkpoint.get(HYPER_PARAMETERS_KEY, {}))),
+            MODEL_CONFIG_KEY: _plain(self.model.config),
+            CLASS_NAMES_KEY: list(self.class_names),
+            CATEGORY_IDS_KEY: [int(i) for i in self.category_ids],
         }
 
     # ------------------------------------------------------------------------------------------------ network

@@ -44,6 +44,15 @@ def check_image_size(image_size: int) -> int:
     return image_size
 
 
+def check_num_classes(num_classes: int) -> int:
+    """Returns ``num_classes`` or raises ValueError when it is not an integer >= 1."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"num_classes must be an integer >= 1 (object classes, background excluded), got {num_classes!r}"
+        )
+    return num_classes
+
+
 class SSDLite(nn.Module):
     """SSDLite detector: backbone taps + extra layers + per-map prediction blocks.
 
@@ -58,7 +67,8 @@ class SSDLite(nn.Module):
         image_size: S, the square input side the default boxes are laid out for.
         box_config: default box layout; it must describe ``len(backbone.out_channels) + len(extra_channels)`` maps.
         extra_channels: output channels of the extra layers appended to the last backbone map.
-        config: the plain dict :func:`ssdlite.models.factory.build_model_from_config` rebuilds this model from.
+        config: the plain dict :func:`ssdlite.models.build_model_from_config` rebuilds this model from
+            (:meth:`ssdlite.models.SSDLiteConfig.to_dict`).
 
     Attributes:
         anchors (Tensor[A, 4]): default boxes (cx, cy, w, h) normalised to [0, 1] (non-persistent buffer: it
@@ -80,11 +90,7 @@ class SSDLite(nn.Module):
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f"num_classes must be an integer >= 1 (object classes, background excluded), got {num_classes!r}"
-            )
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.image_size = check_image_size(image_size)
         self.config = dict(config) if config is not None else {}
         self.backbone = backbone

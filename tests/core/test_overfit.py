@@ -68,7 +68,7 @@ def single_thread():
 
 @pytest.mark.slow
 def test_tiny_model_overfits_two_synthetic_images(single_thread):
-    build_model = pytest.importorskip("ssdlite.models.factory").build_model
+    build_model = pytest.importorskip("ssdlite.models").build_model
     torch.manual_seed(0)
     model = build_model("ssdlite_mobilenet_v2", num_classes=2, width_mult=0.35, image_size=IMAGE_SIZE)
     images, gt_boxes, gt_labels = synthetic_batch()

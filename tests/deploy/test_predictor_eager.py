@@ -13,7 +13,7 @@ from ssdlite.core.postprocess import postprocess_detections
 from ssdlite.deploy import predictor as predictor_module
 from ssdlite.deploy.model_files import backend_for_path, find_latest_checkpoint
 from ssdlite.deploy.predictor import Backend, ModelInfo, Predictor
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
 
 CLASS_NAMES = ["square", "disc", "triangle"]
 CATEGORY_IDS = [5, 9, 11]

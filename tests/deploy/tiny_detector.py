@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ssdlite.core.loss import MultiBoxLoss
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
 
 IMAGE_SIZE = 128
 CLASS_NAMES = ["box", "disc"]

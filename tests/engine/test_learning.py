@@ -19,7 +19,7 @@ import torch
 
 from ssdlite.engine.cli import train
 from ssdlite.engine.module import SSDLiteModule
-from ssdlite.models.factory import load_checkpoint
+from ssdlite.models import load_checkpoint
 
 from .conftest import CATEGORY_IDS, ROOT, SHAPE_CLASSES, write_config
 

@@ -33,7 +33,7 @@ from ssdlite.data.synthetic import make_shapes
 from ssdlite.engine.evaluate import batch_coco_results, evaluate_checkpoint
 from ssdlite.engine.module import SSDLiteModule
 from ssdlite.evaluation import CocoEvaluator
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
 
 IMAGE_SIZE = 96
 NUM_CLASSES = 4
@@ -203,7 +203,7 @@ def test_evaluate_checkpoint_scores_an_unreadable_image_once(val_shapes, truncat
     expected, expected_ap, _ = _expected(val_shapes)
     meta = {"category_ids": CATEGORY_IDS, "class_names": ["circle", "square", "triangle", "star"],
             "image_size": IMAGE_SIZE}
-    monkeypatch.setattr("ssdlite.models.factory.load_checkpoint",
+    monkeypatch.setattr("ssdlite.models.load_checkpoint",
                         lambda path, map_location: (val_shapes["detector"], meta))
     with caplog.at_level(logging.WARNING, logger="ssdlite"), pytest.warns(DatasetWarning):
         metrics = evaluate_checkpoint("detector.ckpt", annotations=truncated["val_annotations"],

@@ -3,8 +3,8 @@
 import pytest
 import torchvision
 
-from ssdlite.complexity import count_parameters, format_table, profile
-from ssdlite.models.factory import build_classifier, build_model
+from ssdlite.models import build_classifier, build_model
+from ssdlite.models.complexity import count_parameters, format_table, profile
 
 
 def _within(value: float, expected: float, tolerance: float) -> bool:

@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from ssdlite.complexity import count_parameters
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
+from ssdlite.models.complexity import count_parameters
 from ssdlite.models.fold_bn import fold_batchnorm
 from ssdlite.models.mobilenet_v1 import MobileNetV1
 

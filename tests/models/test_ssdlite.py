@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.models.detection.ssd import SSDScoringHead
 
 from ssdlite.core.anchors import DefaultBoxConfig, default_boxes
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
 
 SIZES = [224, 300, 320, 512, 333]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssdlite.deploy.predictor import load_checkpoint_for_inference
-from ssdlite.models.factory import build_model, load_checkpoint
+from ssdlite.models import build_model, load_checkpoint
 from ssdlite.models.weights import NotACheckpointError, read_state_dict
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
 from tests.deploy import tiny_detector as tiny
 from tests.models.test_weights import write_bad_file
 

@@ -28,7 +28,7 @@ import torch
 from ssdlite.data.image_io import read_image
 from ssdlite.deploy.predictor import Predictor
 from ssdlite.deploy.visualize import class_color
-from ssdlite.models.factory import build_model
+from ssdlite.models import build_model
 
 pytestmark = pytest.mark.xdist_group("detect_cli")  # one worker builds the model and the media once
 

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssdlite.models.factory import CLASSIFIERS, build_classifier, build_model, list_models
-from ssdlite.models.fold_bn import fold_batchnorm
-from ssdlite.models.ssdlite import MAX_IMAGE_SIZE
+from ._builder import CLASSIFIERS, build_classifier, build_model
+from ._registry import is_model, list_models
+from .fold_bn import fold_batchnorm
+from .ssdlite import MAX_IMAGE_SIZE
 
 CLASSIFIER_IMAGE_SIZE = 224
 
@@ -231,7 +232,7 @@ def build_for_summary(
             )
         info = {"model": name, "width_mult": width_mult, "num_classes": num_classes, "shallow": shallow}
         return model, image_size, info
-    if name not in list_models():
+    if not is_model(name):
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models() + list(CLASSIFIERS))}")
     overrides = {"image_size": image_size, "width_mult": width_mult, "num_classes": num_classes}
     overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -262,7 +263,7 @@ def summarize(
     """The complexity summary of a registered detector or a classifier (``mobilenet_v1``, ``mobilenet_v2``).
 
     Args:
-        name: a name from :func:`ssdlite.models.factory.list_models` or ``mobilenet_v1`` / ``mobilenet_v2``.
+        name: a name from :func:`ssdlite.models.list_models` or ``mobilenet_v1`` / ``mobilenet_v2``.
         image_size: input side; default the preset's (detectors) or 224 (classifiers).
         width_mult: width multiplier; default 1.0.
         num_classes: object classes K of a detector (K + 1 outputs) or classes of a classifier (default 1000).
