@@ -1,4 +1,4 @@
-"""Box encoding relative to default boxes (SSD paper, eq. 2) with the usual variances (0.1, 0.2).
+"""Box encoding relative to default boxes (SSD paper, eq. 2) with the usual variances :data:`VARIANCES` (0.1, 0.2).
 
 ``encode`` / ``decode`` are identical to torchvision's ``BoxCoder(weights=(10, 10, 5, 5))`` ``encode_single`` /
 ``decode_single`` applied to the same boxes in xyxy (weights are the reciprocal variances), but take the default
@@ -15,8 +15,12 @@ from torch import Tensor
 # torchvision's bbox_xform_clip: keeps exp(dw) finite for wild predictions.
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
+VARIANCES: tuple[float, float] = (0.1, 0.2)
+"""(centre variance, size variance) of the box coding: the one definition that the loss, the postprocessing, the
+exported graphs and their metadata read (torchvision's ``BoxCoder`` weights (10, 10, 5, 5) are the reciprocals)."""
 
-def encode(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2)) -> Tensor:
+
+def encode(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:
     """Box regression targets of ``boxes`` relative to ``anchors``.
 
     Args:
@@ -37,7 +41,7 @@ def encode(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, f
     return torch.cat((centre_deltas, size_deltas), dim=-1)
 
 
-def decode(deltas: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2)) -> Tensor:
+def decode(deltas: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:
     """Boxes from regression outputs, the inverse of :func:`encode`.
 
     Args:

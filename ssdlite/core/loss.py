@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
-from ssdlite.core.box_coder import decode, encode
+from ssdlite.core.box_coder import VARIANCES, decode, encode
 from ssdlite.core.matcher import match_anchors
 
 
@@ -59,7 +59,7 @@ class MultiBoxLoss(nn.Module):
 
     Args:
         neg_pos_ratio: hard negatives kept per positive (3 in the paper).
-        variances: box coder variances (centre, size).
+        variances: box coder variances (centre, size), default :data:`ssdlite.core.box_coder.VARIANCES`.
         iou_threshold: matching threshold.
         box_loss: "smooth_l1" (the paper's, on the encoded offsets) or an IoU loss on the decoded boxes: "giou",
             "diou", "ciou".
@@ -70,7 +70,7 @@ class MultiBoxLoss(nn.Module):
     def __init__(
         self,
         neg_pos_ratio: int = 3,
-        variances: tuple[float, float] = (0.1, 0.2),
+        variances: tuple[float, float] = VARIANCES,
         iou_threshold: float = 0.5,
         box_loss: str = "smooth_l1",
         cls_target: str = "label",

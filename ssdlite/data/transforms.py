@@ -51,6 +51,8 @@ from albumentations.core.bbox_utils import denormalize_bboxes
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from ssdlite.core.normalization import PIXEL_LOOKUP
+
 __all__ = [
     "IMAGE_MEAN_RGB",
     "DetectionTransform",
@@ -70,8 +72,6 @@ IMAGE_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
 # SSD's sampling options (Sec. 2.2): None keeps the whole image, a number is the minimum IoU with some box, and 0.0
 # is the paper's third option, "randomly sample a patch" (as torchvision's RandomIoUCrop and Caffe SSD's samplers).
 SSD_MIN_IOUS: tuple[float | None, ...] = (None, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
-# uint8 value -> its network-input value x / 127.5 - 1 (float32 arithmetic, as the tensor expression would do).
-_SCALE_TO_UNIT_RANGE = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
 # Per-sample fields with one entry per box that must follow dropped boxes.
 _PER_BOX_FIELDS = ("iscrowd", "difficult")
 
@@ -367,15 +367,15 @@ def seed_augmentation(augmentation: A.BaseCompose | A.BasicTransform, seed: int 
 def image_to_tensor(image: np.ndarray) -> Tensor:
     """uint8 HxWx3 RGB -> float32 Tensor[3, H, W] in [-1, 1] (x / 127.5 - 1), the network input scaling.
 
-    A 256-entry lookup table computed with the same float32 operations, so the values equal
-    ``image.float() / 127.5 - 1`` bit for bit; ``cv2.LUT`` writes each channel straight into the CHW output, one
-    single-threaded pass (half the time of ``np.take`` or torch's elementwise ops, which would also spread the
-    work over threads the DataLoader workers already occupy).
+    ``ssdlite.core.normalization.PIXEL_LOOKUP``, the scaling's 256 values, so the values equal
+    ``normalize_pixels(image)`` and ``image.float() / 127.5 - 1`` bit for bit; ``cv2.LUT`` writes each channel
+    straight into the CHW output, one single-threaded pass (half the time of ``np.take`` or torch's elementwise
+    ops, which would also spread the work over threads the DataLoader workers already occupy).
     """
     height, width = image.shape[:2]
     output = np.empty((3, height, width), dtype=np.float32)
     for channel, plane in enumerate(cv2.split(image)):
-        cv2.LUT(plane, _SCALE_TO_UNIT_RANGE, dst=output[channel])
+        cv2.LUT(plane, PIXEL_LOOKUP, dst=output[channel])
     return torch.from_numpy(output)
 
 

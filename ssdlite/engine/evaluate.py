@@ -1,9 +1,10 @@
 """Detections for COCO evaluation: one code path for validation during training and for ``tools/eval_coco.py``.
 
 Both run the network on the evaluation transform's batches (resize to S x S, scale to [-1, 1]), decode with
-:func:`ssdlite.core.postprocess.postprocess_detections` at score threshold 0.001 back to the original image sizes,
-and convert to COCO results with the dataset's own category ids -- so the AP that ``eval_coco.py --checkpoint``
-reports for ``best.ckpt`` is the AP the training run logged for it.
+:func:`ssdlite.core.postprocess.postprocess_detections` with the evaluation settings
+(``ssdlite.core.postprocess.EVALUATION_POSTPROCESS``: score threshold 0.001, 300 per class and per image) back to
+the original image sizes, and convert to COCO results with the dataset's own category ids -- so the AP that
+``eval_coco.py --checkpoint`` reports for ``best.ckpt`` is the AP the training run logged for it.
 
 An image that cannot be read reaches both as its dataset's placeholder (``unreadable`` in the batch, see
 ``DetectionDataset``): its detections are dropped, so it is scored once, as an image with no detections (its ground
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ssdlite.core.postprocess import postprocess_detections
+from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings, postprocess_detections
 from ssdlite.evaluation import (
     CocoEvaluator,
     predictions_to_coco_results,
@@ -33,19 +34,12 @@ from ssdlite.evaluation import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DetectionSettings:
-    """Post-processing for evaluation (torchvision SSDLite's defaults; COCO wants every low-score box too)."""
-
-    score_threshold: float = 0.001
-    nms_iou: float = 0.55
-    topk_per_class: int = 300
-    max_detections: int = 300
-
-
 @torch.no_grad()
 def detect_batch(
-    model: nn.Module, images: Tensor, original_sizes: Tensor, settings: DetectionSettings = DetectionSettings()
+    model: nn.Module,
+    images: Tensor,
+    original_sizes: Tensor,
+    settings: PostprocessSettings = EVALUATION_POSTPROCESS,
 ) -> list[dict[str, Tensor]]:
     """Runs ``model`` and decodes its output.
 
@@ -53,7 +47,7 @@ def detect_batch(
         model: an SSDLite (``anchors`` buffer, output dict with ``cls_logits`` and ``box_deltas``).
         images: Tensor[B, 3, S, S] in [-1, 1].
         original_sizes: Tensor[B, 2] (h, w) of the images before resizing, in pixels.
-        settings: post-processing thresholds.
+        settings: post-processing thresholds (default: the evaluation settings).
 
     Returns:
         Per image: ``boxes`` Tensor[D, 4] xyxy in original pixels, ``scores`` Tensor[D], ``labels`` Tensor[D] in 1..K.
@@ -64,10 +58,7 @@ def detect_batch(
         outputs["box_deltas"].float(),
         model.anchors,
         original_sizes.to(images.device),
-        score_threshold=settings.score_threshold,
-        topk_per_class=settings.topk_per_class,
-        nms_iou=settings.nms_iou,
-        max_detections=settings.max_detections,
+        **asdict(settings),
     )
 
 
@@ -75,7 +66,7 @@ def batch_coco_results(
     model: nn.Module,
     batch: Mapping[str, Tensor],
     category_ids: Sequence[int],
-    settings: DetectionSettings = DetectionSettings(),
+    settings: PostprocessSettings = EVALUATION_POSTPROCESS,
 ) -> list[dict[str, Any]]:
     """COCO results (``image_id, category_id, bbox [x, y, w, h], score``) of one collated batch.
 
@@ -115,7 +106,7 @@ def dataset_coco_results(
     category_ids: Sequence[int],
     *,
     device: str | torch.device = "cpu",
-    settings: DetectionSettings = DetectionSettings(),
+    settings: PostprocessSettings = EVALUATION_POSTPROCESS,
 ) -> DatasetDetections:
     """COCO results of every batch of ``batches`` (a DataLoader with ``collate_detections``)."""
     model = model.eval().to(device)

@@ -39,10 +39,11 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
 from ssdlite.core.loss import MultiBoxLoss
+from ssdlite.core.postprocess import PostprocessSettings
 from ssdlite.data.transforms import collate_detections
 from ssdlite.engine import finetune
 from ssdlite.engine.ema import ModelEMA
-from ssdlite.engine.evaluate import DetectionSettings, batch_coco_results, unreadable_image_ids
+from ssdlite.engine.evaluate import batch_coco_results, unreadable_image_ids
 from ssdlite.engine.optim import OptimizerName, build_optimizer, parameter_groups, scaled_learning_rate
 from ssdlite.engine.schedule import WarmupCosineLR
 from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator, unreadable_images_note
@@ -163,7 +164,7 @@ class SSDLiteModule(L.LightningModule):
         self.category_ids = category_ids
         self.criterion = MultiBoxLoss(neg_pos_ratio=neg_pos_ratio, box_loss=box_loss, cls_target=cls_target)
         self.ema_model = ModelEMA(self.model, decay=ema_decay, warmup_steps=ema_warmup_steps) if ema else None
-        self.detection_settings = DetectionSettings()
+        self.detection_settings = PostprocessSettings()
         self.last_val_metrics: dict[str, Any] = {}
         self.last_val_step: int | None = None
         self._evaluator: CocoEvaluator | None = None
