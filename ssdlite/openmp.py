@@ -1,20 +1,11 @@
 """How long OpenMP threads spin-wait between parallel regions: set before torch is imported.
 
 torch's CPU kernels run on an OpenMP pool (libgomp on Linux). Between two parallel regions its threads busy-wait
-for up to ``GOMP_SPINCOUNT`` spins (300,000 by default) before sleeping. Measured on the project's 2-core machine,
-one training step of SSDLite-MobileNetV2 (width 0.5, 256x256, batch 16, 2 threads, AdamW):
-
-==========================  =============  ====================================================
-wait policy                 quiet machine  two such trainings at once (a shared/busy CPU)
-==========================  =============  ====================================================
-default (300,000 spins)     225 ms         2889 ms
-``OMP_WAIT_POLICY=PASSIVE`` 296 ms          509 ms
-``GOMP_SPINCOUNT=2000``     243 ms          626 ms
-==========================  =============  ====================================================
-
-The default is catastrophic as soon as another process wants the cores (data-loader workers, a second job);
-passive waiting is safe but wakes every thread for each of the model's many small kernels. A short bounded spin
-keeps most of the speed and stays safe, so the training entry points use it unless the user chose a policy.
+for up to ``GOMP_SPINCOUNT`` spins (300,000 by default) before sleeping. As soon as another process wants the cores
+(data-loader workers, a second job), those spinning threads take the time it needs, and training slows down several
+times; ``OMP_WAIT_POLICY=PASSIVE`` is safe but wakes every thread for each of the model's many small kernels. A
+short bounded spin keeps most of the speed and stays safe, so the training entry points use it unless the user
+chose a policy.
 """
 
 from __future__ import annotations

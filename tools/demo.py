@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Before torch loads: a short bounded OpenMP spin-wait instead of the default 300,000 spins, which makes
-# training several times slower when anything else uses the cores (see ssdlite/openmp.py for the figures).
+# training several times slower when anything else uses the cores (see ssdlite/openmp.py).
 from ssdlite.openmp import bound_openmp_spin_wait  # noqa: E402
 
 bound_openmp_spin_wait()

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Before torch loads: a short bounded OpenMP spin-wait instead of the default 300,000 spins, which makes
-# training several times slower when anything else uses the cores (see ssdlite/openmp.py for the figures).
+# training several times slower when anything else uses the cores (see ssdlite/openmp.py).
 from ssdlite.openmp import bound_openmp_spin_wait  # noqa: E402
 
 bound_openmp_spin_wait()

@@ -67,7 +67,7 @@ def test_smoke_report_has_every_key_as_a_number(tmp_path):
         for key in keys:
             assert key in completed.stdout
     assert "machine:" in completed.stdout and "load average" in completed.stdout
-    # the README's tables: complexity counted by ssdlite.complexity, latency from the report
+    # the README's tables: complexity counted by ssdlite.models.complexity, latency from the report
     variants = report["info"]["classifiers"]["variants"]
     assert variants["mobilenet_v1_w0.25_64"]["params"] < variants["mobilenet_v2_w0.25_64"]["params"]
     complexity = report["info"]["latency"]["complexity"]

@@ -1,7 +1,7 @@
 """torchvision's SSD meta-architecture around our network: the same weights through torchvision's code.
 
-For like-for-like comparisons (``tools/benchmark.py``): :func:`torchvision_ssd` wraps an :class:`SSDLite`'s
-backbone, extra layers and prediction blocks in ``torchvision.models.detection.SSD`` -- its
+For like-for-like comparisons (the latency, train_step and postprocess benchmarks): :func:`torchvision_ssd` wraps
+an :class:`SSDLite`'s backbone, extra layers and prediction blocks in ``torchvision.models.detection.SSD`` -- its
 ``GeneralizedRCNNTransform`` (normalise with mean/std 0.5, i.e. [-1, 1], and resize), its anchor generator
 (``DefaultBoxGenerator`` producing our default boxes), its matching and loss in train mode, and its
 ``postprocess_detections`` in eval mode. The modules are shared, not copied: the two detectors compute the same
