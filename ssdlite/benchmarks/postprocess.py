@@ -6,6 +6,7 @@ original image size) on the same head outputs, both with the evaluation settings
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -19,8 +20,7 @@ def measure_postprocess(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """Our postprocess_detections vs torchvision's SSD postprocessing on the same head outputs (batch 1)."""
     from torchvision.ops import box_convert
 
-    from ssdlite.core.postprocess import postprocess_detections
-    from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
+    from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, postprocess_detections
     from ssdlite.deploy.predictor import preprocess_images
 
     from .torchvision_reference import torchvision_ssd
@@ -34,12 +34,13 @@ def measure_postprocess(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
             model(torch.from_numpy(preprocess_images([frame], size, channels_last=False))) for frame in frames
         ]
     original_size = torch.tensor([frames[0].shape[:2]])
-    theirs = torchvision_ssd(model, **EVALUATION_SETTINGS).eval()
+    theirs = torchvision_ssd(model, postprocess=EVALUATION_POSTPROCESS).eval()
     anchors_pixels = [box_convert(model.anchors, "cxcywh", "xyxy") * size]
 
     def ours(outputs: dict) -> Any:
         return postprocess_detections(
-            outputs["cls_logits"], outputs["box_deltas"], model.anchors, original_size, **EVALUATION_SETTINGS
+            outputs["cls_logits"], outputs["box_deltas"], model.anchors, original_size,
+            **asdict(EVALUATION_POSTPROCESS),
         )
 
     def torchvision_postprocess(outputs: dict) -> Any:
@@ -56,5 +57,7 @@ def measure_postprocess(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     return {
         "latency_ms": latency,
         "ratios": {"postprocess_vs_tv": latency["postprocess_ours"] / latency["postprocess_tv"]},
-        "info": {"postprocess": {**model_info, "settings": EVALUATION_SETTINGS, "inputs": f"{len(frames)} frames"}},
+        "info": {"postprocess": {
+            **model_info, "settings": asdict(EVALUATION_POSTPROCESS), "inputs": f"{len(frames)} frames",
+        }},
     }

@@ -18,6 +18,7 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDScoringHead
 
 from ssdlite.core.anchors import DefaultBoxConfig
+from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings
 from ssdlite.models.ssdlite import SSDLite
 
 __all__ = ["default_box_generator", "torchvision_ssd"]
@@ -69,20 +70,13 @@ def default_box_generator(config: DefaultBoxConfig) -> DefaultBoxGenerator:
     return generator
 
 
-def torchvision_ssd(
-    model: SSDLite,
-    *,
-    score_threshold: float = 0.001,
-    nms_iou: float = 0.55,
-    topk_per_class: int = 300,
-    max_detections: int = 300,
-) -> SSD:
+def torchvision_ssd(model: SSDLite, *, postprocess: PostprocessSettings = EVALUATION_POSTPROCESS) -> SSD:
     """``torchvision.models.detection.SSD`` computing ``model``'s network (modules shared with ``model``).
 
     Args:
         model: our SSDLite.
-        score_threshold, nms_iou, topk_per_class, max_detections: torchvision's ``score_thresh``, ``nms_thresh``,
-            ``topk_candidates``, ``detections_per_img`` (defaults: those of ``ssdlite320_mobilenet_v3_large``).
+        postprocess: torchvision's ``score_thresh``, ``nms_thresh``, ``topk_candidates`` and
+            ``detections_per_img`` (default: the evaluation settings, those of ``ssdlite320_mobilenet_v3_large``).
 
     Returns:
         The SSD, in the training mode of ``model``. Input: a list of float [3, H, W] images in [0, 1].
@@ -96,9 +90,9 @@ def torchvision_ssd(
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
         head=_SSDLiteHead(model),
-        score_thresh=score_threshold,
-        nms_thresh=nms_iou,
-        detections_per_img=max_detections,
-        topk_candidates=topk_per_class,
+        score_thresh=postprocess.score_threshold,
+        nms_thresh=postprocess.nms_iou,
+        detections_per_img=postprocess.max_detections,
+        topk_candidates=postprocess.topk_per_class,
     )
     return detector.train(model.training)
