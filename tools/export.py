@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a trained SSDLite checkpoint to ONNX (optionally INT8) or TorchScript.
+"""Export a trained SSDLite checkpoint to ONNX (optionally INT8) or TorchScript (--format: every registered format).
 
 Examples::
 
@@ -10,7 +10,7 @@ Examples::
 
 ONNX files carry the class names and preprocessing constants in their metadata; with --with-nms the graph decodes
 boxes and runs NMS itself (outputs boxes [B, D, 4] normalised xyxy, scores [B, D], labels [B, D],
-num_detections [B]; see ssdlite/deploy/export.py). Run one with ``detect.py image IMG --model model.onnx``.
+num_detections [B]; see ssdlite/deploy/export/onnx.py). Run one with ``detect.py image IMG --model model.onnx``.
 Errors are one line on stderr with exit status 2 (see ssdlite/errors.py).
 """
 
@@ -28,28 +28,44 @@ PROG = "export.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ssdlite.core.postprocess import EVALUATION_POSTPROCESS as defaults
+    from ssdlite.deploy.export import DEFAULT_MAX_CALIBRATION_IMAGES, available_formats
+
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to export")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="output format")
+    parser.add_argument("--format", choices=available_formats(), default="onnx", help="output format")
     parser.add_argument("--out", required=True, help="output file (.onnx / .pt)")
     parser.add_argument("--with-nms", action="store_true", help="ONNX: decoding + NMS inside the graph")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (default: 1)")
     parser.add_argument("--int8", action="store_true", help="ONNX: INT8 post-training static quantization")
     parser.add_argument("--calib", metavar="DIR", help="folder of calibration images (needed with --int8)")
-    parser.add_argument("--calib-max", type=int, default=200, metavar="N", help="use at most N calibration images")
-    parser.add_argument("--score-threshold", type=float, default=0.001, help="in-graph NMS default (0.001)")
-    parser.add_argument("--nms-iou", type=float, default=0.55, help="in-graph NMS IoU default (0.55)")
-    parser.add_argument("--topk-per-class", type=int, default=300, help="in-graph candidates per class (300)")
-    parser.add_argument("--max-detections", type=int, default=300, help="in-graph detections per image (300)")
+    parser.add_argument(
+        "--calib-max",
+        type=int,
+        default=DEFAULT_MAX_CALIBRATION_IMAGES,
+        metavar="N",
+        help="use at most N calibration images (%(default)s)",
+    )
+    parser.add_argument(
+        "--score-threshold", type=float, default=defaults.score_threshold, help="in-graph NMS default (%(default)s)"
+    )
+    parser.add_argument("--nms-iou", type=float, default=defaults.nms_iou, help="in-graph NMS IoU default (%(default)s)")
+    parser.add_argument(
+        "--topk-per-class", type=int, default=defaults.topk_per_class, help="in-graph candidates per class (%(default)s)"
+    )
+    parser.add_argument(
+        "--max-detections", type=int, default=defaults.max_detections, help="in-graph detections per image (%(default)s)"
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> Path:
     """Load the checkpoint and export it as asked; returns the written file."""
-    from ssdlite.deploy.export import PostprocessSettings, export_model
-    from ssdlite.deploy.predictor import load_checkpoint_for_inference
+    from ssdlite.core.postprocess import PostprocessSettings
+    from ssdlite.deploy.export import export_model
+    from ssdlite.deploy.model_files import load_checkpoint_for_inference
 
     if args.int8 and args.calib is None:
         raise ValueError("--int8 needs --calib DIR, a folder of representative images to calibrate on")

@@ -2,8 +2,8 @@
 
 Unlike validation during training (``ssdlite.engine.evaluate``, which feeds the evaluation transform's batches to
 the PyTorch model), this runs the deployment path end to end: images read from disk as uint8 RGB, the Predictor's
-preprocessing, its backend and postprocessing. Settings are the evaluation ones (score 0.001, 300 per class and per
-image), so the AP of eager, ONNX Runtime and INT8 can be compared directly.
+preprocessing, its backend and postprocessing. Settings are the evaluation ones (``EVALUATION_POSTPROCESS``: score
+0.001, 300 per class and per image), so the AP of eager, ONNX Runtime and INT8 can be compared directly.
 
 An image that cannot be read is scored as in validation: as an image with no detections (its ground truth counts as
 missed), named in a warning and in the metrics' ``unreadable_images``.
@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ssdlite.deploy.predictor import Predictor
+from ssdlite.core.postprocess import EVALUATION_POSTPROCESS
+from ssdlite.deploy.predictor import AUTO_BACKEND, Predictor
 
 logger = logging.getLogger(__name__)
 
-EVALUATION_SETTINGS = {"score_threshold": 0.001, "nms_iou": 0.55, "topk_per_class": 300, "max_detections": 300}
-"""Predictor keyword arguments for evaluation (those of validation during training and of torchvision's SSDLite)."""
+EVALUATION_SETTINGS: dict[str, float | int] = asdict(EVALUATION_POSTPROCESS)
+"""Predictor keyword arguments for evaluation: the fields of ``ssdlite.core.postprocess.EVALUATION_POSTPROCESS``, the
+settings of validation during training and of torchvision's SSDLite."""
 
 __all__ = ["EVALUATION_SETTINGS", "PredictedResults", "evaluate_model_file", "evaluate_predictor",
            "predict_coco_results"]
@@ -125,7 +128,7 @@ def evaluate_model_file(
         annotations: COCO ground-truth JSON.
         images: folder of its images.
         out_dir: report folder.
-        backend: "eager", "ort" or "int8" (None: from the file, ``.onnx`` -> "ort").
+        backend: "eager", "ort" or "int8" (None: from the file's name, ``.onnx`` -> "ort").
         evaluator_backend: "pycocotools" or "faster".
         calibration_images: INT8 calibration folder, for ``backend="int8"`` with a training checkpoint.
 
@@ -133,10 +136,9 @@ def evaluate_model_file(
         The metrics dict of ``CocoEvaluator.evaluate``, with ``unreadable_images`` (the file names of the images
         that could not be read, scored with no detections).
     """
-    from ssdlite.deploy.model_files import backend_for_path
     from ssdlite.evaluation import CocoEvaluator, write_report
 
-    backend = backend or backend_for_path(model_path)
+    backend = backend or AUTO_BACKEND
     options = {"calibration_images": calibration_images} if calibration_images is not None else {}
     predictor = Predictor(model_path, backend=backend, **EVALUATION_SETTINGS, **options)
     evaluator = CocoEvaluator(annotations, backend=evaluator_backend)

@@ -18,7 +18,7 @@ import cv2
 
 from ssdlite.data.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite.deploy import stream
-from ssdlite.deploy.model_files import backend_for_path, find_latest_checkpoint
+from ssdlite.deploy.model_files import find_latest_checkpoint
 from ssdlite.deploy.visualize import draw_detections
 from ssdlite.errors import one_line
 
@@ -41,7 +41,7 @@ class DetectOptions:
         backend: Predictor backend ("eager", "ort", "int8"); None: from the model file's suffix.
         runs_dir: where training writes checkpoints.
         device: torch device ("cpu", "cuda").
-        score_threshold: keep detections scoring above this (None: the Predictor default, 0.4).
+        score_threshold: keep detections scoring above this (None: the Predictor's display default, 0.4).
         classes: keep only these class names (None: all).
         save: where annotated output goes (image file / folder for images, .mp4 / .avi for streams).
         json_path: write the detections as COCO-style records (with class names) here.
@@ -88,10 +88,10 @@ def load_predictor(options: DetectOptions, *, log: Log = log_line):
     """A Predictor for ``options.model`` (``options.backend``, else from the file suffix) with the options'
     threshold and classes."""
     path = resolve_model_path(options.model, options.runs_dir, log=log)  # before importing torch: fail fast
-    from ssdlite.deploy.predictor import DEFAULT_SCORE_THRESHOLD, Predictor
+    from ssdlite.deploy.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
 
-    backend = options.backend or backend_for_path(path)
-    threshold = DEFAULT_SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
+    backend = options.backend or AUTO_BACKEND
+    threshold = DISPLAY_SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
     predictor = Predictor(
         path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes
     )

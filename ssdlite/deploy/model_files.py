@@ -1,16 +1,20 @@
-"""Which model file to use and which backend reads it (no torch import: detect.py checks inputs with it first)."""
+"""Which model file to use, and reading a training checkpoint for inference (shared by the backends and exporters).
+
+No torch import at the top: detect.py checks its inputs with this module before it loads torch.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
-ONNX_SUFFIXES = (".onnx",)
+from ssdlite.deploy.backends.base import file_kind
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def backend_for_path(path: str | Path) -> str:
-    """The Predictor backend a model file needs, from its suffix: ``.onnx`` -> "ort", a checkpoint -> "eager"."""
-    return "ort" if Path(path).suffix.lower() in ONNX_SUFFIXES else "eager"
+__all__ = ["find_latest_checkpoint", "load_checkpoint_for_inference", "model_and_labels"]
 
 
 def find_latest_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
@@ -22,3 +26,52 @@ def find_latest_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
     best = [path for path in checkpoints if path.name.startswith("best")]
     candidates = best or checkpoints
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+
+
+def load_checkpoint_for_inference(path: str | Path, *, map_location: Any = "cpu") -> tuple[nn.Module, dict]:
+    """``ssdlite.models.load_checkpoint`` with one clear error for any file that is not our checkpoint.
+
+    Returns:
+        (model in eval mode, meta dict with class_names, category_ids, image_size).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an ssdlite checkpoint, or not one this code can rebuild (names the file and
+            what was wrong), or a file of another backend (names the backend).
+    """
+    from ssdlite.models import load_checkpoint
+    from ssdlite.models.weights import NotACheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    other = file_kind(path)
+    if other is not None:
+        backend, kind = other
+        raise ValueError(f"{path} is {kind}; load it with backend={backend!r}, not as a training checkpoint")
+    try:
+        return load_checkpoint(path, map_location=map_location)
+    except NotACheckpointError:
+        raise  # already names the file and says what a checkpoint is
+    except Exception as error:  # unreadable, foreign or mismatched: one message that names the file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot load {path}: {reason}; pass a checkpoint written by tools/train.py") from error
+
+
+def model_and_labels(
+    model_or_path: nn.Module | str | Path,
+    class_names: Sequence[str] | None = None,
+    category_ids: Sequence[int] | None = None,
+) -> tuple[nn.Module, Sequence[str] | None, Sequence[int] | None]:
+    """A model and its labels: an ``SSDLite`` as given, or a training checkpoint loaded with its class names and
+    category ids (``class_names`` / ``category_ids``, when given, win)."""
+    from torch import nn
+
+    if isinstance(model_or_path, nn.Module):
+        return model_or_path, class_names, category_ids
+    model, meta = load_checkpoint_for_inference(model_or_path, map_location="cpu")
+    return (
+        model,
+        meta["class_names"] if class_names is None else class_names,
+        meta["category_ids"] if category_ids is None else category_ids,
+    )

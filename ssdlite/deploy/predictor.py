@@ -1,15 +1,14 @@
-"""One Predictor API over the inference backends: PyTorch eager, ONNX Runtime ("ort") and INT8.
+"""One Predictor API over the inference backends: PyTorch eager, ONNX Runtime ("ort"), INT8, and those to come.
 
-A Predictor owns what every backend shares: input checks, preprocessing (resize to the network's S x S with
-cv2 INTER_LINEAR, scale to [-1, 1]), decoding + NMS (``ssdlite.core.postprocess.postprocess_detections``) back to
-the original image sizes, and the class names. A backend only turns a preprocessed batch into raw network
-outputs (or, if it does its own postprocessing, straight into detections). The "ort" and "int8" backends live in
-``ssdlite.deploy.onnx_runtime`` (registered when this module is imported).
+A Predictor owns what every backend shares: input checks, preprocessing (``ssdlite.deploy.preprocess``: resize to
+the network's S x S with cv2 INTER_LINEAR, scale to [-1, 1]), decoding + NMS
+(``ssdlite.core.postprocess.postprocess_detections``) back to the original image sizes, and the class names. A
+backend only turns a preprocessed batch into raw network outputs (or, if it does its own postprocessing, straight
+into detections). Backends live in ``ssdlite.deploy.backends``, one module per runtime, and are found through its
+registry (``backend="auto"`` picks one from the model file's name).
 
-Adding a backend::
-
-    @register_backend("ort")
-    def _load_ort(model_or_path, *, device, **options) -> Backend: ...
+Its defaults are display settings (:data:`DISPLAY_POSTPROCESS`: score > 0.4, 100 per class and per image);
+evaluation passes ``ssdlite.core.postprocess.EVALUATION_POSTPROCESS``'s (``ssdlite.deploy.evaluate``).
 
 Example::
 
@@ -20,30 +19,39 @@ Example::
 
 from __future__ import annotations
 
-import abc
-import copy
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssdlite.core.postprocess import postprocess_detections
-from ssdlite.deploy.model_files import ONNX_SUFFIXES, backend_for_path, find_latest_checkpoint
+from ssdlite.core.postprocess import PostprocessSettings, postprocess_detections
+from ssdlite.deploy.backends.base import (
+    FALLBACK_BACKEND,
+    Backend,
+    Detections,
+    ModelInfo,
+    RawOutputs,
+    available_backends,
+    backend_for_path,
+    load_backend,
+    register_backend,
+)
+from ssdlite.deploy.model_files import find_latest_checkpoint, load_checkpoint_for_inference
+from ssdlite.deploy.preprocess import preprocess_images
 from ssdlite.evaluation.coco import predictions_to_coco_results
-from ssdlite.models import load_checkpoint
-from ssdlite.models.fold_bn import fold_batchnorm
-from ssdlite.models.weights import NotACheckpointError
 
+# Backend, ModelInfo, ..., preprocess_images are defined where the backends and the exporters find them, and
+# exported here too: the Predictor's public API as it always was.
 __all__ = [
-    "DEFAULT_SCORE_THRESHOLD",
+    "AUTO_BACKEND",
+    "DISPLAY_POSTPROCESS",
+    "DISPLAY_SCORE_THRESHOLD",
     "Backend",
     "Detections",
-    "EagerBackend",
     "ModelInfo",
     "Predictor",
     "RawOutputs",
@@ -55,211 +63,18 @@ __all__ = [
     "register_backend",
 ]
 
-DEFAULT_SCORE_THRESHOLD = 0.4
-"""Display threshold: what a person wants to see. Evaluation wants 0.001 (postprocess's own default)."""
+DISPLAY_SCORE_THRESHOLD = 0.4
+"""Display threshold: what a person wants to see (the Predictor's and detect.py's default). Evaluation wants every
+low-scoring box: ``EVALUATION_POSTPROCESS.score_threshold`` (0.001)."""
 
+DISPLAY_POSTPROCESS = PostprocessSettings(
+    score_threshold=DISPLAY_SCORE_THRESHOLD, topk_per_class=100, max_detections=100
+)
+"""The Predictor's default postprocessing: the display threshold, 100 candidates per class and 100 detections per
+image, the evaluation NMS IoU."""
 
-Detections = dict[str, np.ndarray]
-"""Per image: ``boxes`` float32 [D, 4] xyxy original pixels, ``scores`` float32 [D], ``labels`` int64 [D] (1..K),
-sorted by score, highest first."""
-
-
-class RawOutputs(NamedTuple):
-    """What the network head returns, before decoding.
-
-    Attributes:
-        cls_logits: Tensor[B, A, K + 1], column 0 = background.
-        box_deltas: Tensor[B, A, 4] (dx, dy, dw, dh) against the backend's anchors.
-    """
-
-    cls_logits: Tensor
-    box_deltas: Tensor
-
-
-@dataclass
-class ModelInfo:
-    """What a Predictor needs to know about the model behind a backend.
-
-    Attributes:
-        class_names: names of labels 1..K (``class_names[label - 1]``).
-        category_ids: dataset category id of labels 1..K (written in COCO-style results).
-        image_size: the network's square input side S in pixels.
-        anchors: Tensor[A, 4] (cx, cy, w, h) normalised, for backends that return RawOutputs.
-    """
-
-    class_names: list[str]
-    category_ids: list[int]
-    image_size: int
-    anchors: Tensor | None = None
-
-
-class Backend(abc.ABC):
-    """Runs the network on a preprocessed batch.
-
-    Attributes:
-        name: the registry name ("eager", "ort", "int8", ...).
-        info: class names, category ids, input size and anchors of the loaded model.
-        channels_last_input: True: ``run`` gets an NCHW view of NHWC memory (free for PyTorch channels_last);
-            False: contiguous NCHW (ONNX Runtime), written directly by the preprocessing instead of transposed
-            afterwards (a strided copy that costs ~1 ms at 320 px).
-    """
-
-    name: str = ""
-    channels_last_input: bool = True
-
-    def __init__(self, info: ModelInfo) -> None:
-        self.info = info
-
-    @abc.abstractmethod
-    def run(self, batch: np.ndarray) -> RawOutputs | list[Detections]:
-        """Forward a batch.
-
-        Args:
-            batch: float32 [B, 3, S, S] RGB in [-1, 1]: a channels-last view (NHWC memory), or contiguous NCHW
-                if the backend sets ``channels_last_input = False``.
-
-        Returns:
-            RawOutputs for the Predictor to decode, or, if the backend postprocesses itself, one ``Detections``
-            dict per image with boxes xyxy normalised to [0, 1]; the Predictor scales them to each image.
-        """
-
-    def configure_postprocess(
-        self, *, score_threshold: float, nms_iou: float, topk_per_class: int, max_detections: int
-    ) -> None:
-        """The Predictor's postprocessing settings, for backends that postprocess themselves (default: unused)."""
-        return None
-
-    def describe(self) -> str:
-        """One line for logs, e.g. ``eager (cpu, BN folded, channels_last)``."""
-        return self.name
-
-
-BackendLoader = Callable[..., Backend]
-_BACKENDS: dict[str, BackendLoader] = {}
-
-
-def register_backend(name: str) -> Callable[[BackendLoader], BackendLoader]:
-    """Register ``loader(model_or_path, *, device, **options) -> Backend`` under ``name``."""
-
-    def decorator(loader: BackendLoader) -> BackendLoader:
-        _BACKENDS[name] = loader
-        return loader
-
-    return decorator
-
-
-def available_backends() -> list[str]:
-    """Names of the registered backends."""
-    return sorted(_BACKENDS)
-
-
-# ----------------------------------------------------------------------------------------------------- eager
-
-
-class EagerBackend(Backend):
-    """Plain PyTorch: BatchNorm folded into the convolutions, channels_last memory, ``torch.inference_mode``."""
-
-    name = "eager"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        info: ModelInfo,
-        *,
-        device: str | torch.device = "cpu",
-        fold_bn: bool = True,
-        channels_last: bool = True,
-    ) -> None:
-        super().__init__(info)
-        self.device = torch.device(device)
-        self.fold_bn = fold_bn
-        self.channels_last = channels_last
-        if fold_bn:
-            model = fold_batchnorm(model)  # an eval-mode copy: the caller's model stays as it was
-        else:
-            model = copy.deepcopy(model)
-        model = model.eval().to(self.device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.info.anchors = model.anchors
-
-    @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> RawOutputs:
-        # `batch` is an NCHW view of NHWC memory, so from_numpy gives a channels_last tensor without a copy.
-        images = torch.from_numpy(batch).to(self.device)
-        if not self.channels_last:
-            images = images.contiguous()
-        outputs = self.model(images)
-        return RawOutputs(outputs["cls_logits"], outputs["box_deltas"])
-
-    def describe(self) -> str:
-        details = [str(self.device)]
-        if self.fold_bn:
-            details.append("BN folded")
-        if self.channels_last:
-            details.append("channels_last")
-        return f"eager ({', '.join(details)})"
-
-
-def _model_info(model: nn.Module, class_names: Sequence[str] | None, category_ids: Sequence[int] | None) -> ModelInfo:
-    num_classes = int(model.num_classes)
-    names = list(class_names) if class_names is not None else [f"class_{label}" for label in range(1, num_classes + 1)]
-    ids = list(category_ids) if category_ids is not None else list(range(1, num_classes + 1))
-    if len(names) != num_classes or len(ids) != num_classes:
-        raise ValueError(
-            f"the model has {num_classes} classes but got {len(names)} class names and {len(ids)} category ids; "
-            "pass one name and one id per object class (background excluded)"
-        )
-    return ModelInfo(class_names=names, category_ids=ids, image_size=int(model.image_size))
-
-
-def load_checkpoint_for_inference(path: str | Path, *, map_location: str | torch.device = "cpu"):
-    """``ssdlite.models.factory.load_checkpoint`` with one clear error for any file that is not our checkpoint.
-
-    Returns:
-        (model in eval mode, meta dict with class_names, category_ids, image_size).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not an ssdlite checkpoint, or not one this code can rebuild (names the file and
-            what was wrong).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix.lower() in ONNX_SUFFIXES:
-        raise ValueError(f"{path} is an ONNX file; load it with backend='ort', not as a training checkpoint")
-    try:
-        return load_checkpoint(path, map_location=map_location)
-    except NotACheckpointError:
-        raise  # already names the file and says what a checkpoint is
-    except Exception as error:  # unreadable, foreign or mismatched: one message that names the file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot load {path}: {reason}; pass a checkpoint written by tools/train.py") from error
-
-
-@register_backend("eager")
-def _load_eager(
-    model_or_path: nn.Module | str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    class_names: Sequence[str] | None = None,
-    category_ids: Sequence[int] | None = None,
-    fold_bn: bool = True,
-    channels_last: bool = True,
-) -> EagerBackend:
-    if isinstance(model_or_path, nn.Module):
-        model = model_or_path
-    else:
-        model, meta = load_checkpoint_for_inference(model_or_path, map_location="cpu")
-        class_names = meta["class_names"] if class_names is None else class_names
-        category_ids = meta["category_ids"] if category_ids is None else category_ids
-    info = _model_info(model, class_names, category_ids)
-    return EagerBackend(model, info, device=device, fold_bn=fold_bn, channels_last=channels_last)
-
-
-# ------------------------------------------------------------------------------------------------- predictor
+AUTO_BACKEND = "auto"
+"""``Predictor(path, backend="auto")``: the backend that reads the file, from its name (``backend_for_path``)."""
 
 
 def _check_image(image: Any, index: int) -> np.ndarray:
@@ -298,21 +113,28 @@ class Predictor:
         model_or_path: a training checkpoint path (eager), an ``SSDLite`` module (eager), or whatever the chosen
             backend loads: an ``.onnx`` file for "ort" / "int8" (an ``SSDLite`` or checkpoint is exported, and
             for "int8" calibrated, on the fly).
-        backend: registry name, see ``available_backends()``; ``backend_for_path(path)`` picks one from a suffix.
+        backend: registry name, see ``available_backends()``, or "auto": the one that reads the file, from its
+            name (``backend_for_path``; an ``SSDLite`` module: "eager").
         device: torch device for the eager backend.
-        score_threshold: keep detections scoring above this (as postprocess_detections).
-        nms_iou: IoU above which NMS suppresses a box of the same class.
-        topk_per_class: candidates kept per class before NMS.
-        max_detections: detections kept per image after NMS.
+        score_threshold, nms_iou, topk_per_class, max_detections: the postprocessing, see
+            ``ssdlite.core.postprocess.PostprocessSettings``; the defaults are :data:`DISPLAY_POSTPROCESS`
+            (evaluation passes ``**dataclasses.asdict(EVALUATION_POSTPROCESS)``).
         classes: keep only these class names (None: all).
         batch_size: images per forward pass when ``predict`` gets a long list.
         **backend_options: passed to the backend loader (eager: class_names, category_ids, fold_bn,
             channels_last; ort / int8: threads, with_nms, class_names, category_ids, export_dir; int8 given a
-            model or checkpoint: calibration_images, max_calibration_images -- see ``ssdlite.deploy.onnx_runtime``).
+            model or checkpoint: calibration_images, max_calibration_images -- see
+            ``ssdlite.deploy.backends.onnx_runtime``).
+
+    Attributes:
+        backend: the loaded :class:`Backend`.
+        postprocess: the postprocessing settings (``PostprocessSettings``).
 
     Raises:
         FileNotFoundError: the model file does not exist.
-        ValueError: unknown backend, a file that is not a model of ours, or unknown class names in ``classes``.
+        ValueError: unknown backend, a setting out of range, a file that is not a model of ours, or unknown class
+            names in ``classes``.
+        MissingPackageError: the backend's optional package is not installed (names the pip extra).
     """
 
     def __init__(
@@ -321,29 +143,24 @@ class Predictor:
         *,
         backend: str = "eager",
         device: str | torch.device = "cpu",
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        nms_iou: float = 0.55,
-        topk_per_class: int = 100,
-        max_detections: int = 100,
+        score_threshold: float = DISPLAY_POSTPROCESS.score_threshold,
+        nms_iou: float = DISPLAY_POSTPROCESS.nms_iou,
+        topk_per_class: int = DISPLAY_POSTPROCESS.topk_per_class,
+        max_detections: int = DISPLAY_POSTPROCESS.max_detections,
         classes: Sequence[str] | None = None,
         batch_size: int = 8,
         **backend_options: Any,
     ) -> None:
-        if backend not in _BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(available_backends())}")
-        if not 0.0 <= score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        self.backend = _BACKENDS[backend](model_or_path, device=device, **backend_options)
-        self.score_threshold = float(score_threshold)
-        self.nms_iou = float(nms_iou)
-        self.topk_per_class = int(topk_per_class)
-        self.max_detections = int(max_detections)
-        self.backend.configure_postprocess(
-            score_threshold=self.score_threshold,
-            nms_iou=self.nms_iou,
-            topk_per_class=self.topk_per_class,
-            max_detections=self.max_detections,
+        self.postprocess = PostprocessSettings(
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            topk_per_class=topk_per_class,
+            max_detections=max_detections,
         )
+        if backend == AUTO_BACKEND:
+            backend = FALLBACK_BACKEND if isinstance(model_or_path, nn.Module) else backend_for_path(model_or_path)
+        self.backend = load_backend(backend, model_or_path, device=device, **backend_options)
+        self.backend.configure_postprocess(self.postprocess)
         self.batch_size = max(1, int(batch_size))
         self.kept_labels = self._labels_for(classes)
 
@@ -360,6 +177,11 @@ class Predictor:
         return cls(model, backend="eager", class_names=class_names, category_ids=category_ids, **kwargs)
 
     # -- model facts
+
+    @property
+    def score_threshold(self) -> float:
+        """Detections score above this."""
+        return self.postprocess.score_threshold
 
     @property
     def class_names(self) -> list[str]:
@@ -439,10 +261,7 @@ class Predictor:
                     outputs.box_deltas.float(),
                     self.backend.info.anchors,
                     original_sizes.to(outputs.cls_logits.device),
-                    score_threshold=self.score_threshold,
-                    topk_per_class=self.topk_per_class,
-                    nms_iou=self.nms_iou,
-                    max_detections=self.max_detections,
+                    **asdict(self.postprocess),
                 )
             detections = [_to_numpy(result) for result in results]
         else:
@@ -473,32 +292,6 @@ class Predictor:
         return records
 
 
-def preprocess_images(images: Sequence[np.ndarray], image_size: int, *, channels_last: bool = True) -> np.ndarray:
-    """Resize to S x S (cv2 INTER_LINEAR) and scale to [-1, 1] (``pixel / 127.5 - 1``, float32 arithmetic).
-
-    Args:
-        images: uint8 RGB (H, W, 3) arrays.
-        image_size: S.
-        channels_last: return an NCHW view of NHWC memory (True) or contiguous NCHW memory (False); the values
-            are identical.
-
-    Returns:
-        float32 [B, 3, S, S].
-    """
-    size = (image_size, image_size)
-    if channels_last:
-        batch = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) for image in images])
-        batch = batch.astype(np.float32)
-    else:  # channel planes written straight into NCHW: ~5x cheaper than transposing the float batch afterwards
-        batch = np.empty((len(images), 3, image_size, image_size), np.float32)
-        for index, image in enumerate(images):
-            for channel, plane in enumerate(cv2.split(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))):
-                batch[index, channel] = plane
-    batch *= 1.0 / 127.5
-    batch -= 1.0
-    return batch.transpose(0, 3, 1, 2) if channels_last else batch
-
-
 def _to_numpy(result: dict[str, Any]) -> Detections:
     def as_array(value: Any, dtype: type) -> np.ndarray:
         if isinstance(value, Tensor):
@@ -521,7 +314,3 @@ def _to_image_pixels(result: Detections, original_size: Sequence[int]) -> Detect
 
 def _keep(result: Detections, mask: np.ndarray) -> Detections:
     return {key: value[mask] for key, value in result.items()}
-
-
-# The ONNX Runtime backends register themselves ("ort", "int8"); imported last because they build on this module.
-from ssdlite.deploy import onnx_runtime as _onnx_runtime  # noqa: E402,F401

@@ -14,9 +14,8 @@ import torch
 from onnx import TensorProto, helper
 
 from ssdlite.core.anchors import DefaultBoxConfig, default_boxes
-from ssdlite.core.postprocess import postprocess_detections
-from ssdlite.deploy.export import PostprocessSettings
-from ssdlite.deploy.onnx_postprocess import append_postprocess
+from ssdlite.core.postprocess import PostprocessSettings, postprocess_detections
+from ssdlite.deploy.export.onnx_postprocess import append_postprocess
 
 FEATURE_SIZES = ((20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1))
 ANCHORS = default_boxes(DefaultBoxConfig.paper(), FEATURE_SIZES)  # 2034 boxes

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from ssdlite.core.postprocess import postprocess_detections
-from ssdlite.deploy import predictor as predictor_module
-from ssdlite.deploy.model_files import backend_for_path, find_latest_checkpoint
+from ssdlite.deploy.backends import base as backend_registry
+from ssdlite.deploy.backends.base import backend_for_path
+from ssdlite.deploy.model_files import find_latest_checkpoint
 from ssdlite.deploy.predictor import Backend, ModelInfo, Predictor
 from ssdlite.models import build_model
 
@@ -232,7 +233,7 @@ def test_a_backend_that_postprocesses_itself_gets_boxes_scaled_thresholded_and_f
             return [detections] * len(batch)
 
     monkeypatch.setitem(
-        predictor_module._BACKENDS,
+        backend_registry._BACKENDS,
         "fixed",
         lambda source, *, device: FixedBackend(ModelInfo(["a", "b"], [1, 2], image_size=32)),
     )

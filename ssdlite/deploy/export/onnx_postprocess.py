@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ssdlite.core.box_coder import BBOX_XFORM_CLIP
+from ssdlite.core.box_coder import BBOX_XFORM_CLIP, VARIANCES
+from ssdlite.core.postprocess import PostprocessSettings
+from ssdlite.deploy.metadata import DETECTION_OUTPUT_NAMES, RAW_OUTPUT_NAMES, setting_inputs
 
 PREFIX = "postprocess/"
-SETTING_INPUTS = ("score_threshold", "iou_threshold", "topk_per_class", "max_detections")
-OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
-CENTRE_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
+CENTRE_VARIANCE, SIZE_VARIANCE = VARIANCES
 
 
 class _GraphBuilder:
@@ -73,13 +73,13 @@ class _GraphBuilder:
         return names if outputs > 1 else names[0]
 
 
-def append_postprocess(model: Any, anchors: Tensor, settings: Any) -> Any:
+def append_postprocess(model: Any, anchors: Tensor, settings: PostprocessSettings) -> Any:
     """Turn a raw-network ONNX model into one that outputs detections (in place; also returned).
 
     Args:
         model: onnx.ModelProto whose graph outputs ``cls_logits`` [B, A, K + 1] and ``box_deltas`` [B, A, 4].
         anchors: Tensor[A, 4] default boxes (cx, cy, w, h) normalised.
-        settings: :class:`ssdlite.deploy.export.PostprocessSettings`, the defaults of the setting inputs.
+        settings: the defaults of the setting inputs (:func:`ssdlite.deploy.metadata.setting_inputs`).
 
     Returns:
         The model, with graph outputs ``boxes`` [B, D, 4] (xyxy normalised), ``scores`` [B, D], ``labels``
@@ -92,7 +92,7 @@ def append_postprocess(model: Any, anchors: Tensor, settings: Any) -> Any:
 
     graph = model.graph
     outputs = {output.name: output for output in graph.output}
-    if set(outputs) != {"cls_logits", "box_deltas"}:
+    if set(outputs) != set(RAW_OUTPUT_NAMES):
         raise ValueError(
             "append_postprocess needs a raw network graph with outputs cls_logits and box_deltas, got "
             f"{sorted(outputs)}"
@@ -110,13 +110,7 @@ def append_postprocess(model: Any, anchors: Tensor, settings: Any) -> Any:
     num_classes = num_columns - 1
     del graph.output[:]
 
-    defaults = {
-        "score_threshold": np.array([settings.score_threshold], np.float32),
-        "iou_threshold": np.array([settings.nms_iou], np.float32),
-        "topk_per_class": np.array([settings.topk_per_class], np.int64),
-        "max_detections": np.array([settings.max_detections], np.int64),
-    }
-    for name, value in defaults.items():
+    for name, value in setting_inputs(settings).items():
         graph.initializer.append(numpy_helper.from_array(value, name))
         element = TensorProto.FLOAT if value.dtype == np.float32 else TensorProto.INT64
         graph.input.append(helper.make_tensor_value_info(name, element, [1]))
@@ -130,14 +124,22 @@ def append_postprocess(model: Any, anchors: Tensor, settings: Any) -> Any:
     fast, decided = _best_first(build, object_scores, boxes, count, num_classes=num_classes, total=total)
     full_branch = _full_branch(build, object_scores, boxes, count, num_anchors=num_anchors)
     fast_branch = helper.make_graph(
-        [helper.make_node("Identity", [value], [f"{PREFIX}fast_{key}"]) for key, value in zip(OUTPUT_NAMES, fast)],
+        [
+            helper.make_node("Identity", [value], [f"{PREFIX}fast_{key}"])
+            for key, value in zip(DETECTION_OUTPUT_NAMES, fast)
+        ],
         "best_first",
         [],
         _output_infos(prefix=f"{PREFIX}fast_", batch=batch),
     )
     graph.node.append(
         helper.make_node(
-            "If", [decided], list(OUTPUT_NAMES), name=f"{PREFIX}If", then_branch=fast_branch, else_branch=full_branch
+            "If",
+            [decided],
+            list(DETECTION_OUTPUT_NAMES),
+            name=f"{PREFIX}If",
+            then_branch=fast_branch,
+            else_branch=full_branch,
         )
     )
     graph.output.extend(_output_infos(prefix="", batch=batch))
@@ -326,7 +328,7 @@ def _full_branch(build: _GraphBuilder, object_scores: str, boxes: str, count: st
     zeros = build.op("ConstantOfShape", [build.op("Shape", [scores], "shape")], "zeros", value=_zero())
     candidates = build.op("ScatterElements", [zeros, indices, values], "candidates", axis=2)
     results, _ = _nms_and_best(build, boxes, candidates, k, count)
-    for key, value in zip(OUTPUT_NAMES, results):
+    for key, value in zip(DETECTION_OUTPUT_NAMES, results):
         branch_nodes.append(helper.make_node("Identity", [value], [f"{PREFIX}full_{key}"]))
     build.nodes = main_nodes
     return helper.make_graph(branch_nodes, "all_candidates", [], _output_infos(prefix=f"{PREFIX}full_", batch=None))

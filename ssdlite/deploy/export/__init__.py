@@ -1,0 +1,37 @@
+"""Exporters, one module per format (and INT8), each registering itself in :mod:`.base`.
+
+Modules:
+    base               the exporter protocol (``ExportOptions``, ``Exporter``), the registry
+                       (``register_exporter``, ``available_formats``) and ``export_model``, the one entry point
+    onnx               "onnx": the network, optionally with decoding + NMS in the graph
+    onnx_postprocess   decoding + class-wise NMS written as ONNX nodes (used by onnx and int8)
+    int8               "onnx" at INT8: ONNX Runtime post-training static quantization, calibrated on a folder
+    torchscript        "torchscript": the traced network, raw outputs
+
+What every file carries (names, labels, metadata) is :mod:`ssdlite.deploy.metadata`, shared with the backends that
+read the files. A new format is a new module here with a ``@register_exporter(...)`` function; see :mod:`.base`.
+"""
+
+from ssdlite.deploy.export.base import (
+    DEFAULT_MAX_CALIBRATION_IMAGES,
+    Exporter,
+    ExportOptions,
+    available_formats,
+    export_model,
+    register_exporter,
+)
+from ssdlite.deploy.export.onnx import ONNX_OPSET, export_network_onnx, export_onnx
+from ssdlite.deploy.export.torchscript import export_torchscript
+
+__all__ = [
+    "DEFAULT_MAX_CALIBRATION_IMAGES",
+    "ONNX_OPSET",
+    "ExportOptions",
+    "Exporter",
+    "available_formats",
+    "export_model",
+    "export_network_onnx",
+    "export_onnx",
+    "export_torchscript",
+    "register_exporter",
+]

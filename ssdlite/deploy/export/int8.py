@@ -1,0 +1,209 @@
+"""The INT8 exporter of the "onnx" format: post-training static quantization with ONNX Runtime (QDQ format,
+per-channel weights).
+
+Pipeline: the BatchNorm-folded network is exported to ONNX without postprocessing, prepared with ONNX Runtime's
+``quant_pre_process`` (shape inference + graph optimisation), calibrated on a folder of images preprocessed exactly
+as the Predictor does (``ssdlite.deploy.preprocess.preprocess_images``: resize to S x S with cv2 INTER_LINEAR,
+``pixel / 127.5 - 1``), and quantized with ``quantize_static``: activations uint8 (asymmetric, MinMax ranges),
+weights int8 per output channel -- the combination ONNX Runtime's x86 kernels (VNNI) run fastest, and per-channel
+weights keep the depthwise convolutions accurate. Weights use 7 of their 8 bits (``reduce_range``): x86 CPUs
+without VNNI (AVX2 only, e.g. AMD Zen 2/3) multiply uint8 x int8 pairs into saturating int16 sums, which full-range
+weights overflow -- on such a machine an INT8 test model found 1 of its 3 objects, with 7-bit weights all 3. An
+exported file runs on machines we do not know, so it is quantized to be right on all of them. Decoding and NMS are then appended in float
+(:mod:`ssdlite.deploy.export.onnx_postprocess`): the postprocessing is never quantized. On a width-0.35 SSDLite trained on
+generated shapes (160 px), COCO AP went from 19.33 (eager and ONNX Runtime float) to 19.00 (INT8, 200 calibration
+images): -0.3 points.
+
+Why ONNX Runtime and not PyTorch's own quantization (measured on this 2-core AMD EPYC, one thread, the same
+ssdlite_mobilenet_v2 at 320, interleaved runs): ONNX Runtime INT8 5.0 ms vs ONNX Runtime float 10.6 ms, while
+PyTorch's current path -- PT2E (``prepare_pt2e`` / ``convert_pt2e``, which torch 2.14 no longer ships in torch.ao:
+it lives in torchao, not a dependency here; measured with torchao 0.18) with ``X86InductorQuantizer`` and
+``torch.compile`` -- ran 26.1 ms, slower than PyTorch float (23.7 ms), after a 60 s compile. FX graph mode
+(``prepare_fx``) cannot trace the MobileNetV2 backbone at all (it slices ``features[:14]`` inside ``forward``).
+One ONNX file also serves every runtime.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from ssdlite.core.postprocess import PostprocessSettings
+from ssdlite.deploy.export.base import DEFAULT_MAX_CALIBRATION_IMAGES, ExportOptions, register_exporter
+from ssdlite.deploy.export.onnx import export_network_onnx, export_onnx, onnx_arguments
+from ssdlite.deploy.metadata import INPUT_NAME
+from ssdlite.deploy.preprocess import preprocess_images
+
+__all__ = ["ImageFolderCalibrationReader", "quantize_model", "quantize_network_onnx"]
+
+
+class ImageFolderCalibrationReader:
+    """ONNX Runtime ``CalibrationDataReader`` over the images of a folder, one preprocessed image per call.
+
+    Args:
+        folder: folder of images (jpg, png, ...; read with ``ssdlite.data.image_io.read_image``).
+        image_size: the network's input side S.
+        max_images: use at most this many (evenly spread over the sorted file list).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: it holds no image.
+    """
+
+    def __init__(self, folder: str | Path, *, image_size: int, max_images: int = DEFAULT_MAX_CALIBRATION_IMAGES):
+        from ssdlite.data.image_io import list_images
+
+        folder = Path(folder)
+        paths = list_images(folder)
+        if not paths:
+            raise ValueError(
+                f"calibration folder {folder} holds no images (jpg/png/...); pass a folder of representative images, "
+                "e.g. part of the training set"
+            )
+        if len(paths) > max_images:
+            picks = np.linspace(0, len(paths) - 1, max_images).round().astype(int)
+            paths = [paths[i] for i in picks]
+        self.paths = paths
+        self.image_size = int(image_size)
+        self._iterator: Iterator[dict[str, np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        from ssdlite.data.image_io import read_image
+
+        for path in self.paths:
+            yield {INPUT_NAME: preprocess_images([read_image(path)], self.image_size, channels_last=False)}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._iterator is None:
+            self._iterator = self._feeds()
+        return next(self._iterator, None)
+
+    def rewind(self) -> None:
+        self._iterator = None
+
+
+def quantize_network_onnx(
+    float_network: str | Path,
+    out_path: str | Path,
+    *,
+    calibration: ImageFolderCalibrationReader,
+) -> Path:
+    """Quantize a raw-network ONNX file (QDQ, uint8 activations, per-channel int8 weights, MinMax calibration).
+
+    Args:
+        float_network: ONNX file of the float network (``images`` -> ``cls_logits``, ``box_deltas``).
+        out_path: where the quantized network goes.
+        calibration: the calibration images.
+
+    Returns:
+        ``out_path``.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_path = Path(out_path)
+    prepared = out_path.with_name(out_path.stem + ".prepared.onnx")
+    quant_pre_process(str(float_network), str(prepared), skip_symbolic_shape=False)
+    calibration.rewind()
+    quantize_static(
+        str(prepared),
+        str(out_path),
+        calibration,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        reduce_range=True,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+    prepared.unlink(missing_ok=True)
+    return out_path
+
+
+def quantize_model(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    calibration_images: str | Path,
+    class_names: Sequence[str] | None = None,
+    category_ids: Sequence[int] | None = None,
+    with_nms: bool = False,
+    dynamic_batch: bool = False,
+    postprocess: PostprocessSettings | None = None,
+    max_calibration_images: int = DEFAULT_MAX_CALIBRATION_IMAGES,
+    network_onnx: str | Path | None = None,
+) -> Path:
+    """Export ``model`` as an INT8 ONNX file calibrated on the images of a folder.
+
+    Args:
+        model: an SSDLite (left unchanged).
+        path: output ``.onnx`` file.
+        calibration_images: folder of representative images (a few hundred are plenty).
+        class_names, category_ids: stored in the metadata.
+        with_nms: append float decoding + NMS (outputs padded detections, see :mod:`ssdlite.deploy.export.onnx`).
+        dynamic_batch: symbolic batch dimension (otherwise 1).
+        postprocess: default in-graph postprocessing settings.
+        max_calibration_images: use at most this many calibration images.
+        network_onnx: the float raw network already exported from ``model`` (skips exporting it again).
+
+    Returns:
+        The written path. Its metadata ``quantization`` says how it was calibrated.
+
+    Raises:
+        FileNotFoundError: the calibration folder does not exist.
+        ValueError: it holds no images.
+    """
+    path = Path(path)
+    calibration = ImageFolderCalibrationReader(
+        calibration_images, image_size=int(model.image_size), max_images=max_calibration_images
+    )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ssdlite_int8_") as scratch:
+        if network_onnx is None:
+            network_onnx = export_network_onnx(model, Path(scratch) / "network.onnx", dynamic_batch=dynamic_batch)
+        quantized = quantize_network_onnx(network_onnx, Path(scratch) / "network.int8.onnx", calibration=calibration)
+        description = (
+            f"int8 static, ONNX Runtime QDQ, uint8 activations (MinMax), int8 per-channel weights, calibrated on "
+            f"{len(calibration)} images of {Path(calibration_images).name}/ in "
+            f"{time.perf_counter() - started:.0f} s; postprocessing float"
+        )
+        return export_onnx(
+            model,
+            path,
+            class_names=class_names,
+            category_ids=category_ids,
+            with_nms=with_nms,
+            postprocess=postprocess,
+            network_onnx=quantized,
+            quantization=description,
+        )
+
+
+@register_exporter(
+    "onnx",
+    precision="int8",
+    title="ONNX",
+    suffix=".onnx",
+    flags=("with_nms", "dynamic_batch"),
+    packages=("onnx", "onnxscript", "onnxruntime"),
+    extra="export",
+)
+def _export(model: nn.Module, path: Path, options: ExportOptions) -> Path:
+    if options.calibration_images is None:
+        raise ValueError("INT8 export needs calibration images: pass --calib DIR (a folder of images)")
+    return quantize_model(
+        model,
+        path,
+        calibration_images=options.calibration_images,
+        max_calibration_images=options.max_calibration_images,
+        **onnx_arguments(options),
+    )
