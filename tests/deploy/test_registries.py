@@ -1,0 +1,112 @@
+"""The backend and exporter registries: how a runtime or a format registers itself, and what a user sees."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssdlite.deploy.backends import base as backend_registry
+from ssdlite.deploy.export import base as export_registry
+from ssdlite.deploy.model_files import load_checkpoint_for_inference
+from ssdlite.deploy.plugins import MissingPackageError
+from ssdlite.deploy.predictor import Backend, ModelInfo, Predictor
+from ssdlite.errors import error_line, is_expected
+
+ABSENT = "ssdlite_test_package_that_is_not_installed"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def scratch_registries(monkeypatch):
+    """The registries as they are now; what a test registers is gone after it."""
+    backend_registry.available_backends()  # the built-in ones discovered first
+    export_registry.available_formats()
+    for module, names in ((backend_registry, ("_BACKENDS", "_REGISTRATIONS")), (export_registry, ("_EXPORTERS",))):
+        for name in names:
+            monkeypatch.setattr(module, name, dict(getattr(module, name)))
+
+
+class EmptyBackend(Backend):
+    name = "empty"
+
+    def run(self, batch):
+        return [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)}] * len(batch)
+
+
+def test_the_builtin_backends_and_formats_register_themselves():
+    assert {"eager", "ort", "int8"} <= set(backend_registry.available_backends())
+    assert export_registry.available_formats()[:2] == ["onnx", "torchscript"]
+    assert backend_registry.backend_for_path("runs/x/MODEL.ONNX") == "ort"
+    for name in ("best.ckpt", "model.pt", "weights.pth", "no_suffix"):
+        assert backend_registry.backend_for_path(name) == "eager"
+
+
+def test_a_new_backend_is_one_decorated_loader(scratch_registries, tmp_path):
+    @backend_registry.register_backend("empty", suffixes=(".empty.bin",), file_kind="an empty-model file")
+    def load_empty(source, *, device="cpu"):
+        return EmptyBackend(ModelInfo(["a"], [1], image_size=16))
+
+    assert "empty" in backend_registry.available_backends()
+    assert backend_registry.backend_for_path("m.EMPTY.bin") == "empty"
+    assert backend_registry.backend_for_path("m.bin") == "eager"
+    predictor = Predictor("m.empty.bin", backend="auto")
+    assert predictor.backend.name == "empty" and predictor.class_names == ["a"]
+    [detections] = predictor.predict(np.zeros((20, 30, 3), np.uint8))
+    assert detections["boxes"].shape == (0, 4)
+    model_file = tmp_path / "m.empty.bin"
+    model_file.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"m\.empty\.bin is an empty-model file; load it with backend='empty'"):
+        load_checkpoint_for_inference(model_file)
+
+
+def test_a_missing_runtime_package_is_a_one_line_error_naming_the_extra(scratch_registries):
+    @backend_registry.register_backend("needy", packages=(ABSENT,), extra="needy")
+    def load_needy(source, *, device="cpu"):
+        raise AssertionError("the loader must not run without its package")
+
+    assert importlib.util.find_spec(ABSENT) is None
+    with pytest.raises(MissingPackageError) as raised:
+        Predictor("model.needy", backend="needy")
+    message = str(raised.value)
+    assert message == f"backend 'needy' needs {ABSENT}, which is not installed here: pip install -e '.[needy]'"
+    assert isinstance(raised.value, ImportError) and is_expected(raised.value)
+    assert error_line("detect.py", raised.value) == f"detect.py: error: {message}"
+
+
+def test_a_new_format_is_one_decorated_exporter(scratch_registries, tmp_path):
+    written = []
+
+    @export_registry.register_exporter("plain", title="Plain", suffix=".plain", note="plain files hold nothing")
+    def export_plain(model, path, options):
+        written.append((path, options.class_names))
+        return path
+
+    @export_registry.register_exporter("needy", title="Needy", suffix=".needy", packages=(ABSENT,), extra="needy")
+    def export_needy(model, path, options):
+        raise AssertionError("the exporter must not run without its package")
+
+    assert export_registry.available_formats()[-2:] == ["plain", "needy"]
+    out = export_registry.export_model(object(), tmp_path / "m.plain", format="plain", class_names=["a"])
+    assert written == [(out, ["a"])]
+    with pytest.raises(ValueError, match="--with-nms, --dynamic-batch and --int8 apply to ONNX only; plain files"):
+        export_registry.export_model(object(), tmp_path / "m.plain", format="plain", with_nms=True)
+    with pytest.raises(MissingPackageError, match=f"Needy export needs {ABSENT}.*pip install -e '.\\[needy\\]'"):
+        export_registry.export_model(object(), tmp_path / "m.needy", format="needy")
+    with pytest.raises(ValueError, match="unknown export format 'tflite'; choose onnx, torchscript, plain or needy"):
+        export_registry.export_model(object(), tmp_path / "m.tflite", format="tflite")
+
+
+def test_export_py_offers_every_registered_format(scratch_registries):
+    spec = importlib.util.spec_from_file_location("export_cli", REPO_ROOT / "tools" / "export.py")
+    export_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_tool)
+
+    @export_registry.register_exporter("plain", title="Plain", suffix=".plain")
+    def export_plain(model, path, options):
+        return path
+
+    [format_option] = [action for action in export_tool.build_parser()._actions if action.dest == "format"]
+    assert format_option.choices == ["onnx", "torchscript", "plain"]
