@@ -79,8 +79,8 @@ def _classifier_calls(
     """``{key}_eager`` (BatchNorm folded, channels-last) and ``{key}_ort`` (ONNX Runtime) on image ``index``."""
     import onnxruntime as ort
 
+    from ssdlite.deploy.backends.onnx_runtime import session_options
     from ssdlite.deploy.export import ONNX_OPSET
-    from ssdlite.deploy.onnx_runtime import session_options
     from ssdlite.models.fold_bn import fold_batchnorm
 
     path = scratch / f"{key}.onnx"

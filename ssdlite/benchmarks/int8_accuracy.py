@@ -56,8 +56,8 @@ def _predictors(model: Any, names: dict[str, list], scratch: Path, *, calibratio
     """The eager Predictor and those of its ONNX (NMS in the graph) and INT8 exports, with evaluation settings."""
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
+    from ssdlite.deploy.export.int8 import quantize_model
     from ssdlite.deploy.predictor import Predictor
-    from ssdlite.deploy.quantize import quantize_model
 
     settings = dict(EVALUATION_SETTINGS, batch_size=1)
     network = export_network_onnx(model, scratch / "network.onnx")

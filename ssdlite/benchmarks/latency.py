@@ -74,11 +74,11 @@ def _our_predictors(
 
     One torch -> ONNX export (batch 1) serves the raw network, the NMS graph and the INT8 quantization.
     """
+    from ssdlite.deploy.backends.onnx_runtime import load_onnx_session
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
-    from ssdlite.deploy.onnx_runtime import load_onnx_session
+    from ssdlite.deploy.export.int8 import quantize_model
     from ssdlite.deploy.predictor import Predictor
-    from ssdlite.deploy.quantize import quantize_model
 
     settings = dict(EVALUATION_SETTINGS, batch_size=1)
     network = export_network_onnx(model, scratch / "network.onnx")
