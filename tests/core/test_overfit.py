@@ -56,16 +56,6 @@ def synthetic_batch():
     return images, boxes, labels
 
 
-@pytest.fixture
-def single_thread():
-    """One intra-op thread: on the shared 2-core machine (and under pytest -n 2) two OpenMP threads per process
-    oversubscribe the cores and a training step gets ~30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_tiny_model_overfits_two_synthetic_images(single_thread):
     build_model = pytest.importorskip("ssdlite.models").build_model

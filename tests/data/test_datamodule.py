@@ -19,15 +19,6 @@ from .scene import SCENE, SCENE_CLASSES
 IMAGE_SIZE = 96
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tensor checks on a shared 2-core machine: one thread avoids OpenMP contention (10x slower otherwise)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     return make_shapes(tmp_path_factory.mktemp("shapes"), num_train=10, num_val=5, size=96, seed=3)

@@ -21,15 +21,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tensor checks on a shared 2-core machine: one thread avoids OpenMP contention (10x slower otherwise)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _check_output(out: dict, sample: dict) -> None:
     where = sample["file_name"]
     assert out["image"].shape == (3, IMAGE_SIZE, IMAGE_SIZE) and out["image"].dtype == torch.float32, where

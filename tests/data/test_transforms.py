@@ -27,15 +27,6 @@ IMAGE_SIZE = 320
 PIXEL_TOLERANCE = 1.0 + 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tensor checks on a shared 2-core machine: one thread avoids OpenMP contention (10x slower otherwise)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _random_scene(rng: np.random.Generator, *, max_boxes: int = 6):
     """A random-size noise image with integer boxes (min side 16 px) and one filled-rectangle mask per box.
 

@@ -79,29 +79,24 @@ def _training_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 @functools.cache
 def overfit_tiny_detector() -> torch.nn.Module:
     """The trained tiny SSDLite, eval mode (callers must not modify it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two workers share two cores under pytest -n 2
-    try:
-        torch.manual_seed(0)
-        model = build_model("ssdlite_mobilenet_v2", num_classes=len(CLASS_NAMES), width_mult=0.35, image_size=IMAGE_SIZE)
-        images, boxes, labels = _training_batch()
-        criterion = MultiBoxLoss()
-        optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-        model.train()
-        for _ in range(STEPS):
-            outputs = model(images)
-            losses = criterion(outputs["cls_logits"], outputs["box_deltas"], model.anchors, boxes, labels)
-            optimizer.zero_grad()
-            losses["loss"].backward()
-            optimizer.step()
-        for module in model.modules():  # eval statistics = the statistics training normalised with
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.reset_running_stats()
-                module.momentum = None
-        with torch.no_grad():
-            model(images)
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model("ssdlite_mobilenet_v2", num_classes=len(CLASS_NAMES), width_mult=0.35, image_size=IMAGE_SIZE)
+    images, boxes, labels = _training_batch()
+    criterion = MultiBoxLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(STEPS):
+        outputs = model(images)
+        losses = criterion(outputs["cls_logits"], outputs["box_deltas"], model.anchors, boxes, labels)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    for module in model.modules():  # eval statistics = the statistics training normalised with
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        model(images)
     return model.eval()
 
 

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from ssdlite.data.synthetic import SHAPE_CLASSES, make_shapes
@@ -18,14 +17,6 @@ from ssdlite.data.synthetic import SHAPE_CLASSES, make_shapes
 ROOT = Path(__file__).resolve().parents[2]
 RACCOON = ROOT.parent / "shared" / "data" / "raccoon"
 CATEGORY_IDS = [10, 20, 30, 40]  # the shapes' ids 1..4 rewritten, so results must map labels back to them
-
-
-@pytest.fixture
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def remap_categories(annotation_file: Path) -> None:

@@ -90,14 +90,10 @@ def other_model_checkpoint(shapes, tmp_path_factory):
     folder = tmp_path_factory.mktemp("other")
     config = write_config(folder / "config.yaml", shapes, folder / "runs",
                           trainer={"max_epochs": 1, "limit_train_batches": 1}, model={"width_mult": 0.5})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train(["--config", str(config), "--name", "wide"]).last_checkpoint
-    finally:
-        torch.set_num_threads(threads)
+    return train(["--config", str(config), "--name", "wide"]).last_checkpoint
 
 
+@pytest.mark.slow  # trains a one-step model first (other_model_checkpoint)
 def test_resume_from_a_checkpoint_of_another_model(train_cli, config_factory, other_model_checkpoint, capsys):
     status = train_cli.main(["--config", str(config_factory()), "--ckpt_path", str(other_model_checkpoint)])
     assert status == 2
@@ -113,6 +109,7 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint(train_cli, config_
     assert "not a training checkpoint" in one_line_error(capsys, "train.py: error:")
 
 
+@pytest.mark.slow  # trains a one-step model first (other_model_checkpoint)
 def test_eval_coco_with_bad_checkpoints(shapes, other_model_checkpoint, capsys, tmp_path):
     eval_coco = load_tool("eval_coco")
     not_a_model = tmp_path / "notes.ckpt"
