@@ -10,8 +10,15 @@ import pytest
 from PIL import Image
 
 from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator
+from tests.evaluation.coco_eval_fixtures import make_coco_fixture
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "eval_coco.py"
+
+
+@pytest.fixture(scope="module")
+def coco_fixture() -> tuple[dict, list[dict]]:
+    """(ground truth, detections) of the evaluation tests' synthetic fixture; tests must not modify them."""
+    return make_coco_fixture()
 
 
 def run_cli(*arguments, cwd):
