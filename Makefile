@@ -1,10 +1,11 @@
-# Two commands: `make demo` and `make test`. Each sets up .venv on a fresh machine.
+# `make demo`, `make test` (the full suite, what CI runs) and `make test-fast` (the inner loop: no training
+# tests). Each sets up .venv on a fresh machine.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test test-fast lint setup clean
 
 setup: $(STAMP)
 
@@ -20,8 +21,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup tests
 
+# Everything but the tests marked slow (those that train a model or start a training process).
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
+
 lint: $(STAMP)
-	$(PY) -m ruff check ssdlite tools tests detect.py
+	$(PY) -m ruff check ssdlite tools tests detect.py data/download.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
