@@ -1,6 +1,8 @@
 """The top-level error handling every command shares (``tools/*.py``, ``detect.py``).
 
-A command's ``main`` raises; :func:`run_command` turns what it raised into one line on stderr and an exit status:
+A command's ``main`` runs in :func:`run_command` (or under the :func:`command` decorator), which first configures
+the package's logging for the console (:func:`ssdlite.logs.configure_logging`: progress on stdout, warnings on
+stderr), then turns what ``main`` raised into one line on stderr and an exit status:
 
 =============================================  ======  ============================================================
 raised by ``main``                             status  on stderr
@@ -26,6 +28,8 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+
+from ssdlite.logs import configure_logging
 
 DEBUG_ENV = "SSDLITE_DEBUG"
 """Environment variable that turns the one-line errors back into tracebacks (any value but "", "0")."""
@@ -75,7 +79,7 @@ def debugging() -> bool:
 
 
 def run_command(prog: str, main: Callable[[], int | None]) -> int:
-    """Runs ``main()`` and returns the command's exit status (see the module docstring for the table).
+    """Configures logging, runs ``main()`` and returns the command's exit status (see the module docstring).
 
     Args:
         prog: the command's name as the user typed it (``"train.py"``), the prefix of the error line.
@@ -88,6 +92,7 @@ def run_command(prog: str, main: Callable[[], int | None]) -> int:
         SystemExit: whatever ``main`` raised, unchanged.
         BaseException: with ``SSDLITE_DEBUG=1``, any error ``main`` raised, with its traceback.
     """
+    configure_logging()
     try:
         status = main()
     except KeyboardInterrupt:

@@ -6,11 +6,10 @@ second with a message naming the input. Errors are ValueError / FileNotFoundErro
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +21,9 @@ from ssdlite.deploy.model_files import find_latest_checkpoint
 from ssdlite.deploy.visualize import draw_detections
 from ssdlite.errors import one_line
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_WEB_PORT = 8000
-Log = Callable[[str], None]
-
-log_line: Log = functools.partial(print, flush=True)
-
-
-def warn_line(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -62,7 +56,7 @@ class DetectOptions:
 # ------------------------------------------------------------------------------------------------ the model
 
 
-def resolve_model_path(model: str | Path | None, runs_dir: str | Path, *, log: Log = log_line) -> Path:
+def resolve_model_path(model: str | Path | None, runs_dir: str | Path) -> Path:
     """``model`` itself, or the newest checkpoint under ``runs_dir`` (saying which).
 
     Raises:
@@ -80,14 +74,14 @@ def resolve_model_path(model: str | Path | None, runs_dir: str | Path, *, log: L
             f"no --model given and no checkpoint (*.ckpt) under {Path(runs_dir)}/; train one with `make demo` "
             "(or tools/train.py), then run again or pass --model PATH"
         )
-    log(f"no --model given: using the newest checkpoint under {Path(runs_dir)}/: {found}")
+    logger.info(f"no --model given: using the newest checkpoint under {Path(runs_dir)}/: {found}")
     return found
 
 
-def load_predictor(options: DetectOptions, *, log: Log = log_line):
+def load_predictor(options: DetectOptions):
     """A Predictor for ``options.model`` (``options.backend``, else from the file suffix) with the options'
     threshold and classes."""
-    path = resolve_model_path(options.model, options.runs_dir, log=log)  # before importing torch: fail fast
+    path = resolve_model_path(options.model, options.runs_dir)  # before importing torch: fail fast
     from ssdlite.deploy.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
 
     backend = options.backend or AUTO_BACKEND
@@ -95,15 +89,15 @@ def load_predictor(options: DetectOptions, *, log: Log = log_line):
     predictor = Predictor(
         path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes
     )
-    log(f"model {path}: {predictor.describe()}")
+    logger.info(f"model {path}: {predictor.describe()}")
     return predictor
 
 
-def write_json(records: list[dict], path: str | Path, *, log: Log = log_line) -> None:
+def write_json(records: list[dict], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=1))
-    log(f"wrote {len(records)} detections to {path}")
+    logger.info(f"wrote {len(records)} detections to {path}")
 
 
 def _check_json_path(json_path: str | Path | None) -> None:
@@ -156,9 +150,6 @@ class ImagesSummary:
 def detect_images(
     paths: Sequence[str | Path],
     options: DetectOptions,
-    *,
-    log: Log = log_line,
-    warn: Log = warn_line,
 ) -> ImagesSummary:
     """Detect objects in image files: print them, and save / show / write JSON as ``options`` say.
 
@@ -170,8 +161,8 @@ def detect_images(
     paths = [Path(path) for path in paths]
     save_paths = _image_save_paths(paths, options.save)
     _check_json_path(options.json_path)
-    window = _image_window(options, log=log)
-    predictor = load_predictor(options, log=log)
+    window = _image_window(options)
+    predictor = load_predictor(options)
     records: list[dict] = []
     processed = skipped = 0
     try:
@@ -179,13 +170,13 @@ def detect_images(
             try:
                 image = read_image(path)
             except (OSError, ValueError, cv2.error) as error:  # ImageReadError: missing, truncated, not an image
-                warn(f"skipping {path}: {getattr(error, 'reason', None) or one_line(error)}")
+                logger.warning(f"skipping {path}: {getattr(error, 'reason', None) or one_line(error)}")
                 skipped += 1
                 continue
             [detections] = predictor.predict(image)
             image_records = predictor.to_records(detections, image_id=image_id, file_name=str(path))
             records.extend(image_records)
-            log(f"{path}: {_describe_records(image_records)}")
+            logger.info(f"{path}: {_describe_records(image_records)}")
             processed += 1
             if save_path is not None or window is not None:
                 annotated = draw_detections(image, detections, predictor.class_names)
@@ -199,9 +190,9 @@ def detect_images(
     if processed == 0:
         raise ValueError(f"none of the {len(paths)} images could be read")
     if options.json_path is not None:
-        write_json(records, options.json_path, log=log)
+        write_json(records, options.json_path)
     if options.save is not None:
-        log(f"saved annotated images to {options.save}")
+        logger.info(f"saved annotated images to {options.save}")
     return ImagesSummary(processed=processed, skipped=skipped, detections=len(records))
 
 
@@ -230,11 +221,11 @@ class _ImageWindow(stream.OpenCVWindow):
         return (cv2.waitKey(0) & 0xFF) not in (ord("q"), ord("Q"), 27)
 
 
-def _image_window(options: DetectOptions, *, log: Log) -> _ImageWindow | None:
+def _image_window(options: DetectOptions) -> _ImageWindow | None:
     if not options.show:
         return None
     if not stream.opencv_gui_available():
-        log("note: this OpenCV has no GUI (or there is no display), so images are not shown; use --save")
+        logger.info("note: this OpenCV has no GUI (or there is no display), so images are not shown; use --save")
         return None
     return _ImageWindow("ssdlite (any key: next, q: quit)")
 
@@ -249,7 +240,6 @@ def detect_video(
     max_frames: int | None = None,
     serve_port: int | None = None,
     host: str = "127.0.0.1",
-    log: Log = log_line,
 ) -> stream.StreamSummary:
     """Detect objects in every frame of a video file (synchronously: no frame is dropped).
 
@@ -258,7 +248,7 @@ def detect_video(
     """
     with stream.VideoFileSource(path) as source:
         return _run_stream_job(
-            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=False, log=log
+            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=False
         )
 
 
@@ -271,7 +261,6 @@ def detect_camera(
     host: str = "127.0.0.1",
     loop: bool = False,
     open_timeout_s: float = stream.DEFAULT_OPEN_TIMEOUT_S,
-    log: Log = log_line,
 ) -> stream.StreamSummary:
     """Live detection on a camera index, a stream URL, or a video file standing in for a camera.
 
@@ -283,7 +272,7 @@ def detect_camera(
     """
     with stream.open_camera(camera, loop=loop, open_timeout_s=open_timeout_s) as source:
         return _run_stream_job(
-            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=True, log=log
+            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=True
         )
 
 
@@ -293,15 +282,15 @@ def _check_stream_outputs(options: DetectOptions) -> None:
     _check_json_path(options.json_path)
 
 
-def _open_server(ports: Sequence[int], host: str, *, log: Log) -> stream.StreamServer:
+def _open_server(ports: Sequence[int], host: str) -> stream.StreamServer:
     """The web view on the first of ``ports`` that is free (the last one's error if none is)."""
     for port in ports[:-1]:
         try:
-            return _open_server([port], host, log=log)
+            return _open_server([port], host)
         except ValueError:
             continue
     server = stream.StreamServer(host=host, port=ports[-1], title="ssdlite live detections")
-    log(f"web view: {server.url}")
+    logger.info(f"web view: {server.url}")
     return server
 
 
@@ -313,28 +302,27 @@ def _run_stream_job(
     serve_port: int | None,
     host: str,
     web_fallback: bool,
-    log: Log,
 ) -> stream.StreamSummary:
     _check_stream_outputs(options)
-    predictor = load_predictor(options, log=log)
+    predictor = load_predictor(options)
     gui = options.show and stream.opencv_gui_available()
     ports = [serve_port] if serve_port is not None else []
     if options.show and not gui and serve_port is None:
         if web_fallback:
-            log("note: this OpenCV has no GUI (or there is no display): showing the stream on a local web page")
+            logger.info("note: this OpenCV has no GUI (or there is no display): showing the stream on a local web page")
             ports = [DEFAULT_WEB_PORT, 0]  # 0: any free port, if the default one is taken
         else:
-            log("note: this OpenCV has no GUI (or there is no display): not showing frames (use --serve PORT)")
+            logger.info("note: this OpenCV has no GUI (or there is no display): not showing frames (use --serve PORT)")
     window = server = None
     stop_event = threading.Event()
     try:
         if ports:
-            server = _open_server(ports, host, log=log)
+            server = _open_server(ports, host)
         if gui:
             window = stream.OpenCVWindow("ssdlite (q: quit)")
         stop_keys = "q + Enter or Ctrl+C" if stream.watch_stdin_for_quit(stop_event) else "Ctrl+C"
         limit = f" for {max_frames} frames" if max_frames else ""
-        log(f"reading {source.description}{limit} ({'q in the window, ' if window else ''}{stop_keys} to stop)")
+        logger.info(f"reading {source.description}{limit} ({'q in the window, ' if window else ''}{stop_keys} to stop)")
         summary = stream.run_stream(
             predictor,
             source,
@@ -344,7 +332,6 @@ def _run_stream_job(
             save_path=options.save,
             collect_records=options.json_path is not None,
             stop_event=stop_event,
-            log=log,
         )
     finally:
         if window is not None:
@@ -352,12 +339,12 @@ def _run_stream_job(
         if server is not None:
             server.close()
     dropped = f", {summary.dropped_frames} frames dropped while busy" if summary.dropped_frames else ""
-    log(
+    logger.info(
         f"stopped ({summary.stop_reason}): {summary.frames} frames in {summary.seconds:.1f} s, "
         f"{summary.fps:.1f} FPS{dropped}"
     )
     if options.save is not None and summary.frames:
-        log(f"saved annotated video to {options.save}")
+        logger.info(f"saved annotated video to {options.save}")
     if options.json_path is not None:
-        write_json(summary.records, options.json_path, log=log)
+        write_json(summary.records, options.json_path)
     return summary

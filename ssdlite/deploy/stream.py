@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import os
 import re
 import select
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +38,8 @@ import cv2
 import numpy as np
 
 from ssdlite.deploy.visualize import draw_detections, draw_stream_overlay
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OPEN_TIMEOUT_S = 10.0
 DEFAULT_MAX_CLIENTS = 32
@@ -619,7 +622,6 @@ def run_stream(
     collect_records: bool = False,
     stop_event: threading.Event | None = None,
     report_every_s: float = 2.0,
-    log: Callable[[str], None] = print,
 ) -> StreamSummary:
     """Detect, draw (boxes + FPS/latency overlay) and show / serve / save every frame of ``source``.
 
@@ -636,8 +638,7 @@ def run_stream(
         save_path: write the annotated frames to this .mp4 / .avi (at the source's frame rate, 25 if unknown).
         collect_records: keep COCO-style records of the detections in the summary.
         stop_event: set from another thread to stop.
-        report_every_s: log the FPS this often.
-        log: where progress lines go.
+        report_every_s: log the FPS this often (INFO).
     """
     summary = StreamSummary()
     meter = FpsMeter()
@@ -674,7 +675,7 @@ def run_stream(
                 break
             if now - last_report >= report_every_s:
                 objects = len(detections["scores"])
-                log(f"frame {frame.index}: {fps:.1f} FPS, latency {latency_ms:.0f} ms, {objects} objects")
+                logger.info(f"frame {frame.index}: {fps:.1f} FPS, latency {latency_ms:.0f} ms, {objects} objects")
                 last_report = now
         else:
             summary.stop_reason = "max frames"

@@ -237,7 +237,6 @@ def test_run_stream_saves_exactly_max_frames_with_boxes_and_records(clip, tmp_pa
     with VideoFileSource(clip) as source, StreamServer(port=0) as server:
         summary = run_stream(
             StandInPredictor(), source, max_frames=7, server=server, save_path=saved, collect_records=True,
-            log=lambda line: None,
         )
         stats = json.loads(http_get(server, "/stats.json")[2])
     assert summary.frames == 7 and summary.stop_reason == "max frames"
@@ -256,12 +255,12 @@ def test_run_stream_saves_exactly_max_frames_with_boxes_and_records(clip, tmp_pa
 
 def test_run_stream_stops_at_the_end_and_on_a_stop_event(clip):
     with VideoFileSource(clip) as source:
-        summary = run_stream(StandInPredictor(), source, log=lambda line: None)
+        summary = run_stream(StandInPredictor(), source)
     assert summary.frames == 12 and summary.stop_reason == "end of stream"
     stop = threading.Event()
     stop.set()
     with VideoFileSource(clip) as source:
-        summary = run_stream(StandInPredictor(), source, stop_event=stop, log=lambda line: None)
+        summary = run_stream(StandInPredictor(), source, stop_event=stop)
     assert summary.frames == 0 and summary.stop_reason == "stop requested"
 
 
