@@ -31,6 +31,7 @@ Example (the raccoon set, VOC layout)::
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, get_worker_info
 
 from ssdlite.data.annotations import DatasetWarning, box_coverage_problem
@@ -51,6 +52,9 @@ from ssdlite.data.voc import VOCDetection
 from ssdlite.data.yolo import YOLODetection
 
 __all__ = ["DetectionDataModule", "seed_worker"]
+
+logger = logging.getLogger(__name__)
+_info_on_rank_zero = rank_zero_only(logger.info)
 
 DatasetFormat = Literal["coco", "voc", "yolo"]
 _FORMATS = ("coco", "voc", "yolo")
@@ -222,8 +226,8 @@ class DetectionDataModule(L.LightningDataModule):
     @staticmethod
     def _cache(split: str, dataset: DetectionDataset) -> None:
         held = dataset.cache_images()
-        rank_zero_info(f"{split} images cached in memory: {dataset.num_cached_images} of {len(dataset)}, "
-                       f"{held / 2**20:.0f} MiB")
+        _info_on_rank_zero(f"{split} images cached in memory: {dataset.num_cached_images} of {len(dataset)}, "
+                           f"{held / 2**20:.0f} MiB")
 
     def _require(self, split: str) -> DetectionDataset:
         dataset = self.train_dataset if split == "train" else self.val_dataset

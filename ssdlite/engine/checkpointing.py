@@ -34,10 +34,9 @@ from typing import Any, BinaryIO
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT_FILE = "last.ckpt"
 DEFAULT_CHECKPOINT_EVERY_MINUTES = 10.0
@@ -171,7 +170,7 @@ class StopSignals(Callback):
                 if trainer.is_global_zero:
                     what = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
                     again = " (Ctrl+C again stops at once, unsaved)" if signum == signal.SIGINT else ""
-                    print(f"\n{what}: stopping after this step and saving last.ckpt{again}", flush=True)
+                    logger.info(f"\n{what}: stopping after this step and saving last.ckpt{again}")
             lightning_stop(signum, frame)
 
         self._handler = on_signal
@@ -227,7 +226,7 @@ class LastCheckpoint(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if trainer.is_global_zero and self.path.parent.is_dir():
             for stale in remove_stale_temporaries(self.path.parent):
-                log.info("removed %s, left by a write that was killed", stale)
+                logger.info("removed %s, left by a write that was killed", stale)
         if self.path.is_file():
             self.last_model_path = str(self.path)
 
@@ -236,8 +235,8 @@ class LastCheckpoint(Callback):
         batches = trainer.num_training_batches
         if trainer.global_step and isinstance(batches, int) and batches > 0:
             steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
-            if trainer.global_step % steps_per_epoch:
-                rank_zero_info(
+            if trainer.global_step % steps_per_epoch and trainer.is_global_zero:
+                logger.info(
                     f"resuming at step {trainer.global_step}, within epoch {trainer.current_epoch}: a mid-epoch save, "
                     "so the rest of this epoch is drawn afresh (the loader's position within an epoch is not saved)"
                 )

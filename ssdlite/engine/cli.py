@@ -16,6 +16,7 @@ Links (set once, never twice): ``model.image_size`` -> ``data.image_size``; the 
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -61,6 +62,8 @@ from ssdlite.models import (
     describe_config,
 )
 from ssdlite.models.weights import read_state_dict
+
+logger = logging.getLogger(__name__)
 
 CallbackType = TypeVar("CallbackType")
 
@@ -233,7 +236,7 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
         ValueError: invalid settings, or a resume checkpoint of another model / other classes.
         SystemExit: invalid arguments or config keys (jsonargparse prints the error and usage).
         TrainingStopped: SIGTERM or Ctrl+C stopped training (a SystemExit with status 143 / 130; the message with
-            the checkpoint and the resume command is printed first).
+            the checkpoint and the resume command is logged first, as a warning).
     """
     argv = list(args) if args is not None else sys.argv[1:]
     _quiet_expected_warnings()
@@ -254,7 +257,7 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
     if ckpt_path is not None:
         check_resume_checkpoint(ckpt_path, module)
     if trainer.is_global_zero:
-        print(f"run folder: {cli.run_dir}", flush=True)
+        logger.info(f"run folder: {cli.run_dir}")
     start = time.perf_counter()
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(cli.run_dir)  # inherited by the processes a DDP launcher starts
@@ -277,7 +280,7 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
             raise
         stopped = _training_stopped(cli, argv, received or signal.SIGTERM)
         if trainer.is_global_zero:
-            print(stopped.describe(), file=sys.stderr, flush=True)
+            logger.warning(stopped.describe())
         raise stopped from None
     finally:
         if previous is None:
@@ -287,7 +290,7 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
     result = _result(cli, time.perf_counter() - start)
     if trainer.is_global_zero:
         result.model_card = write_model_card(_run_facts(cli, result, argv), module.eval_model)
-        _print_summary(result)
+        _log_summary(result)
     return result
 
 
@@ -447,19 +450,20 @@ def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFact
     )
 
 
-def _print_summary(result: TrainResult) -> None:
+def _log_summary(result: TrainResult) -> None:
     metrics = result.metrics
     score = (
         f"val AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f} (final weights)" if metrics else "no validation"
     )
-    print(f"trained {result.epochs} epochs / {result.steps} steps in {result.wall_time_s / 60:.1f} min; {score}")
-    print(f"  run folder: {result.run_dir}")
-    if result.best_checkpoint:
-        print(f"  best:       {result.best_checkpoint}")
-    if result.last_checkpoint:
-        print(f"  last:       {result.last_checkpoint}")
-    if result.model_card:
-        print(f"  model card: {result.model_card}")
+    lines = [
+        f"trained {result.epochs} epochs / {result.steps} steps in {result.wall_time_s / 60:.1f} min; {score}",
+        f"  run folder: {result.run_dir}",
+    ]
+    for label, path in (("best:      ", result.best_checkpoint), ("last:      ", result.last_checkpoint),
+                        ("model card:", result.model_card)):
+        if path:
+            lines.append(f"  {label} {path}")
+    logger.info("\n".join(lines))
 
 
 __all__ = [

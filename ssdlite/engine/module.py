@@ -33,7 +33,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
@@ -56,6 +56,7 @@ from ssdlite.models import (
 )
 
 logger = logging.getLogger(__name__)
+_info_on_rank_zero = rank_zero_only(logger.info)
 
 TIME_BUDGET_UPDATE_STEPS = 20
 """How often (optimizer steps) the schedule's estimate of the steps that fit in ``max_time`` is refreshed."""
@@ -156,9 +157,9 @@ class SSDLiteModule(L.LightningModule):
             overrides["pretrained_backbone"] = pretrained_backbone
         self.model = build_model(arch, **overrides)
         if init_from is not None:
-            rank_zero_info(finetune.load_compatible_weights(self.model, init_from, class_names=class_names).summary())
+            _info_on_rank_zero(finetune.load_compatible_weights(self.model, init_from, class_names=class_names).summary())
         if freeze_backbone:
-            rank_zero_info(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
+            _info_on_rank_zero(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
         parameter_groups(self.model, weight_decay=weight_decay, overrides=weight_decay_overrides)  # names checked now
         self.class_names = class_names
         self.category_ids = category_ids
@@ -397,7 +398,7 @@ class SSDLiteModule(L.LightningModule):
         length = f"over {scheduler.total_steps} steps" if scheduler.total_steps else "until max_time runs out"
         if scheduler.total_steps and scheduler.time_budget_s:
             length += " or until max_time runs out"
-        rank_zero_info(
+        _info_on_rank_zero(
             f"{hparams.optimizer}: lr {lr:g}{scaling}; warm-up {scheduler.warmup_steps} steps, cosine decay "
             f"{length}; weight decay {hparams.weight_decay:g}"
             + "".join(f", {decay:g} in {name}" for name, decay in (hparams.weight_decay_overrides or {}).items())
