@@ -1,4 +1,5 @@
-"""Which model file to use, and reading a training checkpoint for inference (shared by the backends and exporters).
+"""Which model file to use, reading a training checkpoint for inference (shared by the backends and exporters), and
+exporting one (``ssdlite-export``).
 
 No torch import at the top: detect.py checks its inputs with this module before it loads torch.
 """
@@ -14,7 +15,9 @@ from ssdlite.deploy.backends.base import file_kind
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["find_latest_checkpoint", "load_checkpoint_for_inference", "model_and_labels"]
+    from ssdlite.core.postprocess import PostprocessSettings
+
+__all__ = ["export_checkpoint", "find_latest_checkpoint", "load_checkpoint_for_inference", "model_and_labels"]
 
 
 def find_latest_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
@@ -74,4 +77,52 @@ def model_and_labels(
         model,
         meta["class_names"] if class_names is None else class_names,
         meta["category_ids"] if category_ids is None else category_ids,
+    )
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    format: str = "onnx",
+    with_nms: bool = False,
+    dynamic_batch: bool = False,
+    int8: bool = False,
+    calibration_images: str | Path | None = None,
+    max_calibration_images: int | None = None,
+    postprocess: PostprocessSettings | None = None,
+) -> Path:
+    """A training checkpoint written as ``format``, with its class names and category ids (``ssdlite-export``).
+
+    The calibration folder is checked before the checkpoint is loaded, so a wrong path fails at once. The other
+    arguments are :func:`ssdlite.deploy.export.export_model`'s (``max_calibration_images`` None: its default).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: ``int8`` without ``calibration_images``, a file that is not a checkpoint, an option the
+            format does not take.
+        FileNotFoundError: no such checkpoint or calibration folder.
+    """
+    if int8 and calibration_images is None:
+        raise ValueError("--int8 needs --calib DIR, a folder of representative images to calibrate on")
+    if calibration_images is not None and not Path(calibration_images).is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {calibration_images}")
+    from ssdlite.deploy.export import export_model
+
+    model, meta = load_checkpoint_for_inference(checkpoint)
+    limit = {} if max_calibration_images is None else {"max_calibration_images": max_calibration_images}
+    return export_model(
+        model,
+        out,
+        format=format,
+        class_names=meta["class_names"],
+        category_ids=meta["category_ids"],
+        with_nms=with_nms,
+        dynamic_batch=dynamic_batch,
+        int8=int8,
+        calibration_images=calibration_images,
+        postprocess=postprocess,
+        **limit,
     )
