@@ -1,138 +1,15 @@
 #!/usr/bin/env python
-"""Detect objects with an SSDLite model in images, a folder, a video file or a camera.
-
-Examples:
-    python detect.py image photo.jpg --save out.jpg
-    python detect.py dir photos/ --save annotated/ --json detections.json
-    python detect.py video clip.mp4 --save clip_boxes.mp4 --classes person,dog
-    python detect.py webcam --camera 0              # OpenCV window, or http://127.0.0.1:8000 without a GUI
-    python detect.py webcam --camera rtsp://10.0.0.5/stream --serve 8080
-
-Without --model the newest checkpoint under runs/ is used (best*.ckpt first). Errors are one line on stderr
-with exit status 2 (see ssdlite/errors.py); Ctrl+C or q stops a stream cleanly.
-"""
+"""``ssdlite-detect`` run from a checkout: detect objects in images, a folder, a video, a camera (the command is ssdlite/commands/detect.py)."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
 import sys
 
-# Before cv2 loads: keep OpenCV / FFmpeg from printing their own messages next to our one-line errors.
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-
-from ssdlite.errors import command  # noqa: E402
-
-PROG = "detect.py"
+from ssdlite.commands import detect
 
 
-def _class_list(value: str) -> list[str]:
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give class names, e.g. --classes person,dog")
-    return names
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return number
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value} (0 = any free port)")
-    return number
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", metavar="PATH", help="checkpoint (.ckpt) or exported .onnx; default: newest under runs/")
-    common.add_argument(
-        "--backend",
-        choices=("eager", "ort", "int8"),
-        help="eager (PyTorch), ort (ONNX Runtime) or int8 (an INT8 .onnx from tools/export.py --int8); "
-        "default: from the model file (.onnx -> ort)",
-    )
-    common.add_argument("--runs-dir", default="runs", metavar="DIR", help="where to look for checkpoints without --model")
-    common.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    common.add_argument("--score-threshold", type=float, default=None, metavar="S", help="minimum score (default: 0.4)")
-    common.add_argument(
-        "--classes", type=_class_list, action="extend", metavar="NAME[,NAME...]", help="keep only these classes"
-    )
-    common.add_argument("--save", metavar="PATH", help="annotated output: image file or folder; .mp4/.avi for video and webcam")
-    common.add_argument("--json", dest="json_path", metavar="PATH", help="write detections as COCO-style records to this file")
-    common.add_argument("--no-show", dest="show", action="store_false", help="do not display anything")
-
-    streaming = argparse.ArgumentParser(add_help=False)
-    streaming.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
-    streaming.add_argument("--serve", type=_port, metavar="PORT", help="web view on http://HOST:PORT (0 = free port)")
-    streaming.add_argument("--host", default="127.0.0.1", help="interface for --serve (default: 127.0.0.1 only)")
-
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    image = commands.add_parser("image", parents=[common], help="one or more image files")
-    image.add_argument("paths", nargs="+", metavar="PATH")
-    folder = commands.add_parser("dir", parents=[common], help="every image in a folder")
-    folder.add_argument("folder", metavar="DIR")
-    video = commands.add_parser("video", parents=[common, streaming], help="a video file, every frame")
-    video.add_argument("video", metavar="FILE")
-    webcam = commands.add_parser("webcam", parents=[common, streaming], help="a live camera or stream")
-    webcam.add_argument("--camera", default="0", metavar="INDEX|URL|FILE", help="camera index, stream URL, or a video file (default: 0)")
-    webcam.add_argument("--loop", action="store_true", help="with a video file as camera: start over at the end")
-    webcam.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS", help="wait this long for a camera or URL (default: 10)"
-    )
-    return parser
-
-
-def run(args: argparse.Namespace) -> None:
-    from ssdlite.deploy import jobs
-
-    options = jobs.DetectOptions(
-        model=args.model,
-        backend=args.backend,
-        runs_dir=args.runs_dir,
-        device=args.device,
-        score_threshold=args.score_threshold,
-        classes=args.classes,
-        save=args.save,
-        json_path=args.json_path,
-        show=args.show,
-    )
-    if args.command == "image":
-        jobs.detect_images(args.paths, options)
-    elif args.command == "dir":
-        jobs.detect_folder(args.folder, options)
-    elif args.command == "video":
-        jobs.detect_video(args.video, options, max_frames=args.max_frames, serve_port=args.serve, host=args.host)
-    else:
-        jobs.detect_camera(
-            args.camera,
-            options,
-            max_frames=args.max_frames,
-            serve_port=args.serve,
-            host=args.host,
-            loop=args.loop,
-            open_timeout_s=args.timeout,
-        )
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops a stream as cleanly as Ctrl+C: camera released, video finished
-
-
-@command(PROG)
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    run(args)
+def main(argv: list[str] | None = None) -> int:
+    return detect.main(argv, prog="detect.py")
 
 
 if __name__ == "__main__":

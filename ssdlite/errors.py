@@ -1,4 +1,5 @@
-"""The top-level error handling every command shares (``tools/*.py``, ``detect.py``).
+"""The top-level error handling every command shares (``ssdlite/commands/``: the ``ssdlite-*`` scripts and
+``tools/*.py``, ``detect.py``, ``data/download.py``).
 
 A command's ``main`` runs in :func:`run_command` (or under the :func:`command` decorator), which first configures
 the package's logging for the console (:func:`ssdlite.logs.configure_logging`: progress on stdout, warnings on
@@ -25,6 +26,7 @@ all a user needs; with ``SSDLITE_DEBUG=1`` in the environment every error is rai
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -112,17 +114,26 @@ def run_command(prog: str, main: Callable[[], int | None]) -> int:
 def command(prog: str) -> Callable[[Callable[..., int | None]], Callable[..., int]]:
     """Decorator form of :func:`run_command` for a command's ``main(argv=None)``.
 
+    The decorated function takes a keyword ``prog`` (default: ``prog`` given here), the name of the error lines, and
+    hands it on to ``main`` when ``main`` has a ``prog`` parameter (for its usage line), so one ``main`` serves the
+    installed command (``ssdlite-export``) and its script in the checkout (``tools/export.py`` passes
+    ``prog="export.py"``).
+
     Example:
-        >>> @command("export.py")
-        ... def main(argv: list[str] | None = None) -> int:
+        >>> @command("ssdlite-export")
+        ... def main(argv: list[str] | None = None, *, prog: str = "ssdlite-export") -> int:
         ...     raise FileNotFoundError("checkpoint not found: x.ckpt")
-        >>> main([])  # prints "export.py: error: checkpoint not found: x.ckpt" on stderr
+        >>> main([], prog="export.py")  # prints "export.py: error: checkpoint not found: x.ckpt" on stderr
         2
     """
 
     def decorate(main: Callable[..., int | None]) -> Callable[..., int]:
+        takes_prog = "prog" in inspect.signature(main).parameters
+
         @functools.wraps(main)
-        def wrapper(*args: object, **kwargs: object) -> int:
+        def wrapper(*args: object, prog: str = prog, **kwargs: object) -> int:
+            if takes_prog:
+                kwargs["prog"] = prog
             return run_command(prog, lambda: main(*args, **kwargs))
 
         return wrapper

@@ -1,60 +1,15 @@
-"""Check a detection dataset: counts per class, images without objects, box sizes, and every problem with its file.
-
-Exit status: 0 when there is no error (warnings allowed), 1 when there are errors, 2 when the check cannot run
-(one line on stderr, see ssdlite/errors.py).
-
-Usage:
-    python tools/check_dataset.py --format coco --images data/coco/val2017 \\
-        --annotations data/coco/annotations/instances_val2017.json --plot runs/val2017_boxes.png
-    python tools/check_dataset.py --format voc --images ../shared/data/raccoon/JPEGImages \\
-        --annotations ../shared/data/raccoon/Annotations --fix-report runs/raccoon_problems.json
-    python tools/check_dataset.py --format yolo --images data/mydata/images/train \\
-        --annotations data/mydata/labels/train --classes data/mydata/data.yaml
-"""
+#!/usr/bin/env python
+"""``ssdlite-check-dataset`` run from a checkout: check a detection dataset (the command is ssdlite/commands/check_dataset.py)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ssdlite.data.checks import FORMATS, check_dataset, plot_box_sizes  # noqa: E402
-from ssdlite.errors import command  # noqa: E402
-
-PROG = "check_dataset.py"
+from ssdlite.commands import check_dataset
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
-    parser.add_argument("--images", required=True, type=Path, help="folder of the images")
-    parser.add_argument("--annotations", required=True, type=Path,
-                        help="COCO json, VOC Annotations folder (or the VOC root) or YOLO labels folder")
-    parser.add_argument("--classes", type=Path, help="class names file (YOLO: names file or dataset YAML)")
-    parser.add_argument("--split", help="VOC only: ImageSets/Main/<split>.txt, or the split's name (default: every XML)")
-    parser.add_argument("--fix-report", type=Path, help="write the summary and every problem to this JSON file")
-    parser.add_argument("--plot", type=Path, help="write box-size and per-class histograms to this PNG")
-    parser.add_argument("--workers", type=int, default=None, help="threads decoding images (default min(8, CPUs))")
-    return parser.parse_args(argv)
-
-
-@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = check_dataset(args.format, args.images, args.annotations, classes=args.classes,
-                           split_file=args.split, num_workers=args.workers)
-    print(report.summary())
-    for problem in report.problems:
-        print(problem)
-    if args.fix_report is not None:
-        print(f"wrote {report.write_json(args.fix_report)}")
-    if args.plot is not None:
-        print(f"wrote {plot_box_sizes(report, args.plot)}")
-    return 1 if report.errors else 0
+    return check_dataset.main(argv, prog="check_dataset.py")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
-"""``tools/train.py``: LightningCLI wiring of :class:`SSDLiteModule` and :class:`DetectionDataModule`.
+"""``ssdlite-train`` (``tools/train.py``): LightningCLI wiring of :class:`SSDLiteModule` and :class:`DetectionDataModule`.
 
 Usage::
 
-    python tools/train.py --config configs/shapes.yaml [--trainer.max_epochs 3 --data.batch_size 16
-                          --model.width_mult 0.5 --name myrun] [--ckpt_path runs/myrun/last.ckpt]
+    ssdlite-train --config configs/shapes.yaml [--trainer.max_epochs 3 --data.batch_size 16
+                  --model.width_mult 0.5 --name myrun] [--ckpt_path runs/myrun/last.ckpt]
 
 The config file and the command line map one to one onto the constructor arguments of the Trainer (``trainer.*``),
 the module (``model.*``) and the data (``data.*``), plus ``name`` / ``runs_dir`` (outputs go to
 ``runs_dir/name/``, see :mod:`ssdlite.engine.callbacks`), ``ckpt_path`` (resume) and ``seed_everything``.
-``python tools/train.py --help`` lists every key; ``--print_config`` prints the resolved config.
+``ssdlite-train --help`` lists every key; ``--print_config`` prints the resolved config.
 
 Links (set once, never twice): ``model.image_size`` -> ``data.image_size``; the data's ``num_classes``,
 ``class_names`` and ``category_ids`` -> ``model.*`` when the classes are instantiated (the data is read first).
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -67,6 +68,10 @@ logger = logging.getLogger(__name__)
 
 CallbackType = TypeVar("CallbackType")
 
+DEFAULT_PROG = "train.py"
+"""The program name of the parser's usage and error lines, unless the command gives its own (``ssdlite-train``)."""
+INSTALLED_COMMAND = "ssdlite-train"
+
 TRAINER_DEFAULTS: dict[str, Any] = {
     # SyncBatchNorm under DDP (a no-op on one device; switched off on CPU, where torch has no SyncBatchNorm).
     "sync_batchnorm": True,
@@ -106,7 +111,9 @@ class SSDLiteCLI(LightningCLI):
         model (SSDLiteModule), datamodule (DetectionDataModule), trainer (Trainer).
     """
 
-    def __init__(self, args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] = (), prog: str = DEFAULT_PROG
+    ) -> None:
         self.extra_callbacks = list(extra_callbacks)
         super().__init__(
             model_class=SSDLiteModule,
@@ -116,7 +123,7 @@ class SSDLiteCLI(LightningCLI):
             seed_everything_default=0,
             # allow_abbrev=False: argparse would otherwise take --trainer.max_epoch for --trainer.max_epochs
             parser_kwargs={
-                "prog": "train.py",
+                "prog": prog,
                 "description": "Train an SSDLite detector (see configs/*.yaml).",
                 "allow_abbrev": False,
             },
@@ -224,12 +231,15 @@ class TrainResult:
     model_card: Path | None = None
 
 
-def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+def train(
+    args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] = (), prog: str = DEFAULT_PROG
+) -> TrainResult:
     """Parses ``args`` (default: ``sys.argv[1:]``), trains, validates the final weights and writes the model card.
 
     Args:
         args: command-line arguments (see the module docstring).
         extra_callbacks: Lightning callbacks added to the Trainer's (for programmatic use).
+        prog: the program name of the usage and error lines.
 
     Raises:
         FileNotFoundError: a data path or the resume checkpoint does not exist.
@@ -241,7 +251,7 @@ def train(args: Sequence[str] | None = None, *, extra_callbacks: Sequence[Any] =
     argv = list(args) if args is not None else sys.argv[1:]
     _quiet_expected_warnings()
     try:
-        cli = SSDLiteCLI(args, extra_callbacks=extra_callbacks)
+        cli = SSDLiteCLI(args, extra_callbacks=extra_callbacks, prog=prog)
     except ValueError as error:
         # jsonargparse wraps what reading the data raised ("Call to compute_fn of link ... failed: ..."): the
         # data's own FileNotFoundError / ValueError names the file and the fix.
@@ -323,8 +333,14 @@ def resume_command(argv: Sequence[str], run_dir: Path, checkpoint: Path | None) 
 
 
 def _command_prefix() -> list[str]:
-    """``[python, script]`` as this process was started (relative to the working folder when inside it)."""
-    script = Path(sys.argv[0]) if sys.argv and sys.argv[0].endswith("train.py") else Path("tools/train.py")
+    """The command as this process was started: ``[ssdlite-train]`` for the installed command, else
+    ``[python, script]`` (the Python relative to the working folder when inside it)."""
+    started = sys.argv[0] if sys.argv else ""
+    if Path(started).name == INSTALLED_COMMAND:  # its name when that is what the shell finds, else its path
+        found = shutil.which(INSTALLED_COMMAND)
+        on_path = found is not None and Path(found).resolve() == Path(started).resolve()
+        return [INSTALLED_COMMAND if on_path else started]
+    script = Path(started) if started.endswith("train.py") else Path("tools/train.py")
     python = Path(sys.executable)
     try:
         python = python.absolute().relative_to(Path.cwd())

@@ -1,20 +1,26 @@
-"""data/download.py: argument handling, checksum verification and extraction, on local file:// archives only."""
+"""data/download.py (ssdlite-download): argument handling, checksum verification and extraction, on local file://
+archives only."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import tarfile
+import types
 import zipfile
 
 import pytest
+
+from ssdlite.data import download as library
 
 from .scene import load_script
 
 
 @pytest.fixture(scope="module")
 def download():
-    return load_script("data/download.py")
+    """The script's ``main`` with the library's archive table (the one a test patches)."""
+    return types.SimpleNamespace(main=load_script("data/download.py").main, Archive=library.Archive,
+                                 ARCHIVES=library.ARCHIVES)
 
 
 def make_tar(path, members: dict[str, bytes]):
@@ -66,7 +72,7 @@ def test_argument_errors(download, tmp_path, capsys):
     with pytest.raises(SystemExit) as unknown:
         download.main(["imagenet", "--root", str(tmp_path)])
     assert unknown.value.code == 2
-    assert download.main(["coco", "--root", str(tmp_path), "--only", "val.zip", "--dry-run"]) == 1
+    assert download.main(["coco", "--root", str(tmp_path), "--only", "val.zip", "--dry-run"]) == 2  # bad input
     assert "no archive ['val.zip']" in capsys.readouterr().err
 
 
@@ -91,7 +97,7 @@ def test_checksum_or_size_mismatch_fails_and_leaves_nothing(download, tmp_path, 
     entry = archive_entry(download, source, **({"md5": "0" * 32} if bad == "md5" else {"size": 12345}))
     monkeypatch.setitem(download.ARCHIVES, "voc", [entry])
     root = tmp_path / "data"
-    assert download.main(["voc", "--root", str(root)]) == 1
+    assert download.main(["voc", "--root", str(root)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and ("MD5" in error if bad == "md5" else "bytes" in error)
     assert list(root.iterdir()) == []  # neither the .part file nor an extracted member
@@ -114,13 +120,13 @@ def test_archive_escaping_the_root_is_refused(download, tmp_path, monkeypatch, c
     with zipfile.ZipFile(source, "w") as archive:
         archive.writestr("../outside.txt", b"x")
     monkeypatch.setitem(download.ARCHIVES, "coco", [archive_entry(download, source)])
-    assert download.main(["coco", "--root", str(tmp_path / "coco")]) == 1
+    assert download.main(["coco", "--root", str(tmp_path / "coco")]) == 2
     assert "outside" in capsys.readouterr().err and not (tmp_path / "outside.txt").exists()
 
 
 def test_unreachable_url_is_one_line_error(download, tmp_path, monkeypatch, capsys):
     missing = tmp_path / "nowhere.tar"
     monkeypatch.setitem(download.ARCHIVES, "voc", [download.Archive(missing.as_uri(), 10, "0" * 32)])
-    assert download.main(["voc", "--root", str(tmp_path / "data")]) == 1
+    assert download.main(["voc", "--root", str(tmp_path / "data")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: cannot download file://") and error.count("\n") == 1
+    assert error.startswith("download.py: error: cannot download file://") and error.count("\n") == 1

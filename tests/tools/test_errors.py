@@ -28,12 +28,13 @@ BAD_INPUTS = {
     "tools/benchmark.py": ["--only", "no_such_measurement"],
     "tools/demo.py": ["--data", "a_file", "--runs-dir", "runs"],
     "detect.py": ["image", "photo.jpg", "--model", "missing.ckpt", "--no-show"],
+    "data/download.py": ["coco", "--root", "data", "--only", "no_such_archive.zip", "--dry-run"],
 }
 """Per command: arguments that parse but ask for something that cannot be done (run in an empty folder)."""
 
 
 def test_every_command_is_covered():
-    commands = {f"tools/{path.name}" for path in (REPO_ROOT / "tools").glob("*.py")} | {"detect.py"}
+    commands = {f"tools/{path.name}" for path in (REPO_ROOT / "tools").glob("*.py")} | {"detect.py", "data/download.py"}
     assert commands == set(BAD_INPUTS)
 
 

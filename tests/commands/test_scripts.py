@@ -1,0 +1,72 @@
+"""The commands pyproject declares: each resolves to a ``main``, answers ``--help`` as the installed script, and has
+its thin entry point in the checkout (tools/*.py, detect.py, data/download.py) calling the same ``main``."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS: dict[str, str] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+CHECKOUT_SCRIPTS = [*sorted((REPO_ROOT / "tools").glob("*.py")), REPO_ROOT / "detect.py", REPO_ROOT / "data" / "download.py"]
+
+
+def installed_script(name: str) -> Path:
+    return Path(sys.executable).parent / name
+
+
+def test_the_commands_are_declared():
+    assert {"ssdlite-train", "ssdlite-eval", "ssdlite-detect", "ssdlite-export"} <= set(SCRIPTS)
+    assert all(target.startswith("ssdlite.commands.") and target.endswith(":main") for target in SCRIPTS.values())
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_declared_script_resolves_to_a_callable_and_is_installed(name):
+    module_name, _, attribute = SCRIPTS[name].partition(":")
+    assert callable(getattr(importlib.import_module(module_name), attribute))
+    installed = {entry.name: entry.value for entry in importlib.metadata.entry_points(group="console_scripts")}
+    assert installed.get(name) == SCRIPTS[name], f"{name}: reinstall the package (pip install -e .)"
+    assert installed_script(name).is_file()
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_help_works_through_the_installed_script(name, tmp_path):
+    completed = subprocess.run([str(installed_script(name)), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert f"usage: {name}" in completed.stdout
+
+
+def test_every_checkout_script_runs_a_declared_command():
+    """Each script imports one command module and calls its ``main``; together they cover every command."""
+    modules = {}
+    for script in CHECKOUT_SCRIPTS:
+        tree = ast.parse(script.read_text())
+        [imported] = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "ssdlite.commands"]
+        [alias] = imported.names
+        modules[script.relative_to(REPO_ROOT).as_posix()] = f"ssdlite.commands.{alias.name}:main"
+        assert "sys.path" not in script.read_text(), script
+    assert sorted(modules.values()) == sorted(SCRIPTS.values()), modules
+
+
+@pytest.mark.parametrize("module", ["ssdlite.commands.train", "ssdlite.commands.demo"])
+def test_training_commands_import_torch_only_inside_main(module):
+    """So that main bounds OpenMP's spin-wait (ssdlite/openmp.py) before torch loads."""
+    probe = f"import sys, {module}; print('torch' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert completed.stdout.strip() == "False", completed.stderr[-2000:]
+
+
+def test_an_installed_command_names_itself_in_its_error_line(tmp_path):
+    completed = subprocess.run([str(installed_script("ssdlite-summary")), "ssd_vgg16"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    [line] = completed.stderr.splitlines()
+    assert line.startswith("ssdlite-summary: error: ")
