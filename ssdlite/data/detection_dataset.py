@@ -39,7 +39,8 @@ class DetectionDataset(Dataset):
     * ``"raise"``: the :class:`ImageReadError` is raised (``strict=True`` means the same).
 
     :meth:`cache_images` decodes every image once into memory (Ultralytics' ``cache=ram``), for small datasets
-    seen hundreds of times: JPEG decoding is about 40% of the SSD augmentation's time per sample.
+    seen hundreds of times, where decoding the same JPEGs again each epoch is a large share of a sample's time
+    (configs/raccoon.yaml's header gives the figures).
 
     Args:
         records: one per image.

@@ -88,7 +88,7 @@ class Backend(abc.ABC):
         info: class names, category ids, input size and anchors of the loaded model.
         channels_last_input: True: ``run`` gets an NCHW view of NHWC memory (free for PyTorch channels_last);
             False: contiguous NCHW (ONNX Runtime), written directly by the preprocessing instead of transposed
-            afterwards (a strided copy that costs ~1 ms at 320 px).
+            afterwards (which saves a strided copy of the whole batch).
     """
 
     name: str = ""

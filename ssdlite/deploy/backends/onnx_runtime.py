@@ -6,13 +6,13 @@ export (and, for INT8, calibrate) one first, into a temporary folder.
 
 * A file exported ``with_nms`` runs decoding + NMS inside ONNX Runtime; the Predictor's thresholds are fed to the
   graph's setting inputs, and its padded outputs are cut at ``num_detections``. This is the default for exports
-  made here: measured end to end it is faster than raw outputs + the PyTorch postprocess (no tensor round trip,
-  the best-first NMS runs in C++; see tools/benchmark.py).
+  made here: end to end it is faster than raw outputs + the PyTorch postprocess (no tensor round trip, the
+  best-first NMS runs in C++; ``ssdlite-benchmark --only latency`` compares the two).
 * A raw-network file returns ``RawOutputs``; the Predictor decodes them with the default boxes rebuilt from the
   metadata (``model_config`` + ``feature_sizes``).
 
-Session: ``ORT_ENABLE_ALL`` graph optimisation (on x86 this includes the NCHWc layout transform, 2x faster than
-``ORT_ENABLE_EXTENDED`` for these depthwise convolutions), sequential execution, ``threads`` intra-op threads
+Session: ``ORT_ENABLE_ALL`` graph optimisation (on x86 this includes the NCHWc layout transform, which runs these
+depthwise convolutions much faster than ``ORT_ENABLE_EXTENDED`` leaves them), sequential execution, ``threads`` intra-op threads
 (default: ONNX Runtime's choice, the physical cores), one inter-op thread.
 """
 

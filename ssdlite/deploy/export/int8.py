@@ -10,15 +10,14 @@ weights keep the depthwise convolutions accurate. Weights use 7 of their 8 bits 
 without VNNI (AVX2 only, e.g. AMD Zen 2/3) multiply uint8 x int8 pairs into saturating int16 sums, which full-range
 weights overflow -- on such a machine an INT8 test model found 1 of its 3 objects, with 7-bit weights all 3. An
 exported file runs on machines we do not know, so it is quantized to be right on all of them. Decoding and NMS are then appended in float
-(:mod:`ssdlite.deploy.export.onnx_postprocess`): the postprocessing is never quantized. On a width-0.35 SSDLite trained on
-generated shapes (160 px), COCO AP went from 19.33 (eager and ONNX Runtime float) to 19.00 (INT8, 200 calibration
-images): -0.3 points.
+(:mod:`ssdlite.deploy.export.onnx_postprocess`): the postprocessing is never quantized. What INT8 costs in AP and
+gains in latency is measured by ``ssdlite-benchmark --only int8_accuracy`` and ``--only latency`` (the README's
+"Measured figures", with the machine and date).
 
-Why ONNX Runtime and not PyTorch's own quantization (measured on this 2-core AMD EPYC, one thread, the same
-ssdlite_mobilenet_v2 at 320, interleaved runs): ONNX Runtime INT8 5.0 ms vs ONNX Runtime float 10.6 ms, while
-PyTorch's current path -- PT2E (``prepare_pt2e`` / ``convert_pt2e``, which torch 2.14 no longer ships in torch.ao:
-it lives in torchao, not a dependency here; measured with torchao 0.18) with ``X86InductorQuantizer`` and
-``torch.compile`` -- ran 26.1 ms, slower than PyTorch float (23.7 ms), after a 60 s compile. FX graph mode
+Why ONNX Runtime and not PyTorch's own quantization: ONNX Runtime's INT8 kernels run the quantized network faster
+than its float one on x86 CPUs, while PyTorch's current path -- PT2E (``prepare_pt2e`` / ``convert_pt2e``, which
+torch 2.14 no longer ships in torch.ao: it lives in torchao, not a dependency here) with ``X86InductorQuantizer``
+and ``torch.compile`` -- ran slower than PyTorch float when we tried it, after a long compile. FX graph mode
 (``prepare_fx``) cannot trace the MobileNetV2 backbone at all (it slices ``features[:14]`` inside ``forward``).
 One ONNX file also serves every runtime.
 """

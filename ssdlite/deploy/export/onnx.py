@@ -31,8 +31,8 @@ Exporter: ``torch.onnx.export(..., dynamo=True)``, the torch.export-based export
 The legacy TorchScript-based exporter (``dynamo=False``) still works in torch 2.14 and gives the same outputs (to
 1e-7), but it warns that it will be removed, and its graph keeps ~400 shape-computation nodes (Shape / Gather /
 Unsqueeze / Concat around every head reshape) that the dynamo exporter resolves at export time: 195 nodes
-instead of 597 for ssdlite_mobilenet_v2, equally fast in ONNX Runtime once optimised (5.7 vs 5.9 ms, measured
-interleaved). The price is export time (a few seconds instead of under one). Decoding and NMS are not traced from
+instead of 597 for ssdlite_mobilenet_v2. Once ONNX Runtime has optimised the graph, both files run equally fast.
+The price is export time (seconds instead of under one). Decoding and NMS are not traced from
 PyTorch at all: they are written directly as ONNX nodes (:mod:`ssdlite.deploy.export.onnx_postprocess`) and
 appended to the network's graph, so the same code serves the float and the INT8 (quantized network only) files.
 """

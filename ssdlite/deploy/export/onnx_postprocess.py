@@ -10,13 +10,13 @@ original image size and is left to the caller), in standard ONNX ops, so the fil
   coordinate-offset trick is needed), then the ``max_detections`` best survivors of each image, padded.
 
 Best first. ``NonMaxSuppression`` over every candidate (up to K * ``topk_per_class`` = 27000 boxes for COCO at
-the evaluation threshold 0.001) costs ~19 ms on two cores, three times the network. But whether a box survives NMS
+the evaluation threshold 0.001) costs several times the network itself on a CPU. But whether a box survives NMS
 depends only on the higher-scoring boxes of its class, so NMS over the M best candidates of an image gives each
 of them its final verdict, and once ``max_detections`` of them survive (or no candidate is left outside them)
 nothing outside can enter the result. The graph therefore runs NMS on the M = 2 * ``max_detections`` best scores of
 each image (one ``TopK`` over the A * K scores; a candidate's rank in its class, needed for ``topk_per_class``, is
 its running count among them), and an ``If`` falls back to NMS over all candidates for a batch where that did not
-decide every image. Same result, ~0.5 ms instead of ~19 ms.
+decide every image. Same result, for a small fraction of the work.
 
 The four settings are graph inputs backed by initializers (ONNX overridable initializers): feed them to change a
 setting at run time, leave them out for the stored defaults. ONNX Runtime logs a warning for each at session
