@@ -204,6 +204,22 @@ class DetectionDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._require("val"), shuffle=False, drop_last=False)
 
+    def calibration_dataloader(self) -> DataLoader | None:
+        """Training batches to recompute BatchNorm statistics on before validation ("precise BN", see
+        ``SSDLiteModule.calibrate_batchnorm``): training augmentation, shuffled, read in the main process (a few
+        batches do not pay for starting workers). None before ``setup("fit")``.
+        """
+        dataset = self.train_dataset
+        if dataset is None:
+            return None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) > self.batch_size,
+            collate_fn=collate_detections,
+        )
+
     def val_coco_gt(self) -> dict:
         """COCO-format ground truth of the validation set, with the dataset's category ids (cached)."""
         if self._val_coco_gt is None:

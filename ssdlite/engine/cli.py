@@ -55,6 +55,7 @@ from ssdlite.engine.checkpointing import (
 )
 from ssdlite.engine.model_card import RunFacts, write_model_card
 from ssdlite.engine.module import SSDLiteModule
+from ssdlite.engine.schedule import TimeBudget
 from ssdlite.models import (
     CLASS_NAMES_KEY,
     HYPER_PARAMETERS_KEY,
@@ -165,6 +166,8 @@ class SSDLiteCLI(LightningCLI):
         user_callbacks = trainer_config.get("callbacks") or []
         callbacks = [*(user_callbacks if isinstance(user_callbacks, list) else [user_callbacks])]
         callbacks += [RandomStateCheckpoint(), *self.extra_callbacks]
+        if not any(isinstance(callback, TimeBudget) for callback in callbacks):
+            callbacks.append(TimeBudget())  # fits the decay to max_time (trainer.callbacks may give its own)
         if trainer_config.get("enable_checkpointing") is not False:
             callbacks += checkpoint_callbacks(self.run_dir, every_minutes=config.checkpoint_every_minutes)
         if trainer_config.get("enable_progress_bar") is not False:

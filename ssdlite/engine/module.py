@@ -6,13 +6,15 @@ What it does:
   from another checkpoint (``init_from``: every shape-compatible weight) and with a frozen backbone;
 * trains with :class:`ssdlite.core.MultiBoxLoss` and SGD (momentum, weight decay 4e-5 on conv weights only), AdamW
   or RMSprop; the learning rate is given for ``base_batch_size`` images and scaled linearly to the global batch
-  (batch size x devices x nodes x gradient accumulation); linear warm-up then cosine decay, stepped per step and
-  fitted to ``trainer.max_time`` when training is limited by time;
+  (batch size x devices x nodes x gradient accumulation); linear warm-up then cosine decay, stepped per step (when
+  training is limited by time, :class:`ssdlite.engine.schedule.TimeBudget`, a callback ``ssdlite-train`` adds,
+  fits the decay to ``trainer.max_time``);
 * keeps an exponential moving average of the weights (``ema_model``, :class:`ssdlite.engine.ema.ModelEMA`), which
   is what validation evaluates and what ``load_checkpoint`` loads;
 * recalibrates the BatchNorm statistics of the evaluated network on training batches before each validation
-  (``bn_calibration_batches``, "precise BN": the running averages lag behind weights that change quickly, which
-  on short schedules makes eval-mode outputs far worse than training-mode ones);
+  (``bn_calibration_batches`` of the DataModule's ``calibration_dataloader()``, "precise BN": the running averages
+  lag behind weights that change quickly, which on short schedules makes eval-mode outputs far worse than
+  training-mode ones);
 * validates with COCO mAP (:class:`ssdlite.evaluation.CocoEvaluator` on the DataModule's ``val_coco_gt()``),
   logging ``val/AP``, ``val/AP50``, ... (the best checkpoint is chosen on ``val/AP``); a validation image that
   cannot be read is scored as an image with no detections and named in a warning (``ssdlite.engine.evaluate``).
@@ -32,20 +34,17 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.optim.swa_utils import update_bn
-from torch.utils.data import DataLoader
 
 from ssdlite.core.loss import MultiBoxLoss
 from ssdlite.core.postprocess import PostprocessSettings
-from ssdlite.data.transforms import collate_detections
 from ssdlite.engine import finetune
 from ssdlite.engine.ema import ModelEMA
 from ssdlite.engine.evaluate import batch_coco_results, unreadable_image_ids
 from ssdlite.engine.optim import OptimizerName, build_optimizer, parameter_groups, scaled_learning_rate
-from ssdlite.engine.schedule import WarmupCosineLR
+from ssdlite.engine.schedule import WarmupCosineLR, warmup_cosine_scheduler
 from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator, unreadable_images_note
 from ssdlite.models import (
     CATEGORY_IDS_KEY,
@@ -57,9 +56,6 @@ from ssdlite.models import (
 
 logger = logging.getLogger(__name__)
 _info_on_rank_zero = rank_zero_only(logger.info)
-
-TIME_BUDGET_UPDATE_STEPS = 20
-"""How often (optimizer steps) the schedule's estimate of the steps that fit in ``max_time`` is refreshed."""
 
 
 class SSDLiteModule(L.LightningModule):
@@ -101,8 +97,9 @@ class SSDLiteModule(L.LightningModule):
             evaluated network before each validation (0: keep the running averages).
         eval_backend: COCO evaluation backend for validation, "faster" (faster-coco-eval) or "pycocotools"
             (the same numbers).
-        channels_last: keep weights and batches in channels-last (NHWC) memory: about 1.3-1.45x faster training
-            steps on CPU (measured, MobileNetV2 x0.5 at 224-256); weights load the same either way.
+        channels_last: keep weights and batches in channels-last (NHWC) memory, the layout the CPU convolution
+            kernels prefer (the CPU recipes in configs/ turn it on; their headers give the speed-up measured);
+            weights load the same either way.
     """
 
     def __init__(
@@ -244,9 +241,6 @@ class SSDLiteModule(L.LightningModule):
         self._ema_step = self.trainer.global_step
         self._fit_schedule(self._scheduler())
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._update_time_budget()
-
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # One EMA update per optimizer step (not per micro-batch under gradient accumulation).
         if self.ema_model is not None and self.trainer.global_step != self._ema_step:
@@ -266,19 +260,16 @@ class SSDLiteModule(L.LightningModule):
         """Recomputes the BatchNorm statistics of :attr:`eval_model` on ``bn_calibration_batches`` training batches.
 
         ``torch.optim.swa_utils.update_bn``: running averages reset, then the cumulative average over the batches
-        (training augmentation, shuffled) in train mode. Batches are read in the main process.
+        (the DataModule's ``calibration_dataloader()``: training augmentation, shuffled) in train mode. Nothing
+        happens with ``bn_calibration_batches`` 0 or a DataModule without training batches to calibrate on.
         """
         batches = self.hparams.bn_calibration_batches
-        dataset = getattr(self.trainer.datamodule, "train_dataset", None)
-        if not batches or dataset is None:
+        datamodule = self.trainer.datamodule
+        if not batches or not hasattr(datamodule, "calibration_dataloader"):
             return
-        loader = DataLoader(
-            dataset,
-            batch_size=self.trainer.datamodule.batch_size,
-            shuffle=True,
-            drop_last=len(dataset) > self.trainer.datamodule.batch_size,
-            collate_fn=collate_detections,
-        )
+        loader = datamodule.calibration_dataloader()
+        if loader is None:
+            return
         memory_format = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
         images = (
             batch["images"].to(self.device).contiguous(memory_format=memory_format)
@@ -389,15 +380,12 @@ class SSDLiteModule(L.LightningModule):
             warmup_start_factor=hparams.warmup_start_factor,
             min_factor=hparams.min_lr_factor,
         )
-        scheduler.time_budget_s = self._time_budget_s()
         scaling = (
             f" = {hparams.lr:g} x {global_batch}/{hparams.base_batch_size} (global/base batch)"
             if hparams.base_batch_size
             else ""
         )
         length = f"over {scheduler.total_steps} steps" if scheduler.total_steps else "until max_time runs out"
-        if scheduler.total_steps and scheduler.time_budget_s:
-            length += " or until max_time runs out"
         _info_on_rank_zero(
             f"{hparams.optimizer}: lr {lr:g}{scaling}; warm-up {scheduler.warmup_steps} steps, cosine decay "
             f"{length}; weight decay {hparams.weight_decay:g}"
@@ -417,20 +405,14 @@ class SSDLiteModule(L.LightningModule):
         return int(batch_size) * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
     def _scheduler(self) -> WarmupCosineLR | None:
-        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
-        return next((s for s in schedulers if isinstance(s, WarmupCosineLR)), None)
-
-    def _timer(self) -> Timer | None:
-        return next((callback for callback in self.trainer.callbacks if isinstance(callback, Timer)), None)
+        return warmup_cosine_scheduler(self.trainer)
 
     def _schedule_length(self) -> tuple[int | None, int]:
-        """(total optimizer steps or None when only ``max_time`` limits the run, warm-up steps) from the Trainer."""
+        """(total optimizer steps or None when no step count ends the run, warm-up steps) from the Trainer.
+
+        None leaves the end to the time budget (``max_time``, see :class:`ssdlite.engine.schedule.TimeBudget`).
+        """
         total = self.trainer.estimated_stepping_batches
-        if math.isinf(total) and self._timer() is None:
-            raise ValueError(
-                "the learning-rate schedule needs an end: set trainer.max_epochs, trainer.max_steps or "
-                "trainer.max_time"
-            )
         if math.isinf(self.trainer.num_training_batches):
             self.trainer.fit_loop.setup_data()  # estimated_stepping_batches skips it when max_epochs is -1
         batches = self.trainer.num_training_batches
@@ -440,37 +422,10 @@ class SSDLiteModule(L.LightningModule):
             return None, warmup_steps
         return max(1, int(total)), min(warmup_steps, max(0, int(total) - 1))
 
-    def _time_budget_s(self) -> float | None:
-        """``trainer.max_time`` in seconds, or None."""
-        timer = self._timer()
-        if timer is None:
-            return None
-        remaining = timer.time_remaining("train")
-        return None if remaining is None else timer.time_elapsed("train") + remaining
-
     def _fit_schedule(self, scheduler: WarmupCosineLR | None) -> None:
         """Sets the schedule's length again when training (re)starts: a resumed run may train longer."""
         if scheduler is not None:
             scheduler.total_steps, scheduler.warmup_steps = self._schedule_length()
-            scheduler.time_budget_s = self._time_budget_s()
-
-    def _update_time_budget(self) -> None:
-        """Under ``max_time``: estimates from the speed so far how many steps fit, so the decay ends in time.
-
-        The estimate is taken on rank 0 and broadcast, so every rank follows the same learning rate.
-        """
-        scheduler = self._scheduler()
-        step = self.trainer.global_step
-        if scheduler is None or not scheduler.time_budget_s or step == 0 or step % TIME_BUDGET_UPDATE_STEPS:
-            return
-        timer = self._timer()
-        elapsed = timer.time_elapsed("train") if timer is not None else 0.0
-        estimate = None
-        if elapsed > 0:
-            estimate = int(step * scheduler.time_budget_s / elapsed)
-        estimate = self.trainer.strategy.broadcast(estimate, src=0)
-        if estimate is not None:
-            scheduler.budget_steps = estimate
 
 
 def _plain(value: Any) -> Any:

@@ -83,6 +83,20 @@ def test_coco_shapes_loaders_follow_the_batch_contract(shapes):
         assert got == expected
 
 
+def test_calibration_batches_are_shuffled_training_batches_in_the_main_process(shapes):
+    module = _coco_module(shapes, num_workers=2)
+    assert module.calibration_dataloader() is None  # nothing to calibrate on before setup("fit")
+    module.setup("fit")
+    loader = module.calibration_dataloader()
+    assert loader.dataset is module.train_dataset and loader.num_workers == 0 and loader.drop_last
+    batches = list(loader)
+    assert len(batches) == 2
+    for batch in batches:
+        _check_batch(batch, batch_size=4, num_classes=4)
+    orders = {tuple(torch.cat([b["image_ids"] for b in module.calibration_dataloader()]).tolist()) for _ in range(5)}
+    assert len(orders) > 1  # shuffled anew each time
+
+
 def test_worker_processes_draw_different_augmentations(shapes):
     module = _coco_module(shapes, num_workers=2, batch_size=1, persistent_workers=False)
     module.setup("fit")

@@ -1,12 +1,14 @@
 """The learning-rate schedule: linear warm-up, cosine decay, time-budget end, and linear lr scaling."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from ssdlite.engine.optim import scaled_learning_rate
-from ssdlite.engine.schedule import WarmupCosineLR
+from ssdlite.engine.schedule import TimeBudget, WarmupCosineLR
 
 
 def make_scheduler(**kwargs) -> tuple[torch.optim.Optimizer, WarmupCosineLR]:
@@ -54,6 +56,24 @@ def test_time_budget_ends_the_decay_early_and_the_state_round_trips():
     _, restored = make_scheduler(total_steps=None)
     restored.load_state_dict(scheduler.state_dict())
     assert restored.budget_steps == 12 and restored.last_epoch == scheduler.last_epoch
+
+
+def test_the_time_budget_callback_estimates_the_steps_that_fit_every_few_steps():
+    _, scheduler = make_scheduler(total_steps=None, warmup_steps=2)
+    timer = Timer(duration="00:00:01:40")
+    timer.time_elapsed = lambda stage: 10.0  # 10 s of the 100 s budget spent
+    timer.time_remaining = lambda stage: 90.0
+    trainer = SimpleNamespace(callbacks=[timer], lr_scheduler_configs=[SimpleNamespace(scheduler=scheduler)],
+                              global_step=0, strategy=SimpleNamespace(broadcast=lambda value, src: value))
+    budget = TimeBudget(update_every_steps=4)
+    budget.on_train_start(trainer, None)
+    assert scheduler.time_budget_s == 100.0
+    for step, expected in ((3, None), (4, 40), (5, 40), (8, 80)):  # steps * 100 s / 10 s, every 4 steps
+        trainer.global_step = step
+        budget.on_train_batch_start(trainer, None, None, 0)
+        assert scheduler.budget_steps == expected, step
+    with pytest.raises(ValueError, match="update_every_steps must be >= 1"):
+        TimeBudget(update_every_steps=0)
 
 
 def test_linear_scaling_rule():
