@@ -151,7 +151,7 @@ def detect_images(
     paths: Sequence[str | Path],
     options: DetectOptions,
 ) -> ImagesSummary:
-    """Detect objects in image files: print them, and save / show / write JSON as ``options`` say.
+    """Detect objects in image files: log them, and save / show / write JSON as ``options`` say.
 
     An image that does not exist or cannot be read is skipped with a warning.
 

@@ -8,7 +8,7 @@ What each way of stopping leaves behind (``runs/<name>/last.ckpt``, resumed with
   ``last.ckpt`` whole: the new one is written to a temporary file in the same folder, flushed to disk, then renamed
   over it (:class:`AtomicCheckpointIO`), so the rename is atomic and never a cross-filesystem copy.
 * SIGTERM (a scheduler's stop) and the first Ctrl+C: Lightning's graceful stop (``SIGTERMException``) ends the
-  current step, :class:`LastCheckpoint` saves the state after it, and ``tools/train.py`` prints where it is with
+  current step, :class:`LastCheckpoint` saves the state after it, and ``ssdlite-train`` reports where it is with
   the resume command and exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT), so that a scheduler
   never reads a stopped job as finished. A second Ctrl+C stops at once (Python's KeyboardInterrupt) without saving:
   the state in the middle of a step is not one to resume from; the last saved ``last.ckpt`` stays.
