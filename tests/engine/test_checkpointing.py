@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,6 +115,17 @@ def test_the_resume_command_keeps_the_runs_arguments_and_points_at_its_checkpoin
     assert command.endswith(
         f"tools/train.py --config c.yaml --data.batch_size 4 --name x-2 --ckpt_path {tmp_path / 'x-2' / 'last.ckpt'}"
     )
+
+
+def test_the_resume_command_of_the_installed_command_is_that_command(tmp_path, monkeypatch):
+    script = Path(sys.executable).parent / "ssdlite-train"
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert resume_command(["--config", "c.yaml"], tmp_path / "x", tmp_path / "x" / "last.ckpt") == (
+        f"ssdlite-train --config c.yaml --name x --ckpt_path {tmp_path / 'x' / 'last.ckpt'}"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))  # not found by its name: its path, as it was started
+    assert resume_command([], tmp_path / "x", None).startswith(f"{script} --name x")
 
 
 def test_a_config_for_several_gpus_warns_on_a_machine_without_one(config_factory, tmp_path):
