@@ -1,4 +1,5 @@
-"""``ssdlite-benchmark``: named measurements (``ssdlite/benchmarks/``, one module each) collected into one JSON report.
+"""``ssdlite-benchmark``: named measurements (``ssdlite/benchmarks/``, one module each) collected into one JSON
+report.
 
 Usage:
     ssdlite-benchmark                                  # every measurement

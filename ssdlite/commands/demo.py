@@ -1,4 +1,5 @@
-"""``ssdlite-demo``: what ``make demo`` runs: synthetic shapes -> train a small SSDLite on the CPU -> evaluate -> draw.
+"""``ssdlite-demo``, what ``make demo`` runs: synthetic shapes -> train a small SSDLite on the CPU -> evaluate
+-> draw.
 
     ssdlite-demo [--data data/shapes] [--runs-dir runs]
 

@@ -1,4 +1,5 @@
-"""``ssdlite-train`` (``tools/train.py``): LightningCLI wiring of :class:`SSDLiteModule` and :class:`DetectionDataModule`.
+"""``ssdlite-train`` (``tools/train.py``): LightningCLI wiring of :class:`SSDLiteModule` and
+:class:`DetectionDataModule`.
 
 Usage::
 

@@ -154,7 +154,8 @@ class SSDLiteModule(L.LightningModule):
             overrides["pretrained_backbone"] = pretrained_backbone
         self.model = build_model(arch, **overrides)
         if init_from is not None:
-            _info_on_rank_zero(finetune.load_compatible_weights(self.model, init_from, class_names=class_names).summary())
+            transfer = finetune.load_compatible_weights(self.model, init_from, class_names=class_names)
+            _info_on_rank_zero(transfer.summary())
         if freeze_backbone:
             _info_on_rank_zero(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
         parameter_groups(self.model, weight_decay=weight_decay, overrides=weight_decay_overrides)  # names checked now

@@ -15,7 +15,8 @@ import tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS: dict[str, str] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-CHECKOUT_SCRIPTS = [*sorted((REPO_ROOT / "tools").glob("*.py")), REPO_ROOT / "detect.py", REPO_ROOT / "data" / "download.py"]
+CHECKOUT_SCRIPTS = [*sorted((REPO_ROOT / "tools").glob("*.py")), REPO_ROOT / "detect.py",
+                    REPO_ROOT / "data" / "download.py"]
 
 
 def installed_script(name: str) -> Path:
@@ -49,7 +50,8 @@ def test_every_checkout_script_runs_a_declared_command():
     modules = {}
     for script in CHECKOUT_SCRIPTS:
         tree = ast.parse(script.read_text())
-        [imported] = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "ssdlite.commands"]
+        [imported] = [node for node in tree.body
+                      if isinstance(node, ast.ImportFrom) and node.module == "ssdlite.commands"]
         [alias] = imported.names
         modules[script.relative_to(REPO_ROOT).as_posix()] = f"ssdlite.commands.{alias.name}:main"
         assert "sys.path" not in script.read_text(), script
