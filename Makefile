@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Both distributions of this repository in one pip command, so that pip takes ssdlite's dependency
+# ssdlite-runtime from ./runtime.
+$(STAMP): pyproject.toml runtime/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,export]'
+	$(PY) -m pip install --quiet -e ./runtime -e '.[dev,export]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,7 +28,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check ssdlite tools tests detect.py data/download.py
+	$(PY) -m ruff check ssdlite runtime tools tests detect.py data/download.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,4 +1,4 @@
-"""ssdlite/logs.py: what a command shows of the package's log records, and on which stream."""
+"""ssdlite_runtime/logs.py: what a command shows of the packages' log records, and on which stream."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ import logging
 
 import pytest
 
-from ssdlite.errors import run_command
-from ssdlite.logs import PACKAGE_LOGGER, ConsoleHandler, configure_logging
+from ssdlite_runtime.errors import run_command
+from ssdlite_runtime.logs import PACKAGE_LOGGERS, ConsoleHandler, configure_logging
 
 
 @pytest.fixture
 def package_logger():
-    """The ``ssdlite`` logger, its handlers and level put back after the test."""
-    package = logging.getLogger(PACKAGE_LOGGER)
-    handlers, level = package.handlers[:], package.level
-    package.handlers = []
-    yield package
-    package.handlers, package.level = handlers, level
+    """The ``ssdlite`` logger (the ``ssdlite_runtime`` one too), their handlers and levels put back after the test."""
+    packages = [logging.getLogger(name) for name in PACKAGE_LOGGERS]
+    saved = [(package.handlers[:], package.level) for package in packages]
+    for package in packages:
+        package.handlers = []
+    yield packages[0]
+    for package, (handlers, level) in zip(packages, saved):
+        package.handlers, package.level = handlers, level
 
 
 def test_info_goes_to_stdout_and_warnings_to_stderr_as_plain_lines(package_logger, capsys):

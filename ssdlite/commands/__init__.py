@@ -21,7 +21,7 @@ ssdlite-download       data/download.py        download: COCO 2017 / VOC 2007+20
 
 A command parses its arguments and calls one library function; what it prints itself is its result (a table, a
 JSON document, the files it wrote). Everything else the package reports through ``logging``. Every ``main`` runs
-under :func:`ssdlite.errors.command`, which configures that logging (:mod:`ssdlite.logs`) and turns errors into one
+under :func:`ssdlite_runtime.errors.command`, which configures that logging (:mod:`ssdlite_runtime.logs`) and turns errors into one
 line and an exit status. The modules of ``ssdlite-train`` and ``ssdlite-demo`` import torch only inside ``main``,
 after bounding OpenMP's spin-wait (:mod:`ssdlite.openmp`), which must be set before torch loads.
 """

@@ -29,7 +29,7 @@ from ssdlite.benchmarks import (
     markdown_tables,
     run_benchmarks,
 )
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-benchmark"
 

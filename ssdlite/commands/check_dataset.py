@@ -2,7 +2,7 @@
 file) of a detection dataset.
 
 Exit status: 0 when there is no error (warnings allowed), 1 when there are errors, 2 when the check cannot run
-(one line on stderr, see ssdlite/errors.py).
+(one line on stderr, see ssdlite_runtime/errors.py).
 
 Usage:
     ssdlite-check-dataset --format coco --images data/coco/val2017 \\
@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from ssdlite.data.checks import FORMATS, check_dataset, plot_box_sizes
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-check-dataset"
 

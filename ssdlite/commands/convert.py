@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from ssdlite.data.convert import voc_to_coco, yolo_to_coco
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 from ssdlite.openmp import bound_openmp_spin_wait
 
 PROG = "ssdlite-demo"

@@ -22,7 +22,7 @@ import signal
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-from ssdlite.errors import command  # noqa: E402
+from ssdlite_runtime.errors import command  # noqa: E402
 
 PROG = "ssdlite-detect"
 

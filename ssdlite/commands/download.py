@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from ssdlite.data.download import ARCHIVES, download
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-download"
 

@@ -15,7 +15,7 @@ Deployed model (the Predictor over the image files: eager, ONNX Runtime or INT8;
     ssdlite-eval --ann GT.json --checkpoint MODEL.ckpt --images DIR --model-backend int8 --calib TRAIN_DIR
 
 From a checkout, ``python tools/eval_coco.py`` is the same command. Prints the COCO summary table and the VOC
-AP@0.5; exits 2 with a one-line message on bad input (see ssdlite/errors.py).
+AP@0.5; exits 2 with a one-line message on bad input (see ssdlite_runtime/errors.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 from ssdlite.evaluation import BACKENDS, evaluate_results_file, format_coco_table, format_voc_lines
 
 PROG = "ssdlite-eval"

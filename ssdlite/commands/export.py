@@ -12,7 +12,7 @@ From a checkout, ``python tools/export.py`` is the same command. ONNX files carr
 preprocessing constants in their metadata; with --with-nms the graph decodes boxes and runs NMS itself (outputs
 boxes [B, D, 4] normalised xyxy, scores [B, D], labels [B, D], num_detections [B]; see
 ssdlite/deploy/export/onnx.py). Run one with ``ssdlite-detect image IMG --model model.onnx``. Errors are one line
-on stderr with exit status 2 (see ssdlite/errors.py).
+on stderr with exit status 2 (see ssdlite_runtime/errors.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-export"
 

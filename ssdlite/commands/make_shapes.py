@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ssdlite.data.synthetic import DEFAULT_OBJECT_SIZES, make_shapes
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-make-shapes"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 from ssdlite.models import CLASSIFIERS, list_models
 from ssdlite.models.complexity import summarize
 

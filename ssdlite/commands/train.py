@@ -15,7 +15,7 @@ resolved config. Errors are one line with exit status 2.
 
 from __future__ import annotations
 
-from ssdlite.errors import command
+from ssdlite_runtime.errors import command
 from ssdlite.openmp import bound_openmp_spin_wait
 
 PROG = "ssdlite-train"

@@ -27,7 +27,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from ssdlite.errors import SSDLiteError
+from ssdlite_runtime.errors import SSDLiteError
 
 logger = logging.getLogger(__name__)
 

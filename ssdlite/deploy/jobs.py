@@ -19,7 +19,7 @@ from ssdlite.data.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite.deploy import stream
 from ssdlite.deploy.model_files import find_latest_checkpoint
 from ssdlite.deploy.visualize import draw_detections
-from ssdlite.errors import one_line
+from ssdlite_runtime.errors import one_line
 
 logger = logging.getLogger(__name__)
 

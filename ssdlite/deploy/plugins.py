@@ -15,7 +15,7 @@ import importlib.util
 import pkgutil
 from collections.abc import Sequence
 
-from ssdlite.errors import SSDLiteError
+from ssdlite_runtime.errors import SSDLiteError
 
 __all__ = ["MissingPackageError", "ModuleDiscovery", "missing_packages", "require"]
 

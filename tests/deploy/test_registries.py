@@ -12,7 +12,7 @@ from ssdlite.deploy.export import base as export_registry
 from ssdlite.deploy.model_files import load_checkpoint_for_inference
 from ssdlite.deploy.plugins import MissingPackageError
 from ssdlite.deploy.predictor import Backend, ModelInfo, Predictor
-from ssdlite.errors import error_line, is_expected
+from ssdlite_runtime.errors import error_line, is_expected
 
 ABSENT = "ssdlite_test_package_that_is_not_installed"
 

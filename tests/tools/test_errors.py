@@ -1,4 +1,4 @@
-"""ssdlite/errors.py: every command reports errors the same way (one line, one prefix, one set of exit codes)."""
+"""ssdlite_runtime/errors.py: every command reports errors the same way (one line, one prefix, the same exit codes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from ssdlite.errors import DEBUG_ENV, command, run_command
+from ssdlite_runtime.errors import DEBUG_ENV, command, run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

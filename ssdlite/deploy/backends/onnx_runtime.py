@@ -32,7 +32,7 @@ from ssdlite.core.postprocess import PostprocessSettings
 from ssdlite.deploy.backends.base import Backend, Detections, ModelInfo, RawOutputs, register_backend
 from ssdlite.deploy.metadata import DETECTION_OUTPUT_NAMES, INPUT_NAME, RAW_OUTPUT_NAMES, setting_inputs
 from ssdlite.deploy.model_files import model_and_labels
-from ssdlite.errors import one_line
+from ssdlite_runtime.errors import one_line
 
 __all__ = ["OnnxRuntimeBackend", "load_onnx_session", "session_options"]
 

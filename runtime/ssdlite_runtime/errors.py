@@ -1,9 +1,10 @@
-"""The top-level error handling every command shares (``ssdlite/commands/``: the ``ssdlite-*`` scripts and
-``tools/*.py``, ``detect.py``, ``data/download.py``).
+"""The top-level error handling every command shares: ``ssdlite-detect`` (:mod:`ssdlite_runtime.detect`) and the
+full package's commands (``ssdlite/commands/``: the ``ssdlite-*`` scripts and ``tools/*.py``, ``detect.py``,
+``data/download.py``).
 
 A command's ``main`` runs in :func:`run_command` (or under the :func:`command` decorator), which first configures
-the package's logging for the console (:func:`ssdlite.logs.configure_logging`: progress on stdout, warnings on
-stderr), then turns what ``main`` raised into one line on stderr and an exit status:
+the packages' logging for the console (:func:`ssdlite_runtime.logs.configure_logging`: progress on stdout, warnings
+on stderr), then turns what ``main`` raised into one line on stderr and an exit status:
 
 =============================================  ======  ============================================================
 raised by ``main``                             status  on stderr
@@ -31,7 +32,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ssdlite.logs import configure_logging
+from ssdlite_runtime.logs import configure_logging
 
 DEBUG_ENV = "SSDLITE_DEBUG"
 """Environment variable that turns the one-line errors back into tracebacks (any value but "", "0")."""
@@ -43,7 +44,7 @@ EXIT_INTERRUPTED = 130
 
 
 class SSDLiteError(Exception):
-    """Base of the package's own errors that are neither a ValueError nor an OSError; reported as bad input."""
+    """Base of the packages' own errors that are neither a ValueError nor an OSError; reported as bad input."""
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, SSDLiteError)

@@ -1,10 +1,11 @@
-"""How the commands show what the package logs: progress on stdout, warnings on stderr, one plain line each.
+"""How the commands show what the packages log: progress on stdout, warnings on stderr, one plain line each.
 
-The package reports through :mod:`logging`, one logger per module (``logger = logging.getLogger(__name__)``, all
-below the ``ssdlite`` logger), and configures nothing when it is imported: a program that uses ssdlite as a library
-decides what it shows. Every command configures it once, through :func:`configure_logging` (called by
-:func:`ssdlite.errors.run_command`, which every command's ``main`` runs in), with one handler on the ``ssdlite``
-logger:
+Both packages, ``ssdlite`` and ``ssdlite_runtime``, report through :mod:`logging`, one logger per module
+(``logger = logging.getLogger(__name__)``, all below the ``ssdlite`` or the ``ssdlite_runtime`` logger), and
+configure nothing when they are imported: a program that uses them as a library decides what it shows. Every
+command (``ssdlite-detect`` here, the ``ssdlite-*`` commands of the full package) configures it once, through
+:func:`configure_logging` (called by :func:`ssdlite_runtime.errors.run_command`, which every command's ``main``
+runs in), with one handler on each package's logger:
 
 ===============  ======  ======================
 level            stream  line
@@ -24,8 +25,9 @@ from __future__ import annotations
 import logging
 import sys
 
-PACKAGE_LOGGER = "ssdlite"
-"""The logger every module's logger sits below; the one :func:`configure_logging` sets up."""
+PACKAGE_LOGGERS = ("ssdlite", "ssdlite_runtime")
+"""The loggers every module's logger sits below, one per package; those :func:`configure_logging` sets up. (A name,
+not an import: this package never imports ``ssdlite``.)"""
 
 _PREFIXES = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
 
@@ -58,7 +60,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 
     Calling it again (a second command run in the same process) changes the level and adds no second handler.
     """
-    package = logging.getLogger(PACKAGE_LOGGER)
-    package.setLevel(level)
-    if not any(isinstance(handler, ConsoleHandler) for handler in package.handlers):
-        package.addHandler(ConsoleHandler())
+    for name in PACKAGE_LOGGERS:
+        package = logging.getLogger(name)
+        package.setLevel(level)
+        if not any(isinstance(handler, ConsoleHandler) for handler in package.handlers):
+            package.addHandler(ConsoleHandler())

@@ -1,0 +1,1 @@
+"""Running an exported SSDLite file without PyTorch."""
