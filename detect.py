@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""``ssdlite-detect`` run from a checkout: detect objects in images, a folder, a video, a camera (the command is ssdlite/commands/detect.py)."""
+"""``ssdlite-detect`` run from a checkout: detect objects in images, a folder, a video, a camera (the command is
+runtime/ssdlite_runtime/detect.py, which runs exported files without torch)."""
 
 from __future__ import annotations
 
 import sys
 
-from ssdlite.commands import detect
+from ssdlite_runtime import detect
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def package_logger():
 
 def test_info_goes_to_stdout_and_warnings_to_stderr_as_plain_lines(package_logger, capsys):
     configure_logging()
-    logger = logging.getLogger("ssdlite.deploy.jobs")
+    logger = logging.getLogger("ssdlite_runtime.jobs")
     logger.debug("not shown")
     logger.info("wrote 3 detections to d.json")
     logger.warning("skipping a.jpg: truncated\nsecond line")
@@ -55,5 +55,5 @@ def test_every_command_configures_logging_through_the_shared_handler(package_log
 
 
 def test_nothing_is_shown_unless_a_command_configures_it(package_logger, capsys):
-    logging.getLogger("ssdlite.deploy.jobs").info("library use: silent")
+    logging.getLogger("ssdlite_runtime.jobs").info("library use: silent")
     assert capsys.readouterr().out == ""

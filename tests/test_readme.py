@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("readme")]
@@ -181,6 +182,33 @@ def help_text(script: str, subcommand: str | None) -> str:
     return completed.stdout
 
 
+@cache
+def installed_commands() -> dict[str, str]:
+    """``{"ssdlite-detect": "detect.py", ...}``: each command the pyprojects declare, and the checkout script that runs
+    the same main (the script imports the command's module)."""
+    scripts = {}
+    for pyproject in (REPO_ROOT / "pyproject.toml", REPO_ROOT / "runtime" / "pyproject.toml"):
+        scripts.update(tomllib.loads(pyproject.read_text())["project"]["scripts"])
+    checkouts = {}
+    for script in [*REPO_ROOT.glob("tools/*.py"), REPO_ROOT / "detect.py", REPO_ROOT / "data" / "download.py"]:
+        for match in re.finditer(r"^from ([\w.]+) import (\w+)$", script.read_text(), re.MULTILINE):
+            checkouts[f"{match[1]}.{match[2]}:main"] = script.relative_to(REPO_ROOT).as_posix()
+    return {name: checkouts[target] for name, target in scripts.items() if target in checkouts}
+
+
+def check_local_install(line: str, arguments: list[str]) -> None:
+    """``pip install './runtime[onnx]'``: the folder is a distribution of this repository with those extras."""
+    for argument in arguments:
+        if argument.startswith("-"):
+            continue
+        folder, _, extras = argument.partition("[")
+        pyproject = REPO_ROOT / folder / "pyproject.toml"
+        assert pyproject.is_file(), f"{line}: {folder} has no pyproject.toml"
+        declared = tomllib.loads(pyproject.read_text())["project"].get("optional-dependencies", {})
+        for extra in filter(None, extras.rstrip("]").split(",")):
+            assert extra in declared, f"{line}: {folder} declares no extra {extra!r}"
+
+
 SUBCOMMANDS = {
     "detect.py": ("image", "dir", "video", "webcam"),
     "tools/convert.py": ("voc2coco", "yolo2coco"),
@@ -198,6 +226,11 @@ def every_shown_command() -> list[str]:
 @pytest.mark.parametrize("line", every_shown_command())
 def test_every_shown_command_uses_an_existing_script_and_options(line):
     tokens = shlex.split(line.replace("...", "X"), comments=True)
+    if tokens[:2] == ["pip", "install"]:
+        check_local_install(line, tokens[2:])
+        return
+    if tokens[0] in installed_commands():  # an installed ssdlite-* command: check it as its checkout script
+        tokens = [sys.executable, installed_commands()[tokens[0]], *tokens[1:]]
     script = script_of(tokens)
     if script is None:
         assert tokens[0] in ("make", "tensorboard"), line

@@ -1,1 +1,62 @@
-"""Running an exported SSDLite file without PyTorch."""
+"""Running an exported SSDLite file without PyTorch: the ``ssdlite-runtime`` distribution (runtime/ in the ssdlite
+repository; numpy and OpenCV, plus one runtime per extra).
+
+Example::
+
+    from ssdlite_runtime import Predictor
+
+    predictor = Predictor("model.onnx")                  # the backend comes from the file's name
+    [detections] = predictor.predict(image_rgb)          # uint8 RGB (H, W, 3)
+    names = [predictor.class_names[label - 1] for label in detections["labels"]]
+
+Modules:
+    predictor     ``Predictor``: input checks, preprocessing, the backend, decoding + NMS where the file has none,
+                  boxes in image pixels, class names, COCO-style records
+    backends/     one module per runtime, found by a registry that imports a module only when its kind of file is
+                  opened; ``backends.base``: the ``Backend`` protocol, ``RawOutputs``, the registry
+    metadata      ``ModelInfo`` and the metadata keys every exported file carries (the exporters of the full
+                  package write them, the backends read them)
+    preprocess    resize to S x S and the file's input scaling (numpy, cv2)
+    postprocess   ``PostprocessSettings``; decoding, class-wise NMS and the best detections per image, in numpy
+    records       COCO-style result records (``--json``)
+    image_io      reading images (EXIF orientation, truncated files) and listing a folder's
+    visualize     drawing boxes, labels and the FPS read-out
+    stream        frame sources (video files, cameras, stream URLs), the OpenCV window, the MJPEG web view, the loop
+    jobs          what ``ssdlite-detect`` does for images, a folder, a video, a camera
+    detect        the ``ssdlite-detect`` command (argument parsing and ``main``)
+    errors, logs  the one-line errors and the console logging of every command (the full package's too)
+    plugins       checking a backend's (or an exporter's) optional packages
+
+This package never imports torch, torchvision, lightning or ``ssdlite`` (tests/deploy/test_import_graph.py; the
+tests under tests/runtime run ``detect.py`` where importing torch fails). A training checkpoint (``.ckpt``) runs
+through the "eager" backend of the full ``ssdlite`` package, which the registry knows by module path.
+
+Adding a backend (OpenVINO, LiteRT, NCNN, CoreML, ...) is one module in ``backends/``: a ``Backend`` subclass and a
+loader decorated with ``@register_backend("name", suffixes=(".xml",), packages=("openvino",), extra="openvino",
+file_kind="an OpenVINO IR file")``, importing its runtime's package inside the loader; then add the extra to
+runtime/pyproject.toml. The Predictor, ``ssdlite-detect --model`` and the webcam loop take the new files from
+there. :mod:`ssdlite_runtime.backends` spells out an example and the rules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["ModelInfo", "PostprocessSettings", "Predictor", "available_backends", "register_backend"]
+
+_EXPORTS = {
+    "Predictor": "ssdlite_runtime.predictor",
+    "ModelInfo": "ssdlite_runtime.metadata",
+    "PostprocessSettings": "ssdlite_runtime.postprocess",
+    "available_backends": "ssdlite_runtime.backends.base",
+    "register_backend": "ssdlite_runtime.backends.base",
+}
+"""Imported on first use (PEP 562): importing a submodule, e.g. ``ssdlite_runtime.errors`` for a command, loads
+nothing else, and ``ssdlite-detect`` quiets OpenCV's logging before cv2 loads."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ssdlite_runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

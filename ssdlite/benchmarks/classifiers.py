@@ -79,9 +79,9 @@ def _classifier_calls(
     """``{key}_eager`` (BatchNorm folded, channels-last) and ``{key}_ort`` (ONNX Runtime) on image ``index``."""
     import onnxruntime as ort
 
-    from ssdlite.deploy.backends.onnx_runtime import session_options
     from ssdlite.deploy.export import ONNX_OPSET
     from ssdlite.models.fold_bn import fold_batchnorm
+    from ssdlite_runtime.backends.onnx_runtime import session_options
 
     path = scratch / f"{key}.onnx"
     with warnings.catch_warnings():

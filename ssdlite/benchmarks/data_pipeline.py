@@ -34,7 +34,7 @@ PIPELINE_DESCRIPTIONS = {
 
 def measure_data_pipeline(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """Train-pipeline images / s on one thread: ours vs torchvision v2's SSDLite preset (see the module docstring)."""
-    from ssdlite.data.image_io import read_image
+    from ssdlite_runtime.image_io import read_image
 
     torch.set_num_threads(1)  # a DataLoader worker runs torch on one thread; OpenCV likewise here
     cv2.setNumThreads(1)

@@ -16,7 +16,7 @@ from .options import BenchmarkOptions
 def benchmark_model(options: BenchmarkOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Our detector: --checkpoint, else ssdlite_mobilenet_v2 with 90 classes and random weights (smoke: width 0.35
     at 128 px); and the facts the report states about it."""
-    from ssdlite.deploy.predictor import load_checkpoint_for_inference
+    from ssdlite.deploy.model_files import load_checkpoint_for_inference
     from ssdlite.models import build_model
 
     if options.checkpoint is not None:

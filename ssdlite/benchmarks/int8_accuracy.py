@@ -19,7 +19,7 @@ NOT_MEASURED = "not measured: pass --checkpoint (a trained model) and --val IMAG
 def measure_int8_accuracy(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """COCO AP of eager, ONNX Runtime and INT8 on --val (needs --checkpoint); otherwise "not measured"."""
     from ssdlite.deploy.evaluate import evaluate_predictor
-    from ssdlite.deploy.predictor import load_checkpoint_for_inference
+    from ssdlite.deploy.model_files import load_checkpoint_for_inference
 
     if options.checkpoint is None or options.val_images is None:
         return {"info": {"int8_accuracy": NOT_MEASURED}}

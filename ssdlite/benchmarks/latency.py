@@ -74,11 +74,11 @@ def _our_predictors(
 
     One torch -> ONNX export (batch 1) serves the raw network, the NMS graph and the INT8 quantization.
     """
-    from ssdlite.deploy.backends.onnx_runtime import load_onnx_session
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
     from ssdlite.deploy.export.int8 import quantize_model
     from ssdlite.deploy.predictor import Predictor
+    from ssdlite_runtime.backends.onnx_runtime import load_onnx_session
 
     settings = dict(EVALUATION_SETTINGS, batch_size=1)
     network = export_network_onnx(model, scratch / "network.onnx")
@@ -122,9 +122,10 @@ def _detect_with(detector: torch.nn.Module) -> Callable[[np.ndarray], Any]:
 
 def _raw_network_call(session: Any, frames: list[np.ndarray], image_size: int) -> Callable[[int], Any]:
     """The ONNX Runtime session of the raw network on frame ``index``, preprocessed beforehand (not timed)."""
-    from ssdlite.deploy.predictor import preprocess_images
+    from ssdlite.deploy.metadata import INPUT_SCALING
+    from ssdlite_runtime.preprocess import preprocess_images
 
-    inputs = [preprocess_images([frame], image_size, channels_last=False) for frame in frames]
+    inputs = [preprocess_images([frame], image_size, channels_last=False, **INPUT_SCALING) for frame in frames]
     return lambda index: session.run(None, {"images": inputs[index]})
 
 

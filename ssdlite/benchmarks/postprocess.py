@@ -21,7 +21,8 @@ def measure_postprocess(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     from torchvision.ops import box_convert
 
     from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, postprocess_detections
-    from ssdlite.deploy.predictor import preprocess_images
+    from ssdlite.deploy.metadata import INPUT_SCALING
+    from ssdlite_runtime.preprocess import preprocess_images
 
     from .torchvision_reference import torchvision_ssd
 
@@ -31,7 +32,8 @@ def measure_postprocess(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     frames = camera_frames(2 if options.smoke else 16, seed=1)
     with torch.inference_mode():
         head_outputs = [
-            model(torch.from_numpy(preprocess_images([frame], size, channels_last=False))) for frame in frames
+            model(torch.from_numpy(preprocess_images([frame], size, channels_last=False, **INPUT_SCALING)))
+            for frame in frames
         ]
     original_size = torch.tensor([frames[0].shape[:2]])
     theirs = torchvision_ssd(model, postprocess=EVALUATION_POSTPROCESS).eval()

@@ -1,6 +1,7 @@
 """The command-line programs, one module per command, each with its argument parsing and ``main``.
 
-Declared in pyproject's ``[project.scripts]``; from a checkout, the scripts ``tools/*.py``, ``detect.py`` and
+Declared in pyproject's ``[project.scripts]`` (``ssdlite-detect``, which runs exported files without torch, in the
+runtime's: runtime/pyproject.toml); from a checkout, the scripts ``tools/*.py``, ``detect.py`` and
 ``data/download.py`` run the same ``main`` (under their own names, e.g. ``export.py``):
 
 =====================  ======================  =======================================================
@@ -8,7 +9,7 @@ command                checkout script         module
 =====================  ======================  =======================================================
 ssdlite-train          tools/train.py          train: LightningCLI training (ssdlite.engine.cli.train)
 ssdlite-eval           tools/eval_coco.py      eval_coco: COCO evaluation of a results file or a model
-ssdlite-detect         detect.py               detect: images, folders, videos, cameras
+ssdlite-detect         detect.py               ssdlite_runtime.detect: images, folders, video, cameras
 ssdlite-export         tools/export.py         export: ONNX (INT8), TorchScript, ...
 ssdlite-check-dataset  tools/check_dataset.py  check_dataset: counts, box sizes, every problem
 ssdlite-convert        tools/convert.py        convert: VOC / YOLO -> COCO json
@@ -21,7 +22,7 @@ ssdlite-download       data/download.py        download: COCO 2017 / VOC 2007+20
 
 A command parses its arguments and calls one library function; what it prints itself is its result (a table, a
 JSON document, the files it wrote). Everything else the package reports through ``logging``. Every ``main`` runs
-under :func:`ssdlite_runtime.errors.command`, which configures that logging (:mod:`ssdlite_runtime.logs`) and turns errors into one
-line and an exit status. The modules of ``ssdlite-train`` and ``ssdlite-demo`` import torch only inside ``main``,
+under :func:`ssdlite_runtime.errors.command`, which configures that logging (:mod:`ssdlite_runtime.logs`) and turns
+errors into one line and an exit status. The modules of ``ssdlite-train`` and ``ssdlite-demo`` import torch only inside ``main``,
 after bounding OpenMP's spin-wait (:mod:`ssdlite.openmp`), which must be set before torch loads.
 """

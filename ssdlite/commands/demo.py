@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from ssdlite_runtime.errors import command
 from ssdlite.openmp import bound_openmp_spin_wait
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-demo"
 

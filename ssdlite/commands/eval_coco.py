@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ssdlite_runtime.errors import command
 from ssdlite.evaluation import BACKENDS, evaluate_results_file, format_coco_table, format_voc_lines
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-eval"
 

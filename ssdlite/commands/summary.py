@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from ssdlite_runtime.errors import command
 from ssdlite.models import CLASSIFIERS, list_models
 from ssdlite.models.complexity import summarize
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-summary"
 

@@ -15,8 +15,8 @@ resolved config. Errors are one line with exit status 2.
 
 from __future__ import annotations
 
-from ssdlite_runtime.errors import command
 from ssdlite.openmp import bound_openmp_spin_wait
+from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-train"
 

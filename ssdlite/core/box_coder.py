@@ -7,13 +7,10 @@ boxes as (cx, cy, w, h) and broadcast over any leading dimensions.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-# torchvision's bbox_xform_clip: keeps exp(dw) finite for wild predictions.
-BBOX_XFORM_CLIP = math.log(1000.0 / 16)
+from ssdlite_runtime.postprocess import BBOX_XFORM_CLIP  # torchvision's bbox_xform_clip, shared with numpy
 
 VARIANCES: tuple[float, float] = (0.1, 0.2)
 """(centre variance, size variance) of the box coding: the one definition that the loss, the postprocessing, the

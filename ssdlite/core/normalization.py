@@ -2,10 +2,9 @@
 
 MobileNet's Inception-style preprocessing (TF-slim's ``x / 127.5 - 1``; torchvision's SSDLite normalises [0, 1]
 pixels with mean 0.5 and std 0.5, the same map). The one definition that the training and evaluation transforms
-(``ssdlite.data.transforms``), every deployment preprocessing (``ssdlite.deploy.preprocess``) and the metadata of
-every exported file (``mean`` and ``scale``: input = (pixel - mean) * scale) read.
-
-numpy only, no torch: a runtime that runs exported files can use it as it is.
+(``ssdlite.data.transforms``) read and that every exported file carries in its metadata (``mean`` and ``scale``:
+input = (pixel - mean) * scale, see ``ssdlite.deploy.metadata.INPUT_SCALING``), from which the runtime's
+preprocessing (``ssdlite_runtime.preprocess``) computes the same float32 numbers.
 """
 
 from __future__ import annotations

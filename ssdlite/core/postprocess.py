@@ -5,14 +5,13 @@ rescale to each image's original size: the same result as torchvision's ``SSD.po
 ``GeneralizedRCNNTransform.postprocess``, computed for the whole batch at once (classes and images flattened into
 one candidate list and one ``batched_nms`` call; only the final split into per-image outputs is ragged).
 
-The settings have one definition, :class:`PostprocessSettings`, whose defaults are torchvision's SSDLite ones (the
-evaluation settings, :data:`EVALUATION_POSTPROCESS`); the keyword defaults of :func:`postprocess_detections` are
-read from it.
+The settings have one definition, ``PostprocessSettings``, whose defaults are torchvision's SSDLite ones (the
+evaluation settings, ``EVALUATION_POSTPROCESS``); the keyword defaults of :func:`postprocess_detections` are read
+from it. Both live in :mod:`ssdlite_runtime.postprocess`, beside the numpy twin of this function that runs exported
+files without torch (tests/runtime/test_postprocess.py checks it against this one), and are imported here.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,48 +19,9 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from ssdlite.core.box_coder import VARIANCES, decode
+from ssdlite_runtime.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings
 
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """How head outputs become detections: score threshold, candidates per class, NMS IoU, detections per image.
-
-    The defaults are the evaluation settings, those torchvision's ``ssdlite320_mobilenet_v3_large`` passes to
-    ``SSD.__init__`` (``score_thresh=0.001, topk_candidates=300, nms_thresh=0.55, detections_per_img=300``): COCO
-    AP wants every low-scoring box too. Validation during training, ``tools/eval_coco.py``, the deployed-model
-    evaluation and the defaults stored in exported files all use ``PostprocessSettings()``; display (the
-    Predictor, detect.py) replaces the threshold and the counts, see ``ssdlite.deploy.predictor``.
-
-    Attributes:
-        score_threshold: keep class scores strictly above this, in [0, 1].
-        nms_iou: IoU above which NMS suppresses a box of the same class, in [0, 1].
-        topk_per_class: candidates kept per class and image before NMS (>= 1).
-        max_detections: detections kept per image after NMS (>= 1); the padded output size D of an exported graph.
-
-    Raises:
-        ValueError: a threshold outside [0, 1] or a count that is not an integer >= 1 (names the field and value).
-    """
-
-    score_threshold: float = 0.001
-    nms_iou: float = 0.55
-    topk_per_class: int = 300
-    max_detections: int = 300
-
-    def __post_init__(self) -> None:
-        for name in ("score_threshold", "nms_iou"):
-            value = getattr(self, name)
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-            object.__setattr__(self, name, float(value))
-        for name in ("topk_per_class", "max_detections"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or int(value) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value}")
-            object.__setattr__(self, name, int(value))
-
-
-EVALUATION_POSTPROCESS = PostprocessSettings()
-"""The evaluation settings (``PostprocessSettings()``), the defaults of :func:`postprocess_detections`."""
+__all__ = ["EVALUATION_POSTPROCESS", "PostprocessSettings", "postprocess_detections"]
 
 
 def postprocess_detections(

@@ -55,7 +55,7 @@ ROUNDING_TOLERANCE_PIXELS = 0.01
 
 
 def image_problem_kind(error) -> str:
-    """The problem kind of an :class:`~ssdlite.data.image_io.ImageReadError`."""
+    """The problem kind of an :class:`~ssdlite_runtime.image_io.ImageReadError`."""
     return {"missing": MISSING_IMAGE, "truncated": TRUNCATED_IMAGE}.get(error.kind, UNREADABLE_IMAGE)
 
 

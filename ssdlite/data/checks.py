@@ -31,9 +31,9 @@ from ssdlite.data.annotations import (
     image_problem_kind,
 )
 from ssdlite.data.coco import load_coco_records
-from ssdlite.data.image_io import ImageReadError, read_image
 from ssdlite.data.voc import load_voc_records, read_split_file
 from ssdlite.data.yolo import load_yolo_records
+from ssdlite_runtime.image_io import ImageReadError, read_image
 
 __all__ = ["FORMATS", "DatasetReport", "check_dataset", "plot_box_sizes"]
 

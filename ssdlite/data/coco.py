@@ -25,7 +25,8 @@ from ssdlite.data.annotations import (
     sanitize_boxes,
 )
 from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
-from ssdlite.data.image_io import ImageReadError, read_image_size
+from ssdlite.data.image_io import read_image_size
+from ssdlite_runtime.image_io import ImageReadError
 
 __all__ = ["CocoDetection", "load_coco_records"]
 

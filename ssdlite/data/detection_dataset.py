@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ssdlite.data.annotations import DatasetWarning, ImageRecord, records_to_coco
-from ssdlite.data.image_io import ImageReadError, read_image
+from ssdlite_runtime.image_io import ImageReadError, read_image
 
 __all__ = ["UNREADABLE_MODES", "DetectionDataset", "UnreadableMode"]
 

@@ -1,117 +1,23 @@
-"""Image loading: every reader goes through :func:`read_image`.
+"""The image size from the header alone, for the readers that need boxes' image sizes but not the pixels.
 
-Decoder choice: OpenCV's ``cv2.imdecode`` (opencv-python-headless arrives with albumentations). It decodes a JPEG
-faster than PIL's ``open + exif_transpose + convert``, and with ``IMREAD_COLOR_RGB`` it does everything we need in
-one call:
-
-* EXIF orientation is applied (``IMREAD_COLOR*`` honours it for ``imdecode`` as for ``imread``; pinned by
-  tests/data/test_image_io.py, since a decoder that ignored it would silently misplace every box of a phone photo);
-* grayscale is expanded to three channels and the alpha channel of RGBA / LA images is dropped (not composited:
-  the colour under the alpha is what the camera or the annotator saw);
-* 16-bit images are scaled to 8 bit (``value >> 8``), where PIL's ``convert("RGB")`` clips them to 255;
-* truncated or corrupt files return ``None`` (OpenCV 5 refuses a JPEG that lacks its end-of-image marker).
-  For older OpenCV releases, which returned a half-grey picture, a JPEG without an end-of-image marker is rejected
-  here as well.
-
-We read the bytes ourselves (``np.fromfile``) rather than calling ``cv2.imread`` so that non-ASCII paths work on
-every platform and so that a missing file and an undecodable one give different messages.
+Reading the pixels is :func:`ssdlite_runtime.image_io.read_image` (OpenCV, shared with the runtime that runs exported
+files); this reads only the header, with PIL, and gives the size ``read_image`` would give: the displayed size, after
+the EXIF orientation.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "read_image", "read_image_size"]
+from ssdlite_runtime.image_io import TRUNCATED_JPEG, ImageReadError, is_truncated_jpeg
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+__all__ = ["read_image_size"]
 
-_JPEG_START = b"\xff\xd8"
-_JPEG_END = b"\xff\xd9"
-_TRUNCATED_JPEG = "truncated JPEG (no end-of-image marker)"
-# IMREAD_COLOR_RGB appeared in OpenCV 4.10; older releases decode to BGR and we swap channels ourselves.
-_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 _EXIF_ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
-
-
-class ImageReadError(OSError):
-    """An image file is missing, truncated or not an image.
-
-    Args:
-        path: the file that could not be read.
-        reason: what went wrong, in a few words.
-        kind: "missing", "truncated" or "unreadable" (empty, corrupt, not an image).
-
-    Attributes:
-        path (str): the offending file, so callers can report or skip it.
-        reason (str): the short reason.
-        kind (str): as above, for dataset checks.
-    """
-
-    def __init__(self, path: str | Path, reason: str = "not a readable image", kind: str = "unreadable") -> None:
-        self.path = str(path)
-        self.reason = reason
-        self.kind = kind
-        super().__init__(
-            f"cannot read image {self.path}: {reason}; re-download or replace the file, "
-            "or remove it from the annotations"
-        )
-
-    def __reduce__(self):  # keeps the exception picklable across DataLoader worker processes
-        return (type(self), (self.path, self.reason, self.kind))
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Reads an image file as RGB.
-
-    Args:
-        path: a JPEG, PNG, BMP or WebP file (grayscale, RGB, RGBA, 8 or 16 bit).
-
-    Returns:
-        np.ndarray[H, W, 3] uint8 RGB, C-contiguous, with the EXIF orientation applied (H, W are the displayed
-        size, i.e. after rotation).
-
-    Raises:
-        ImageReadError: the file is missing, empty, truncated or cannot be decoded; the message names the file.
-    """
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found", "missing") from None
-    except OSError as error:
-        raise ImageReadError(path, f"cannot open the file ({error.strerror or error})") from None
-    if data.size == 0:
-        raise ImageReadError(path, "the file is empty")
-    if _is_truncated_jpeg(data):
-        raise ImageReadError(path, _TRUNCATED_JPEG, "truncated")
-    image = _decode(data)
-    if image is None:
-        raise ImageReadError(path, "truncated or corrupt image data, or not an image format OpenCV can decode")
-    return image
-
-
-def _is_truncated_jpeg(data: np.ndarray) -> bool:
-    """True for a JPEG byte buffer without its end-of-image marker (trailing bytes after the marker are allowed)."""
-    if data[:2].tobytes() != _JPEG_START or data[-2:].tobytes() == _JPEG_END:
-        return False
-    return data.tobytes().rfind(_JPEG_END) < 2  # rare: bytes after the marker (camera trailers, padding)
-
-
-def _decode(data: np.ndarray) -> np.ndarray | None:
-    if _IMREAD_RGB is not None:
-        image = cv2.imdecode(data, _IMREAD_RGB)
-    else:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if image is not None:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
-        return None
-    return np.ascontiguousarray(image)
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
@@ -137,17 +43,9 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise ImageReadError(path, "file not found", "missing") from None
     except (OSError, ValueError, SyntaxError) as error:  # PIL raises UnidentifiedImageError (an OSError) and friends
-        if _is_truncated_jpeg(np.fromfile(path, dtype=np.uint8)):
-            raise ImageReadError(path, _TRUNCATED_JPEG, "truncated") from None
+        if is_truncated_jpeg(np.fromfile(path, dtype=np.uint8)):
+            raise ImageReadError(path, TRUNCATED_JPEG, "truncated") from None
         raise ImageReadError(path, f"unrecognised image header ({error})") from None
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return int(height), int(width)
-
-
-def list_images(directory: str | Path) -> list[Path]:
-    """Lists the image files directly inside a directory (sorted, case-insensitive extensions)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"image directory {directory} does not exist; pass the folder holding the images")
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

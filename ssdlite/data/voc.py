@@ -25,7 +25,8 @@ from ssdlite.data.annotations import (
     stable_image_ids,
 )
 from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
-from ssdlite.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_size
+from ssdlite.data.image_io import read_image_size
+from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, ImageReadError
 
 __all__ = ["VOC_CLASSES", "VOCDetection", "load_voc_records", "read_split_file"]
 

@@ -23,7 +23,8 @@ from ssdlite.data.annotations import (
     stable_image_ids,
 )
 from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
-from ssdlite.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_size
+from ssdlite.data.image_io import read_image_size
+from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, ImageReadError
 
 __all__ = ["YOLODetection", "load_yolo_class_names", "load_yolo_records"]
 

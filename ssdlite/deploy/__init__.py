@@ -1,17 +1,18 @@
-"""How a trained model runs outside training: the Predictor, its backends, the exporters, detect.py's jobs.
+"""How a trained model leaves training: the exporters, the eager backend, checkpoints for inference, evaluation.
+
+Running an exported file is :mod:`ssdlite_runtime` (runtime/ in this repository, no torch): the Predictor, the
+backend registry and its backends, pre- and postprocessing, drawing, and the detect command's jobs. This package
+adds what needs torch.
 
 Modules:
-    predictor     ``Predictor``: one API over every backend (checks, preprocessing, postprocessing, class names)
-    backends/     one module per runtime (eager, ONNX Runtime + INT8), each registering itself in ``backends.base``
     export/       one module per format (ONNX, TorchScript) + INT8, each registering itself in ``export.base``
-    metadata      what every exported file carries: input/output names, labels, metadata (exporters <-> backends)
-    preprocess    resize + input scaling, shared by the Predictor and the INT8 calibration
-    model_files   finding the newest checkpoint; reading a checkpoint for inference
-    plugins       what both registries share: importing their modules on first use, checking optional packages
+    backends/     "eager": PyTorch on a checkpoint or an SSDLite, which ``ssdlite_runtime``'s registry loads by path
+    metadata      what a model puts in its exported files: its ``ssdlite_runtime.metadata.ModelInfo``
+    predictor     the runtime's ``Predictor``, which here also exports a model on the fly for "ort" / "int8"
+    model_files   reading a checkpoint for inference; ``export_checkpoint`` (``ssdlite-export``)
     evaluate      COCO evaluation of a Predictor (an exported or INT8 model)
-    jobs, stream, visualize   detect.py: images, folders, videos, cameras, drawing
 
-Dependencies point one way: predictor -> backends -> export (only to export a model on the fly) -> metadata,
-preprocess -> ``ssdlite.core``; no backend imports another, no exporter imports a backend
+Dependencies point one way: predictor -> export -> metadata -> ``ssdlite.core``; the eager backend imports no
+exporter, no exporter imports a backend, and ``ssdlite_runtime`` imports nothing from here
 (tests/deploy/test_import_graph.py).
 """

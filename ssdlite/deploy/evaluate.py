@@ -61,9 +61,9 @@ def predict_coco_results(
     Raises:
         FileNotFoundError: the annotation file does not exist.
     """
-    from ssdlite.data.image_io import ImageReadError, read_image
     from ssdlite.evaluation import unreadable_images_note
-    from ssdlite.evaluation.coco import predictions_to_coco_results
+    from ssdlite_runtime.image_io import ImageReadError, read_image
+    from ssdlite_runtime.records import predictions_to_coco_results
 
     if not isinstance(annotations, dict):
         path = Path(annotations)

@@ -1,7 +1,8 @@
-"""Which model file to use, reading a training checkpoint for inference (shared by the backends and exporters), and
-exporting one (``ssdlite-export``).
+"""Reading a training checkpoint for inference (shared by the eager backend and the exporters), and exporting one
+(``ssdlite-export``). Which checkpoint ``ssdlite-detect`` uses without ``--model`` is the runtime's business
+(``ssdlite_runtime.jobs.find_latest_checkpoint``).
 
-No torch import at the top: detect.py checks its inputs with this module before it loads torch.
+No torch import at the top: the commands check their inputs before torch loads.
 """
 
 from __future__ import annotations
@@ -10,25 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssdlite.deploy.backends.base import file_kind
+from ssdlite_runtime.backends.base import file_kind
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ssdlite.core.postprocess import PostprocessSettings
 
-__all__ = ["export_checkpoint", "find_latest_checkpoint", "load_checkpoint_for_inference", "model_and_labels"]
-
-
-def find_latest_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
-    """The newest ``*.ckpt`` under ``runs_dir``, preferring ``best*`` checkpoints; None if there is none."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return None
-    checkpoints = [path for path in runs_dir.rglob("*.ckpt") if path.is_file()]
-    best = [path for path in checkpoints if path.name.startswith("best")]
-    candidates = best or checkpoints
-    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+__all__ = ["export_checkpoint", "load_checkpoint_for_inference", "model_and_labels"]
 
 
 def load_checkpoint_for_inference(path: str | Path, *, map_location: Any = "cpu") -> tuple[nn.Module, dict]:

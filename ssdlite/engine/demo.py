@@ -109,9 +109,9 @@ def _shapes_settings(annotation_file: Path) -> dict[str, Any] | None:
 
 def draw_validation_images(checkpoint: Path, images_dir: Path, out_dir: Path, *, count: int = DRAWN_IMAGES) -> Path:
     """Draws the checkpoint's detections (score >= 0.4) on the first ``count`` images of ``images_dir``."""
-    from ssdlite.data.image_io import read_image
     from ssdlite.deploy.predictor import DISPLAY_SCORE_THRESHOLD, Predictor
-    from ssdlite.deploy.visualize import draw_detections
+    from ssdlite_runtime.image_io import read_image
+    from ssdlite_runtime.visualize import draw_detections
 
     predictor = Predictor(checkpoint, score_threshold=DISPLAY_SCORE_THRESHOLD)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings, postprocess_detections
-from ssdlite.evaluation import (
-    CocoEvaluator,
-    predictions_to_coco_results,
-    unreadable_images_note,
-    write_report,
-)
+from ssdlite.evaluation import CocoEvaluator, unreadable_images_note, write_report
+from ssdlite_runtime.records import predictions_to_coco_results
 
 logger = logging.getLogger(__name__)
 

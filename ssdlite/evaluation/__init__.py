@@ -7,7 +7,6 @@ from ssdlite.evaluation.coco import (
     CocoEvaluation,
     CocoEvaluator,
     load_results,
-    predictions_to_coco_results,
 )
 from ssdlite.evaluation.plots import PrecisionRecallCurves, plot_per_class_ap, plot_precision_recall
 from ssdlite.evaluation.report import (
@@ -31,7 +30,6 @@ __all__ = [
     "load_results",
     "plot_per_class_ap",
     "plot_precision_recall",
-    "predictions_to_coco_results",
     "unreadable_images_note",
     "write_report",
 ]

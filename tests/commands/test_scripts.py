@@ -1,5 +1,6 @@
-"""The commands pyproject declares: each resolves to a ``main``, answers ``--help`` as the installed script, and has
-its thin entry point in the checkout (tools/*.py, detect.py, data/download.py) calling the same ``main``."""
+"""The commands the two pyprojects declare (the full package's and runtime/'s, which has ``ssdlite-detect``): each
+resolves to a ``main``, answers ``--help`` as the installed script, and has its thin entry point in the checkout
+(tools/*.py, detect.py, data/download.py) calling the same ``main``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import pytest
 import tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS: dict[str, str] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+COMMAND_PACKAGES = {"pyproject.toml": "ssdlite.commands", "runtime/pyproject.toml": "ssdlite_runtime"}
+"""Each pyproject, and the package its commands' modules are in."""
+SCRIPTS: dict[str, str] = {
+    name: target
+    for pyproject in COMMAND_PACKAGES
+    for name, target in tomllib.loads((REPO_ROOT / pyproject).read_text())["project"]["scripts"].items()
+}
 CHECKOUT_SCRIPTS = [*sorted((REPO_ROOT / "tools").glob("*.py")), REPO_ROOT / "detect.py",
                     REPO_ROOT / "data" / "download.py"]
 
@@ -25,7 +32,9 @@ def installed_script(name: str) -> Path:
 
 def test_the_commands_are_declared():
     assert {"ssdlite-train", "ssdlite-eval", "ssdlite-detect", "ssdlite-export"} <= set(SCRIPTS)
-    assert all(target.startswith("ssdlite.commands.") and target.endswith(":main") for target in SCRIPTS.values())
+    for pyproject, package in COMMAND_PACKAGES.items():
+        scripts = tomllib.loads((REPO_ROOT / pyproject).read_text())["project"]["scripts"]
+        assert all(target.startswith(f"{package}.") and target.endswith(":main") for target in scripts.values())
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
@@ -51,9 +60,9 @@ def test_every_checkout_script_runs_a_declared_command():
     for script in CHECKOUT_SCRIPTS:
         tree = ast.parse(script.read_text())
         [imported] = [node for node in tree.body
-                      if isinstance(node, ast.ImportFrom) and node.module == "ssdlite.commands"]
+                      if isinstance(node, ast.ImportFrom) and node.module in COMMAND_PACKAGES.values()]
         [alias] = imported.names
-        modules[script.relative_to(REPO_ROOT).as_posix()] = f"ssdlite.commands.{alias.name}:main"
+        modules[script.relative_to(REPO_ROOT).as_posix()] = f"{imported.module}.{alias.name}:main"
         assert "sys.path" not in script.read_text(), script
     assert sorted(modules.values()) == sorted(SCRIPTS.values()), modules
 

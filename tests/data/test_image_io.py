@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from ssdlite.data.image_io import ImageReadError, list_images, read_image, read_image_size
+from ssdlite.data.image_io import read_image_size
+from ssdlite_runtime.image_io import ImageReadError, list_images, read_image
 
 EXIF_ORIENTATION = 0x0112
 

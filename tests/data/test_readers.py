@@ -16,9 +16,9 @@ from pycocotools.cocoeval import COCOeval
 from ssdlite.data.annotations import DatasetWarning
 from ssdlite.data.coco import CocoDetection
 from ssdlite.data.convert import voc_to_coco, yolo_to_coco
-from ssdlite.data.image_io import ImageReadError
 from ssdlite.data.voc import VOC_CLASSES, VOCDetection
 from ssdlite.data.yolo import YOLODetection
+from ssdlite_runtime.image_io import ImageReadError
 
 from .scene import SCENE, SCENE_BOXES, SCENE_CATEGORY_IDS, SCENE_CLASSES, voc_xml
 

@@ -17,7 +17,9 @@ import torch
 
 from ssdlite.core.postprocess import postprocess_detections
 from ssdlite.deploy.export import ONNX_OPSET, export_model
-from ssdlite.deploy.predictor import Predictor, preprocess_images
+from ssdlite.deploy.metadata import INPUT_SCALING
+from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.preprocess import preprocess_images
 from tests.deploy import tiny_detector as tiny
 
 pytestmark = pytest.mark.xdist_group("deploy_export")
@@ -61,7 +63,7 @@ def test_torchscript_gives_the_eager_detections():
     network = torch.jit.load(str(tiny.exported_file("torchscript")), _extra_files=extra)
     metadata = json.loads(extra["ssdlite.json"])
     assert json.loads(metadata["class_names"]) == tiny.CLASS_NAMES
-    batch = torch.from_numpy(preprocess_images(images, int(metadata["input_size"]), channels_last=False))
+    batch = torch.from_numpy(preprocess_images(images, int(metadata["input_size"]), channels_last=False, **INPUT_SCALING))
     with torch.inference_mode():
         cls_logits, box_deltas = network(batch)  # traced at batch 1, runs a batch of 4
         results = postprocess_detections(

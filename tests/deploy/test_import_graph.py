@@ -1,4 +1,5 @@
-"""The package's import graph has no circles, and the deploy layout keeps its one-way rules.
+"""The packages' import graphs have no circles, and the deploy layout keeps its one-way rules: ``ssdlite_runtime``
+(runtime/) imports nothing of ``ssdlite``, torch, torchvision or lightning, and no backend imports another.
 
 The graph is read from the source with ``ast``: every ``import`` / ``from ... import`` anywhere in a module (inside
 functions too: an import that runs late still ties the two modules together), except those under
@@ -10,9 +11,14 @@ re-exports its submodules would otherwise form a circle with each of them.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "ssdlite"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = REPO_ROOT / "ssdlite"
+RUNTIME_ROOT = REPO_ROOT / "runtime" / "ssdlite_runtime"
+FORBIDDEN_IN_RUNTIME = {"ssdlite", "torch", "torchvision", "lightning", "pytorch_lightning"}
+"""What the runtime never imports (a string module path in its registry is not an import: the eager backend)."""
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -102,26 +108,72 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_the_package_has_no_import_circles():
-    found = circles(import_graph())
-    assert not found, "import circles: " + "; ".join(" <-> ".join(component) for component in found)
+def imported_names(path: Path) -> dict[str, bool]:
+    """Every module a file imports (any package), mapped to whether one such import is at the module's top level
+    (TYPE_CHECKING imports left out; relative imports are the package's own and left out too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    names: dict[str, bool] = {}
+    for node in ast.walk(tree):
+        if _type_checking_only(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found = [node.module or ""]
+        else:
+            continue
+        for name in found:
+            names[name] = names.get(name, False) or parents.get(node) is tree
+    return names
+
+
+def top_level(name: str) -> str:
+    return name.partition(".")[0]
+
+
+def test_the_packages_have_no_import_circles():
+    for root in (PACKAGE_ROOT, RUNTIME_ROOT):
+        found = circles(import_graph(root))
+        assert not found, "import circles: " + "; ".join(" <-> ".join(component) for component in found)
+
+
+def test_the_runtime_imports_nothing_of_ssdlite_nor_torch():
+    for name, path in module_names(RUNTIME_ROOT).items():
+        forbidden = {module for module in imported_names(path) if top_level(module) in FORBIDDEN_IN_RUNTIME}
+        assert not forbidden, f"{name} imports {sorted(forbidden)}"
 
 
 def test_backends_import_none_of_each_other_nor_the_predictor():
-    graph = import_graph()
-    backends = {name for name in graph if name.startswith("ssdlite.deploy.backends.")}
-    assert {"ssdlite.deploy.backends.base", "ssdlite.deploy.backends.eager"} <= backends
-    for backend in backends - {"ssdlite.deploy.backends.base"}:
-        others = backends - {backend, "ssdlite.deploy.backends.base"}
-        assert not graph[backend] & (others | {"ssdlite.deploy.predictor"}), (backend, sorted(graph[backend]))
+    runtime = import_graph(RUNTIME_ROOT)
+    backends = {name for name in runtime if name.startswith("ssdlite_runtime.backends.")}
+    base = "ssdlite_runtime.backends.base"
+    assert {base, "ssdlite_runtime.backends.onnx_runtime"} <= backends
+    for backend in backends - {base}:
+        assert not runtime[backend] & (backends - {base} | {"ssdlite_runtime.predictor"}), (backend, runtime[backend])
+    main = import_graph()
+    assert {name for name in main if name.startswith("ssdlite.deploy.backends.")} == {"ssdlite.deploy.backends.eager"}
+    eager = main["ssdlite.deploy.backends.eager"]
+    assert not {name for name in eager if name.startswith(("ssdlite.deploy.export", "ssdlite.deploy.predictor"))}
+
+
+def test_backend_modules_import_their_runtime_inside_functions():
+    """A module's top level imports the standard library, numpy, cv2 and the runtime only: the registry lists every
+    backend where some runtime is missing, and one backend's package never loads for another's file."""
+    allowed = set(sys.stdlib_module_names) | {"numpy", "cv2", "ssdlite_runtime"}
+    for path in sorted((RUNTIME_ROOT / "backends").glob("*.py")):
+        at_top = {name for name, top in imported_names(path).items() if top and top_level(name) not in allowed}
+        assert not at_top, f"{path.name} imports {sorted(at_top)} at the top; import them inside the loader"
 
 
 def test_exporters_never_import_the_backends_or_the_predictor():
-    graph = import_graph()
+    graph, files = import_graph(), module_names(PACKAGE_ROOT)
     exporters = [name for name in graph if name.startswith("ssdlite.deploy.export")]
     assert "ssdlite.deploy.export.onnx" in exporters
     for exporter in exporters:
         runtime_side = {target for target in graph[exporter] if target.startswith("ssdlite.deploy.backends")}
+        runtime_side |= {name for name in imported_names(files[exporter])
+                         if name.startswith(("ssdlite_runtime.backends", "ssdlite_runtime.predictor"))}
         assert not runtime_side and "ssdlite.deploy.predictor" not in graph[exporter], (exporter, graph[exporter])
 
 

@@ -27,10 +27,12 @@ from ssdlite.core.normalization import PIXEL_LOOKUP, PIXEL_MEAN, PIXEL_STD, norm
 from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings, postprocess_detections
 from ssdlite.data.transforms import eval_transforms
 from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
-from ssdlite.deploy.metadata import setting_inputs
+from ssdlite.deploy.metadata import INPUT_SCALING
 from ssdlite.deploy.predictor import DISPLAY_POSTPROCESS, DISPLAY_SCORE_THRESHOLD, Predictor
-from ssdlite.deploy.preprocess import preprocess_images
 from ssdlite.engine import evaluate as engine_evaluate
+from ssdlite_runtime import predictor as runtime_predictor
+from ssdlite_runtime.metadata import ModelInfo, setting_inputs
+from ssdlite_runtime.preprocess import preprocess_images
 from tests.deploy import tiny_detector as tiny
 
 pytestmark = pytest.mark.xdist_group("deploy_export")
@@ -78,7 +80,7 @@ def test_every_default_is_read_from_the_one_definition():
     for function in (engine_evaluate.detect_batch, engine_evaluate.batch_coco_results, engine_evaluate.dataset_coco_results):
         assert inspect.signature(function).parameters["settings"].default == EVALUATION_POSTPROCESS
     assert EVALUATION_SETTINGS == asdict(EVALUATION_POSTPROCESS)
-    predictor_defaults = inspect.signature(Predictor).parameters
+    predictor_defaults = inspect.signature(runtime_predictor.Predictor).parameters  # the full package's inherits them
     assert {name: predictor_defaults[name].default for name in EVALUATION_SETTINGS} == asdict(DISPLAY_POSTPROCESS)
     assert DISPLAY_POSTPROCESS.score_threshold == DISPLAY_SCORE_THRESHOLD == 0.4
     assert DISPLAY_POSTPROCESS.nms_iou == EVALUATION_POSTPROCESS.nms_iou
@@ -89,8 +91,8 @@ def test_the_input_scaling_is_the_same_in_training_deployment_and_the_exported_m
     sample = {"image": image, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
               "image_id": 1, "orig_size": image.shape[:2]}
     training = eval_transforms(tiny.IMAGE_SIZE)(sample)["image"].numpy()
-    [deployed] = preprocess_images([image], tiny.IMAGE_SIZE, channels_last=False)
-    [deployed_nhwc] = preprocess_images([image], tiny.IMAGE_SIZE, channels_last=True)
+    [deployed] = preprocess_images([image], tiny.IMAGE_SIZE, channels_last=False, **INPUT_SCALING)
+    [deployed_nhwc] = preprocess_images([image], tiny.IMAGE_SIZE, channels_last=True, **INPUT_SCALING)
     np.testing.assert_array_equal(deployed, training)  # bit for bit
     np.testing.assert_array_equal(deployed_nhwc, training)
     np.testing.assert_array_equal(PIXEL_LOOKUP, normalize_pixels(np.arange(256, dtype=np.uint8)))
@@ -101,6 +103,9 @@ def test_the_input_scaling_is_the_same_in_training_deployment_and_the_exported_m
     mean, scale = np.array(json.loads(metadata["mean"])), np.array(json.loads(metadata["scale"]))
     np.testing.assert_array_equal(mean, [PIXEL_MEAN] * 3)
     np.testing.assert_array_equal(scale, [1 / PIXEL_STD] * 3)
+    info = ModelInfo.from_metadata(metadata, source="onnx_nms.onnx")  # what the runtime reads from the file
+    [from_the_file] = preprocess_images([image], tiny.IMAGE_SIZE, mean=info.mean, scale=info.scale, channels_last=False)
+    np.testing.assert_array_equal(from_the_file, training)  # bit for bit, from the stored mean and scale
     resized = cv2.resize(image, (tiny.IMAGE_SIZE, tiny.IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(((resized - mean) * scale).transpose(2, 0, 1), training, rtol=0, atol=1e-6)
 

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from ssdlite.core.postprocess import postprocess_detections
-from ssdlite.deploy.backends import base as backend_registry
-from ssdlite.deploy.backends.base import backend_for_path
-from ssdlite.deploy.model_files import find_latest_checkpoint
-from ssdlite.deploy.predictor import Backend, ModelInfo, Predictor
+from ssdlite.deploy.metadata import INPUT_SCALING
+from ssdlite.deploy.predictor import Predictor
 from ssdlite.models import build_model
+from ssdlite_runtime.backends import base as backend_registry
+from ssdlite_runtime.backends.base import Backend
+from ssdlite_runtime.jobs import find_latest_checkpoint
+from ssdlite_runtime.metadata import ModelInfo
 
 CLASS_NAMES = ["square", "disc", "triangle"]
 CATEGORY_IDS = [5, 9, 11]
@@ -209,9 +211,9 @@ def test_model_files_that_are_not_ours_give_clear_errors(tmp_path):
         Predictor(tmp_path / "other.ckpt")
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
     with pytest.raises(ValueError, match="is an ONNX file; load it with backend='ort'"):
-        Predictor(tmp_path / "model.onnx")
+        Predictor(tmp_path / "model.onnx", backend="eager")
     with pytest.raises(ValueError, match=r"model\.onnx is not a valid ONNX model"):
-        Predictor(tmp_path / "model.onnx", backend=backend_for_path(tmp_path / "model.onnx"))
+        Predictor(tmp_path / "model.onnx")  # backend="auto", the default, picks ONNX Runtime from the name
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'; available: eager, int8, ort"):
         Predictor(tmp_path / "model.onnx", backend="tensorrt")
 
@@ -235,7 +237,7 @@ def test_a_backend_that_postprocesses_itself_gets_boxes_scaled_thresholded_and_f
     monkeypatch.setitem(
         backend_registry._BACKENDS,
         "fixed",
-        lambda source, *, device: FixedBackend(ModelInfo(["a", "b"], [1, 2], image_size=32)),
+        lambda source, *, device: FixedBackend(ModelInfo(["a", "b"], [1, 2], image_size=32, **INPUT_SCALING)),
     )
     fixed = Predictor("anything", backend="fixed", score_threshold=0.5)
     [result] = fixed.predict(np.zeros((100, 200, 3), np.uint8))

@@ -9,7 +9,8 @@ import torch
 from onnx import TensorProto, helper
 from torchvision.ops import box_iou
 
-from ssdlite.deploy.predictor import Predictor, available_backends
+from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.backends.base import available_backends
 from tests.deploy import tiny_detector as tiny
 
 pytestmark = pytest.mark.xdist_group("deploy_export")

@@ -7,12 +7,15 @@ import importlib.util
 import numpy as np
 import pytest
 
-from ssdlite.deploy.backends import base as backend_registry
 from ssdlite.deploy.export import base as export_registry
+from ssdlite.deploy.metadata import INPUT_SCALING
 from ssdlite.deploy.model_files import load_checkpoint_for_inference
-from ssdlite.deploy.plugins import MissingPackageError
-from ssdlite.deploy.predictor import Backend, ModelInfo, Predictor
+from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.backends import base as backend_registry
+from ssdlite_runtime.backends.base import Backend
 from ssdlite_runtime.errors import error_line, is_expected
+from ssdlite_runtime.metadata import ModelInfo
+from ssdlite_runtime.plugins import MissingPackageError
 
 ABSENT = "ssdlite_test_package_that_is_not_installed"
 
@@ -45,7 +48,7 @@ def test_the_builtin_backends_and_formats_register_themselves():
 def test_a_new_backend_is_one_decorated_loader(scratch_registries, tmp_path):
     @backend_registry.register_backend("empty", suffixes=(".empty.bin",), file_kind="an empty-model file")
     def load_empty(source, *, device="cpu"):
-        return EmptyBackend(ModelInfo(["a"], [1], image_size=16))
+        return EmptyBackend(ModelInfo(["a"], [1], image_size=16, **INPUT_SCALING))
 
     assert "empty" in backend_registry.available_backends()
     assert backend_registry.backend_for_path("m.EMPTY.bin") == "empty"
@@ -69,7 +72,11 @@ def test_a_missing_runtime_package_is_a_one_line_error_naming_the_extra(scratch_
     with pytest.raises(MissingPackageError) as raised:
         Predictor("model.needy", backend="needy")
     message = str(raised.value)
-    assert message == f"backend 'needy' needs {ABSENT}, which is not installed here: pip install -e '.[needy]'"
+    # the file, its format (the backend) and the fix: the ssdlite-runtime extra
+    assert message == (
+        f"model.needy (backend 'needy') needs {ABSENT}, which is not installed here: "
+        "pip install 'ssdlite-runtime[needy]'"
+    )
     assert isinstance(raised.value, ImportError) and is_expected(raised.value)
     assert error_line("detect.py", raised.value) == f"detect.py: error: {message}"
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdlite.deploy.stream import (
+from ssdlite_runtime.stream import (
     LiveCameraSource,
     StreamServer,
     VideoFileSource,
@@ -21,7 +21,7 @@ from ssdlite.deploy.stream import (
     parse_camera,
     run_stream,
 )
-from ssdlite.deploy.visualize import class_color
+from ssdlite_runtime.visualize import class_color
 
 FPS = 50.0
 

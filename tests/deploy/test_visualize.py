@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssdlite.deploy.visualize import (
+from ssdlite_runtime.visualize import (
     class_color,
     contrasting_text_color,
     draw_detections,

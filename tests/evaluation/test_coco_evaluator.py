@@ -14,8 +14,8 @@ from ssdlite.evaluation import (
     COCO_METRIC_NAMES,
     VOC_METRIC_NAMES,
     CocoEvaluator,
-    predictions_to_coco_results,
 )
+from ssdlite_runtime.records import predictions_to_coco_results
 
 from .coco_eval_fixtures import make_coco_fixture, pycocotools_reference
 

@@ -7,7 +7,7 @@ import zipfile
 import pytest
 import torch
 
-from ssdlite.deploy.predictor import load_checkpoint_for_inference
+from ssdlite.deploy.model_files import load_checkpoint_for_inference
 from ssdlite.models import build_model, load_checkpoint
 from ssdlite.models.weights import NotACheckpointError, read_state_dict
 

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import torch
 
-from ssdlite.data.image_io import read_image
 from ssdlite.deploy.predictor import Predictor
-from ssdlite.deploy.visualize import class_color
 from ssdlite.models import build_model
+from ssdlite_runtime.image_io import read_image
+from ssdlite_runtime.visualize import class_color
 
 pytestmark = pytest.mark.xdist_group("detect_cli")  # one worker builds the model and the media once
 

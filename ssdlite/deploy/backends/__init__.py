@@ -1,10 +1,9 @@
-"""The Predictor's backends, one module per runtime, each registering itself in :mod:`.base`.
+"""The one Predictor backend that needs torch, and so lives in the full package rather than in ``ssdlite_runtime``.
 
 Modules:
-    base           the backend protocol, the shared types (``RawOutputs``, ``ModelInfo``, ``Detections``) and the
-                   registry (``register_backend``, ``load_backend``, ``backend_for_path``)
-    eager          "eager": PyTorch, a training checkpoint or an in-memory SSDLite
-    onnx_runtime   "ort" and "int8": ONNX Runtime, a float or INT8 ``.onnx`` file (or a model exported on the fly)
+    eager   "eager": PyTorch, a training checkpoint or an in-memory SSDLite
 
-A new runtime is a new module here with a ``@register_backend(...)`` loader; see :mod:`.base` for the rules.
+The other backends (ONNX Runtime, ...), the protocol and the registry are in :mod:`ssdlite_runtime.backends`; its
+registry knows ``eager`` by module path (``ssdlite_runtime.backends.base.EAGER``), so this module is imported only
+when a checkpoint or a model is run.
 """

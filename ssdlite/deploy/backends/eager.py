@@ -1,24 +1,33 @@
 """The "eager" backend: PyTorch itself, on a training checkpoint or an in-memory ``SSDLite``.
 
-BatchNorm folded into the convolutions, channels_last memory, ``torch.inference_mode``; on any torch device.
+BatchNorm folded into the convolutions, channels_last memory, ``torch.inference_mode``; on any torch device. It
+decodes and runs NMS itself, with ``ssdlite.core.postprocess`` on the model's device (the function validation
+uses), and hands the Predictor detections.
+
+``ssdlite_runtime``'s registry knows this module by its path (``ssdlite_runtime.backends.base.EAGER``: the
+suffixes, and what to install without torch); :func:`load_eager` is the loader it calls.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ssdlite.deploy.backends.base import Backend, ModelInfo, RawOutputs, register_backend
-from ssdlite.deploy.metadata import model_labels
+from ssdlite.core.postprocess import PostprocessSettings, postprocess_detections
+from ssdlite.deploy.metadata import model_info
 from ssdlite.deploy.model_files import model_and_labels
 from ssdlite.models.fold_bn import fold_batchnorm
+from ssdlite_runtime.backends.base import Backend, Detections
+from ssdlite_runtime.metadata import ModelInfo
+from ssdlite_runtime.postprocess import EVALUATION_POSTPROCESS
 
-__all__ = ["EagerBackend"]
+__all__ = ["EagerBackend", "load_eager"]
 
 
 class EagerBackend(Backend):
@@ -47,16 +56,27 @@ class EagerBackend(Backend):
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.info.anchors = model.anchors
+        self.settings = EVALUATION_POSTPROCESS
+
+    def configure_postprocess(self, settings: PostprocessSettings) -> None:
+        self.settings = settings
 
     @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> RawOutputs:
+    def run(self, batch: np.ndarray) -> list[Detections]:
         # `batch` is an NCHW view of NHWC memory, so from_numpy gives a channels_last tensor without a copy.
         images = torch.from_numpy(batch).to(self.device)
         if not self.channels_last:
             images = images.contiguous()
         outputs = self.model(images)
-        return RawOutputs(outputs["cls_logits"], outputs["box_deltas"])
+        unit_sizes = torch.ones(len(batch), 2, dtype=torch.int64, device=self.device)  # boxes stay in [0, 1]
+        results = postprocess_detections(
+            outputs["cls_logits"].float(),
+            outputs["box_deltas"].float(),
+            self.model.anchors,
+            unit_sizes,
+            **asdict(self.settings),
+        )
+        return [{key: value.cpu().numpy() for key, value in result.items()} for result in results]
 
     def describe(self) -> str:
         details = [str(self.device)]
@@ -67,7 +87,6 @@ class EagerBackend(Backend):
         return f"eager ({', '.join(details)})"
 
 
-@register_backend("eager", suffixes=(".ckpt", ".pt", ".pth"))
 def load_eager(
     model_or_path: nn.Module | str | Path,
     *,
@@ -79,6 +98,5 @@ def load_eager(
 ) -> EagerBackend:
     """A training checkpoint (its class names and category ids unless given) or an ``SSDLite`` module."""
     model, class_names, category_ids = model_and_labels(model_or_path, class_names, category_ids)
-    names, ids = model_labels(int(model.num_classes), class_names, category_ids)
-    info = ModelInfo(class_names=names, category_ids=ids, image_size=int(model.image_size))
+    info = model_info(model, class_names=class_names, category_ids=category_ids)
     return EagerBackend(model, info, device=device, fold_bn=fold_bn, channels_last=channels_last)

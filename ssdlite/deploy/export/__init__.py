@@ -8,8 +8,10 @@ Modules:
     int8               "onnx" at INT8: ONNX Runtime post-training static quantization, calibrated on a folder
     torchscript        "torchscript": the traced network, raw outputs
 
-What every file carries (names, labels, metadata) is :mod:`ssdlite.deploy.metadata`, shared with the backends that
-read the files. A new format is a new module here with a ``@register_exporter(...)`` function; see :mod:`.base`.
+What every file carries (names, labels, metadata) is :mod:`ssdlite_runtime.metadata`'s ``ModelInfo``, filled in by
+:mod:`ssdlite.deploy.metadata` and read by the backends of ``ssdlite_runtime``. A new format is a new module here
+with a ``@register_exporter(...)`` function (see :mod:`.base`), and a backend module in ``ssdlite_runtime.backends``
+that reads its files.
 """
 
 from ssdlite.deploy.export.base import (

@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from ssdlite.core.postprocess import PostprocessSettings
-from ssdlite.deploy.plugins import ModuleDiscovery, require
+from ssdlite_runtime.plugins import ModuleDiscovery, require
 
 __all__ = [
     "DEFAULT_MAX_CALIBRATION_IMAGES",
@@ -215,7 +215,8 @@ def export_model(
     _check_flags(format, {"with_nms": with_nms, "dynamic_batch": dynamic_batch, "int8": int8})
     exporter = _EXPORTERS[format, "int8" if int8 else "float"]
     what = f"{exporter.title}{' INT8' if int8 else ''} export"
-    require(exporter.packages, needed_by=what, extra=exporter.extra)
+    install = f"pip install -e '.[{exporter.extra}]'" if exporter.extra else "pip install -e ."
+    require(exporter.packages, needed_by=what, install=install)
     options = ExportOptions(
         class_names=class_names,
         category_ids=category_ids,

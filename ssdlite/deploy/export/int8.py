@@ -3,7 +3,7 @@ per-channel weights).
 
 Pipeline: the BatchNorm-folded network is exported to ONNX without postprocessing, prepared with ONNX Runtime's
 ``quant_pre_process`` (shape inference + graph optimisation), calibrated on a folder of images preprocessed exactly
-as the Predictor does (``ssdlite.deploy.preprocess.preprocess_images``: resize to S x S with cv2 INTER_LINEAR,
+as the Predictor does (``ssdlite_runtime.preprocess.preprocess_images``: resize to S x S with cv2 INTER_LINEAR,
 ``pixel / 127.5 - 1``), and quantized with ``quantize_static``: activations uint8 (asymmetric, MinMax ranges),
 weights int8 per output channel -- the combination ONNX Runtime's x86 kernels (VNNI) run fastest, and per-channel
 weights keep the depthwise convolutions accurate. Weights use 7 of their 8 bits (``reduce_range``): x86 CPUs
@@ -35,8 +35,9 @@ from torch import nn
 from ssdlite.core.postprocess import PostprocessSettings
 from ssdlite.deploy.export.base import DEFAULT_MAX_CALIBRATION_IMAGES, ExportOptions, register_exporter
 from ssdlite.deploy.export.onnx import export_network_onnx, export_onnx, onnx_arguments
-from ssdlite.deploy.metadata import INPUT_NAME
-from ssdlite.deploy.preprocess import preprocess_images
+from ssdlite.deploy.metadata import INPUT_SCALING
+from ssdlite_runtime.metadata import INPUT_NAME
+from ssdlite_runtime.preprocess import preprocess_images
 
 __all__ = ["ImageFolderCalibrationReader", "quantize_model", "quantize_network_onnx"]
 
@@ -45,7 +46,7 @@ class ImageFolderCalibrationReader:
     """ONNX Runtime ``CalibrationDataReader`` over the images of a folder, one preprocessed image per call.
 
     Args:
-        folder: folder of images (jpg, png, ...; read with ``ssdlite.data.image_io.read_image``).
+        folder: folder of images (jpg, png, ...; read with ``ssdlite_runtime.image_io.read_image``).
         image_size: the network's input side S.
         max_images: use at most this many (evenly spread over the sorted file list).
 
@@ -55,7 +56,7 @@ class ImageFolderCalibrationReader:
     """
 
     def __init__(self, folder: str | Path, *, image_size: int, max_images: int = DEFAULT_MAX_CALIBRATION_IMAGES):
-        from ssdlite.data.image_io import list_images
+        from ssdlite_runtime.image_io import list_images
 
         folder = Path(folder)
         paths = list_images(folder)
@@ -75,10 +76,11 @@ class ImageFolderCalibrationReader:
         return len(self.paths)
 
     def _feeds(self) -> Iterator[dict[str, np.ndarray]]:
-        from ssdlite.data.image_io import read_image
+        from ssdlite_runtime.image_io import read_image
 
         for path in self.paths:
-            yield {INPUT_NAME: preprocess_images([read_image(path)], self.image_size, channels_last=False)}
+            image = read_image(path)
+            yield {INPUT_NAME: preprocess_images([image], self.image_size, channels_last=False, **INPUT_SCALING)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._iterator is None:

@@ -1,7 +1,8 @@
 """The "onnx" exporter: a trained SSDLite as ONNX, optionally with decoding + NMS inside the graph.
 
 The file carries what is needed to use it without this package (:func:`ssdlite.deploy.metadata.model_metadata`): the
-class names, the preprocessing constants and the output layout, in the ONNX ``metadata_props``.
+class names, the preprocessing constants, the default boxes and the output layout, in the ONNX ``metadata_props``
+(read by ``ssdlite_runtime``, which runs the file without torch).
 
 ONNX graph, input ``images`` float32 [B, 3, S, S], RGB, resized (stretched) to S x S with bilinear interpolation and
 scaled as ``(pixel - 127.5) / 127.5`` (B is 1 unless exported with ``dynamic_batch=True``). Outputs:
@@ -50,7 +51,8 @@ from torch import nn
 
 from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings
 from ssdlite.deploy.export.base import ExportOptions, inference_network, register_exporter
-from ssdlite.deploy.metadata import INPUT_NAME, RAW_OUTPUT_NAMES, model_metadata
+from ssdlite.deploy.metadata import model_metadata
+from ssdlite_runtime.metadata import INPUT_NAME, RAW_OUTPUT_NAMES
 
 ONNX_OPSET = 18
 """ONNX opset of exported graphs (the dynamo exporter's own default; >= 17 as required, NMS needs >= 11)."""

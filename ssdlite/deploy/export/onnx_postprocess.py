@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ssdlite.core.box_coder import BBOX_XFORM_CLIP, VARIANCES
+from ssdlite.core.box_coder import VARIANCES
 from ssdlite.core.postprocess import PostprocessSettings
-from ssdlite.deploy.metadata import DETECTION_OUTPUT_NAMES, RAW_OUTPUT_NAMES, setting_inputs
+from ssdlite_runtime.metadata import DETECTION_OUTPUT_NAMES, RAW_OUTPUT_NAMES, setting_inputs
+from ssdlite_runtime.postprocess import BBOX_XFORM_CLIP
 
 PREFIX = "postprocess/"
 CENTRE_VARIANCE, SIZE_VARIANCE = VARIANCES
@@ -79,7 +80,7 @@ def append_postprocess(model: Any, anchors: Tensor, settings: PostprocessSetting
     Args:
         model: onnx.ModelProto whose graph outputs ``cls_logits`` [B, A, K + 1] and ``box_deltas`` [B, A, 4].
         anchors: Tensor[A, 4] default boxes (cx, cy, w, h) normalised.
-        settings: the defaults of the setting inputs (:func:`ssdlite.deploy.metadata.setting_inputs`).
+        settings: the defaults of the setting inputs (:func:`ssdlite_runtime.metadata.setting_inputs`).
 
     Returns:
         The model, with graph outputs ``boxes`` [B, D, 4] (xyxy normalised), ``scores`` [B, D], ``labels``

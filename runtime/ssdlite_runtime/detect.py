@@ -7,9 +7,10 @@ Examples:
     ssdlite-detect webcam --camera 0              # OpenCV window, or http://127.0.0.1:8000 without a GUI
     ssdlite-detect webcam --camera rtsp://10.0.0.5/stream --serve 8080
 
-From a checkout, ``python detect.py`` is the same command. Without --model the newest checkpoint under runs/ is
-used (best*.ckpt first). Errors are one line on stderr with exit status 2 (see ssdlite/errors.py); Ctrl+C or q
-stops a stream cleanly.
+Exported files (.onnx, ...) run with this package alone, without PyTorch; a checkpoint (.ckpt) needs the full
+ssdlite package. From a checkout, ``python detect.py`` is the same command. Without --model the newest checkpoint
+under runs/ is used (best*.ckpt first). Errors are one line on stderr with exit status 2 (see
+ssdlite_runtime/errors.py); Ctrl+C or q stops a stream cleanly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import signal
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
+from ssdlite_runtime.backends.base import available_backends  # noqa: E402
 from ssdlite_runtime.errors import command  # noqa: E402
 
 PROG = "ssdlite-detect"
@@ -50,15 +52,17 @@ def _port(value: str) -> int:
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", metavar="PATH", help="checkpoint (.ckpt) or exported .onnx; default: newest under runs/")
+    common.add_argument(
+        "--model", metavar="PATH", help="exported file (.onnx, ...) or checkpoint (.ckpt); default: newest under runs/"
+    )
     common.add_argument(
         "--backend",
-        choices=("eager", "ort", "int8"),
-        help="eager (PyTorch), ort (ONNX Runtime) or int8 (an INT8 .onnx from tools/export.py --int8); "
-        "default: from the model file (.onnx -> ort)",
+        choices=available_backends(),
+        help="ort (ONNX Runtime), int8 (an INT8 .onnx from tools/export.py --int8), eager (PyTorch, a checkpoint; "
+        "needs the full ssdlite package), ...; default: from the model file's name (.onnx -> ort)",
     )
     common.add_argument("--runs-dir", default="runs", metavar="DIR", help="where to look for checkpoints without --model")
-    common.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    common.add_argument("--device", default="cpu", help="torch device of the eager backend, e.g. cuda (default: cpu)")
     common.add_argument("--score-threshold", type=float, default=None, metavar="S", help="minimum score (default: 0.4)")
     common.add_argument(
         "--classes", type=_class_list, action="extend", metavar="NAME[,NAME...]", help="keep only these classes"
@@ -92,7 +96,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ssdlite.deploy import jobs
+    from ssdlite_runtime import jobs
 
     options = jobs.DetectOptions(
         model=args.model,

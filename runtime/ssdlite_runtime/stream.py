@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ssdlite.deploy.visualize import draw_detections, draw_stream_overlay
+from ssdlite_runtime.visualize import draw_detections, draw_stream_overlay
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""What ``detect.py`` does, one function per subcommand: images, a folder, a video file, a camera.
+"""What ``ssdlite-detect`` (and ``detect.py``) does, one function per subcommand: images, a folder, a video file, a
+camera.
 
 Each job checks its input first (files, folder, camera), then loads the model, so a typo fails in a fraction of a
 second with a message naming the input. Errors are ValueError / FileNotFoundError with one-line messages.
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import cv2
 
-from ssdlite.data.image_io import IMAGE_EXTENSIONS, list_images, read_image
-from ssdlite.deploy import stream
-from ssdlite.deploy.model_files import find_latest_checkpoint
-from ssdlite.deploy.visualize import draw_detections
+from ssdlite_runtime import stream
 from ssdlite_runtime.errors import one_line
+from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from ssdlite_runtime.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
+from ssdlite_runtime.visualize import draw_detections
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,10 @@ class DetectOptions:
     """What every subcommand shares.
 
     Attributes:
-        model: checkpoint (.ckpt) or exported model (.onnx); None: the newest checkpoint under ``runs_dir``.
-        backend: Predictor backend ("eager", "ort", "int8"); None: from the model file's suffix.
+        model: exported model (.onnx, ...) or checkpoint (.ckpt); None: the newest checkpoint under ``runs_dir``.
+        backend: Predictor backend ("ort", "int8", "eager", ...); None: from the model file's name.
         runs_dir: where training writes checkpoints.
-        device: torch device ("cpu", "cuda").
+        device: torch device of the eager backend ("cpu", "cuda").
         score_threshold: keep detections scoring above this (None: the Predictor's display default, 0.4).
         classes: keep only these class names (None: all).
         save: where annotated output goes (image file / folder for images, .mp4 / .avi for streams).
@@ -54,6 +55,17 @@ class DetectOptions:
 
 
 # ------------------------------------------------------------------------------------------------ the model
+
+
+def find_latest_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
+    """The newest ``*.ckpt`` under ``runs_dir``, preferring ``best*`` checkpoints; None if there is none."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    checkpoints = [path for path in runs_dir.rglob("*.ckpt") if path.is_file()]
+    best = [path for path in checkpoints if path.name.startswith("best")]
+    candidates = best or checkpoints
+    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
 
 
 def resolve_model_path(model: str | Path | None, runs_dir: str | Path) -> Path:
@@ -78,12 +90,10 @@ def resolve_model_path(model: str | Path | None, runs_dir: str | Path) -> Path:
     return found
 
 
-def load_predictor(options: DetectOptions):
-    """A Predictor for ``options.model`` (``options.backend``, else from the file suffix) with the options'
+def load_predictor(options: DetectOptions) -> Predictor:
+    """A Predictor for ``options.model`` (``options.backend``, else from the file's name) with the options'
     threshold and classes."""
-    path = resolve_model_path(options.model, options.runs_dir)  # before importing torch: fail fast
-    from ssdlite.deploy.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
-
+    path = resolve_model_path(options.model, options.runs_dir)  # before loading a runtime: fail fast
     backend = options.backend or AUTO_BACKEND
     threshold = DISPLAY_SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
     predictor = Predictor(
@@ -109,7 +119,7 @@ def _check_json_path(json_path: str | Path | None) -> None:
 
 
 def list_folder_images(folder: str | Path) -> list[Path]:
-    """The images directly inside ``folder`` (``ssdlite.data.image_io.list_images``), at least one.
+    """The images directly inside ``folder`` (``ssdlite_runtime.image_io.list_images``), at least one.
 
     Raises:
         FileNotFoundError: no such folder.

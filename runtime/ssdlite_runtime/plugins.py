@@ -1,11 +1,11 @@
-"""What the backend and the exporter registries share: importing their modules on first use, and checking the
-optional packages each one declares, with a one-line error naming the pip extra that installs a missing one.
+"""What the backend registry (here) and the full package's exporter registry share: checking the optional packages
+each backend or format declares, with a one-line error that says what to install, and importing a package's
+modules on first use.
 
-A backend (``ssdlite.deploy.backends``) or an exporter (``ssdlite.deploy.export``) is a module of its package that
-registers itself when imported. The registry imports every module of its package the first time it is asked
-(:class:`ModuleDiscovery`), so nothing imports them up front; such a module therefore imports its optional package
-inside its functions, and the registry checks the package (:func:`require`) before calling them:
-``backend 'ort' needs onnxruntime, which is not installed here: pip install -e '.[export]'``.
+A backend or an exporter imports its optional package (onnxruntime, openvino, ...) inside its functions, never at
+the top of its module; its registry checks the package with :func:`require` first, so that a missing one is a
+one-line error, e.g. ``model.onnx (an ONNX file) needs onnxruntime, which is not installed here: pip install
+'ssdlite-runtime[onnx]'``.
 """
 
 from __future__ import annotations
@@ -26,24 +26,34 @@ class MissingPackageError(SSDLiteError, ImportError):
 
 def missing_packages(packages: Sequence[str]) -> list[str]:
     """The ones of ``packages`` (importable names, e.g. "onnxruntime") that cannot be imported here."""
-    return [package for package in packages if importlib.util.find_spec(package) is None]
+    missing = []
+    for package in packages:
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):  # an import hook that refuses the name (as tests do to hide torch)
+            found = False
+        if not found:
+            missing.append(package)
+    return missing
 
 
-def require(packages: Sequence[str], *, needed_by: str, extra: str | None) -> None:
+def missing_package_message(missing: Sequence[str], *, needed_by: str, install: str) -> str:
+    """``{needed_by} needs a and b, which are not installed here: {install}``."""
+    verb = "is" if len(missing) == 1 else "are"
+    return f"{needed_by} needs {' and '.join(missing)}, which {verb} not installed here: {install}"
+
+
+def require(packages: Sequence[str], *, needed_by: str, install: str) -> None:
     """Raise :class:`MissingPackageError` if one of ``packages`` is not installed.
 
     Args:
         packages: importable names.
-        needed_by: what needs them, the subject of the message (e.g. "backend 'ort'", "ONNX export").
-        extra: the pip extra of this project that installs them (None: the base install does).
+        needed_by: what needs them, the subject of the message (e.g. "model.onnx (an ONNX file)", "ONNX export").
+        install: what to do, e.g. ``pip install 'ssdlite-runtime[onnx]'``.
     """
     missing = missing_packages(packages)
     if missing:
-        install = f"pip install -e '.[{extra}]'" if extra else "pip install -e ."
-        raise MissingPackageError(
-            f"{needed_by} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed "
-            f"here: {install}"
-        )
+        raise MissingPackageError(missing_package_message(missing, needed_by=needed_by, install=install))
 
 
 class ModuleDiscovery:

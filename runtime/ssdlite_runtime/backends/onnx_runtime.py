@@ -1,0 +1,183 @@
+"""ONNX Runtime backends of the Predictor: "ort" (float) and "int8" (statically quantized network).
+
+Both read an ``.onnx`` file written by the full package's ONNX exporter (``tools/export.py --format onnx``, with
+``--int8`` for INT8), whose metadata gives the class names, input size and scaling and the output layout
+(:class:`~ssdlite_runtime.metadata.ModelInfo`). (The full package's Predictor also takes a model or a checkpoint for
+these backends, and exports it first.)
+
+* A file exported ``with_nms`` runs decoding + NMS inside ONNX Runtime; the Predictor's thresholds are fed to the
+  graph's setting inputs, and its padded outputs are cut at ``num_detections``. This is the default for exports:
+  end to end it is faster than raw outputs + the numpy postprocess (the best-first NMS runs in C++;
+  ``ssdlite-benchmark --only latency`` compares the two).
+* A raw-network file returns ``RawOutputs``; the Predictor decodes them against the default boxes of the metadata.
+
+Session: ``ORT_ENABLE_ALL`` graph optimisation (on x86 this includes the NCHWc layout transform, which runs these
+depthwise convolutions much faster than ``ORT_ENABLE_EXTENDED`` leaves them), sequential execution, ``threads``
+intra-op threads (default: ONNX Runtime's choice, the physical cores), one inter-op thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdlite_runtime.backends.base import Backend, Detections, RawOutputs, register_backend
+from ssdlite_runtime.errors import one_line
+from ssdlite_runtime.metadata import (
+    DETECTION_OUTPUT_NAMES,
+    INPUT_NAME,
+    RAW_OUTPUT_NAMES,
+    ModelInfo,
+    setting_inputs,
+)
+from ssdlite_runtime.postprocess import PostprocessSettings
+
+__all__ = ["OnnxRuntimeBackend", "load_onnx_session", "session_options"]
+
+EXPORT_COMMAND = "tools/export.py --checkpoint MODEL.ckpt --format onnx --with-nms --out FILE.onnx"
+"""How an ssdlite ONNX file is made (in the full package), for messages."""
+
+
+def session_options(*, threads: int | None = None) -> Any:
+    """ONNX Runtime session options used everywhere (Predictor and benchmark)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3  # errors only: not the notes about the overridable postprocess settings
+    return options
+
+
+def load_onnx_session(path: str | os.PathLike, *, threads: int | None = None) -> tuple[Any, dict[str, str]]:
+    """An ONNX Runtime session for an ssdlite ONNX file and the file's metadata.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an ONNX model (corrupt, truncated, another format), or an ONNX model that was not exported
+            by ssdlite (no ssdlite metadata, or inputs/outputs of another layout); the message names the file.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        session = ort.InferenceSession(
+            str(path), session_options(threads=threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # InvalidProtobuf, Fail, InvalidGraph, ... all mean "not a usable ONNX model"
+        reason = one_line(error)[:300] or type(error).__name__
+        raise ValueError(f"{path} is not a valid ONNX model ({reason}); export one with `{EXPORT_COMMAND}`") from error
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    if "ssdlite_format" not in metadata:
+        raise ValueError(
+            f"{path} is an ONNX model but not one exported by ssdlite (it has no ssdlite metadata: class names, "
+            "input size, output layout); export it with `tools/export.py --format onnx`"
+        )
+    inputs = [item.name for item in session.get_inputs()]
+    outputs = {item.name for item in session.get_outputs()}
+    if INPUT_NAME not in inputs or outputs not in (set(RAW_OUTPUT_NAMES), set(DETECTION_OUTPUT_NAMES)):
+        raise ValueError(
+            f"{path} has inputs {inputs} and outputs {sorted(outputs)}; an ssdlite ONNX file has input "
+            f"{INPUT_NAME!r} and outputs {list(RAW_OUTPUT_NAMES)} or {list(DETECTION_OUTPUT_NAMES)}; re-export it"
+        )
+    return session, metadata
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ssdlite ONNX file (float or INT8) with ONNX Runtime on the CPU.
+
+    Args:
+        path: the ``.onnx`` file.
+        name: "ort" or "int8" (what ``describe`` says).
+        threads: intra-op threads (None: ONNX Runtime's default).
+
+    Attributes:
+        session: the ``onnxruntime.InferenceSession``.
+        metadata: the file's metadata (strings).
+    """
+
+    channels_last_input = False  # the Predictor writes contiguous NCHW, the graph's input layout
+
+    def __init__(self, path: str | os.PathLike, *, name: str = "ort", threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.session, self.metadata = load_onnx_session(self.path, threads=threads)
+        super().__init__(ModelInfo.from_metadata(self.metadata, source=str(self.path)))
+        self.name = name
+        self.threads = threads
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.output_names = list(DETECTION_OUTPUT_NAMES if self.with_nms else RAW_OUTPUT_NAMES)
+        self.settings: dict[str, np.ndarray] = {}
+
+    @property
+    def with_nms(self) -> bool:
+        """Whether the graph decodes and runs NMS itself (``info.with_nms``)."""
+        return self.info.with_nms
+
+    def configure_postprocess(self, settings: PostprocessSettings) -> None:
+        """Feed the Predictor's postprocessing settings to a ``with_nms`` graph (no effect on a raw graph)."""
+        if self.with_nms:
+            self.settings = setting_inputs(settings)
+
+    def run(self, batch: np.ndarray) -> RawOutputs | list[Detections]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)  # a no-op for the Predictor's NCHW batches
+        if self.fixed_batch is None or batch.shape[0] == self.fixed_batch:
+            return self._run(batch)
+        parts = [self._run(batch[i : i + self.fixed_batch]) for i in range(0, batch.shape[0], self.fixed_batch)]
+        if self.with_nms:
+            return [detections for part in parts for detections in part]
+        return RawOutputs(*(np.concatenate(arrays) for arrays in zip(*parts)))
+
+    def _run(self, batch: np.ndarray) -> RawOutputs | list[Detections]:
+        outputs = self.session.run(self.output_names, {INPUT_NAME: batch, **self.settings})
+        if not self.with_nms:
+            return RawOutputs(*outputs)
+        boxes, scores, labels, counts = outputs
+        return [
+            {"boxes": boxes[i, :count], "scores": scores[i, :count], "labels": labels[i, :count]}
+            for i, count in enumerate(counts.tolist())
+        ]
+
+    def describe(self) -> str:
+        kind = "INT8 " if self.info.quantization != "none" else ""
+        postprocess = "NMS in graph" if self.with_nms else "raw outputs"
+        threads = f", {self.threads} threads" if self.threads else ""
+        return f"{self.name} ({kind}ONNX Runtime, {postprocess}{threads}, {self.path.name})"
+
+
+@register_backend("ort", suffixes=(".onnx",), packages=("onnxruntime",), extra="onnx", file_kind="an ONNX file")
+def load_ort(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> OnnxRuntimeBackend:
+    """A float (or INT8) ``.onnx`` file made by ``tools/export.py --format onnx``."""
+    _check_file_and_device(path, device, "ort")
+    return OnnxRuntimeBackend(path, name="ort", threads=threads)
+
+
+@register_backend("int8", packages=("onnxruntime",), extra="onnx")
+def load_int8(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> OnnxRuntimeBackend:
+    """An INT8 ``.onnx`` file made by ``tools/export.py --format onnx --int8 --calib DIR``."""
+    _check_file_and_device(path, device, "int8")
+    backend = OnnxRuntimeBackend(path, name="int8", threads=threads)
+    if backend.info.quantization == "none":
+        raise ValueError(
+            f"{path} is a float ONNX model; for backend='int8' export a quantized one with "
+            "`tools/export.py --format onnx --int8 --calib IMAGES_DIR`, or use backend='ort'"
+        )
+    return backend
+
+
+def _check_file_and_device(path: Any, device: Any, backend: str) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            f"backend {backend!r} reads an .onnx file, got a {type(path).__name__}; export the model first "
+            f"(`{EXPORT_COMMAND}`), or use the full package's Predictor (ssdlite.deploy.predictor), which does that"
+        )
+    if str(device).partition(":")[0] != "cpu":
+        raise ValueError(f"backend {backend!r} runs on the CPU (ONNX Runtime); got device={device!r}")
