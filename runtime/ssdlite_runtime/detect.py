@@ -6,11 +6,16 @@ Examples:
     ssdlite-detect video clip.mp4 --save clip_boxes.mp4 --classes person,dog
     ssdlite-detect webcam --camera 0              # OpenCV window, or http://127.0.0.1:8000 without a GUI
     ssdlite-detect webcam --camera rtsp://10.0.0.5/stream --serve 8080
+    ssdlite-detect video clip.mp4 --track --mot tracks.txt --json tracks.jsonl --save tracked.mp4
 
 Exported files (.onnx, ...) run with this package alone, without PyTorch; a checkpoint (.ckpt) needs the full
 ssdlite package. From a checkout, ``python detect.py`` is the same command. Without --model the newest checkpoint
 under runs/ is used (best*.ckpt first). Errors are one line on stderr with exit status 2 (see
 ssdlite_runtime/errors.py); Ctrl+C or q stops a stream cleanly.
+
+--track (video and webcam) follows objects across frames with ByteTrack (supervision; pip install
+'ssdlite-runtime[tracking]'), one tracker per class: boxes read "#ID class score" with a trail of recent centres,
+--mot writes the MOT Challenge text format, --json NAME.jsonl one JSON line per frame.
 """
 
 from __future__ import annotations
@@ -43,6 +48,69 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _unit_interval(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return number
+
+
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """--mot and the tracker's settings, with supervision's ByteTrack defaults (read from the installed library)."""
+    from ssdlite_runtime.tracking import DEFAULT_TRAIL_LENGTH, byte_track_defaults
+
+    defaults = byte_track_defaults()  # {} without supervision: then --track says what to install
+
+    def default(name: str) -> str:
+        return f"default: {defaults[name]:g}, supervision's" if name in defaults else "default: supervision's"
+
+    group = parser.add_argument_group("tracking (with --track)")
+    group.add_argument("--mot", dest="mot_path", metavar="PATH", help="write the tracks as MOT Challenge text "
+                       "(frame,id,x,y,w,h,score,-1,-1,-1; frames from 1), e.g. for tools/eval_mot.py")
+    group.add_argument(
+        "--track-activation", type=_unit_interval, default=defaults.get("track_activation_threshold"), metavar="S",
+        help="ByteTrack's track_activation_threshold: detections scoring at least S are matched first (and start "
+        "tracks from S + 0.1); weaker ones, down to --score-threshold (default 0.1 with --track), only extend "
+        f"tracks ({default('track_activation_threshold')})",
+    )
+    group.add_argument(
+        "--track-buffer", type=_non_negative_int, default=defaults.get("lost_track_buffer"), metavar="FRAMES",
+        help=f"lost_track_buffer: frames a lost track waits to be found again ({default('lost_track_buffer')})",
+    )
+    group.add_argument(
+        "--track-match", type=_unit_interval, default=defaults.get("minimum_matching_threshold"), metavar="T",
+        help="minimum_matching_threshold: the largest IoU distance (1 - IoU, fused with the score) of a match "
+        f"({default('minimum_matching_threshold')})",
+    )
+    group.add_argument(
+        "--track-fps", type=_positive_float, default=defaults.get("frame_rate"), metavar="FPS",
+        help=f"frame_rate: scales --track-buffer by FPS / 30 ({default('frame_rate')})",
+    )
+    group.add_argument(
+        "--track-min-frames", type=_positive_int, default=defaults.get("minimum_consecutive_frames"), metavar="N",
+        help="minimum_consecutive_frames: frames an object must be tracked before it gets an id "
+        f"({default('minimum_consecutive_frames')})",
+    )
+    group.add_argument(
+        "--trail", type=_positive_int, default=DEFAULT_TRAIL_LENGTH, metavar="N",
+        help=f"recent centres drawn per track (default: {DEFAULT_TRAIL_LENGTH})",
+    )
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -63,18 +131,26 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     common.add_argument("--runs-dir", default="runs", metavar="DIR", help="where to look for checkpoints without --model")
     common.add_argument("--device", default="cpu", help="torch device of the eager backend, e.g. cuda (default: cpu)")
-    common.add_argument("--score-threshold", type=float, default=None, metavar="S", help="minimum score (default: 0.4)")
+    common.add_argument("--score-threshold", type=float, default=None, metavar="S", help="minimum score (default: 0.4; 0.1 with --track)")
     common.add_argument(
         "--classes", type=_class_list, action="extend", metavar="NAME[,NAME...]", help="keep only these classes"
     )
     common.add_argument("--save", metavar="PATH", help="annotated output: image file or folder; .mp4/.avi for video and webcam")
-    common.add_argument("--json", dest="json_path", metavar="PATH", help="write detections as COCO-style records to this file")
+    common.add_argument(
+        "--json", dest="json_path", metavar="PATH", help="write detections as COCO-style records to this file "
+        "(with --track each has a track_id); for video and webcam a .jsonl name gets one JSON line per frame "
+        '({"frame", "time_s", "timestamp", "tracks" or "detections"}), written as frames come',
+    )
     common.add_argument("--no-show", dest="show", action="store_false", help="do not display anything")
+    common.add_argument(
+        "--track", action="store_true", help="video and webcam: follow objects across frames, each with an id"
+    )
 
     streaming = argparse.ArgumentParser(add_help=False)
     streaming.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     streaming.add_argument("--serve", type=_port, metavar="PORT", help="web view on http://HOST:PORT (0 = free port)")
     streaming.add_argument("--host", default="127.0.0.1", help="interface for --serve (default: 127.0.0.1 only)")
+    _add_tracking_options(streaming)
 
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,9 +171,24 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+_TRACKER_SETTINGS = {
+    "track_activation": "track_activation_threshold",
+    "track_buffer": "lost_track_buffer",
+    "track_match": "minimum_matching_threshold",
+    "track_fps": "frame_rate",
+    "track_min_frames": "minimum_consecutive_frames",
+}
+
+
 def run(args: argparse.Namespace) -> None:
     from ssdlite_runtime import jobs
+    from ssdlite_runtime.tracking import DEFAULT_TRAIL_LENGTH
 
+    if args.track and args.command in ("image", "dir"):
+        raise ValueError(jobs.TRACKING_NEEDS_A_STREAM)
+    settings = {
+        name: getattr(args, dest) for dest, name in _TRACKER_SETTINGS.items() if getattr(args, dest, None) is not None
+    }
     options = jobs.DetectOptions(
         model=args.model,
         backend=args.backend,
@@ -108,6 +199,10 @@ def run(args: argparse.Namespace) -> None:
         save=args.save,
         json_path=args.json_path,
         show=args.show,
+        track=args.track,
+        tracker_settings=settings,
+        trail_length=getattr(args, "trail", DEFAULT_TRAIL_LENGTH),
+        mot_path=getattr(args, "mot_path", None),
     )
     if args.command == "image":
         jobs.detect_images(args.paths, options)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import cv2
 
@@ -20,11 +22,18 @@ from ssdlite_runtime import stream
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite_runtime.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
+from ssdlite_runtime.tracking import DEFAULT_TRAIL_LENGTH, SECOND_ASSOCIATION_MIN_SCORE, Tracker, mot_lines
 from ssdlite_runtime.visualize import draw_detections
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEB_PORT = 8000
+TRACKING_NEEDS_A_STREAM = (
+    "tracking needs a video or a camera: use `video FILE --track` or `webcam --track` (images have no frames to follow)"
+)
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+"""``--json`` on a stream: these suffixes get one JSON object per frame, written as frames come; any other name
+gets the COCO-style record list (as for images), written at the end."""
 
 
 @dataclass
@@ -36,11 +45,16 @@ class DetectOptions:
         backend: Predictor backend ("ort", "int8", "eager", ...); None: from the model file's name.
         runs_dir: where training writes checkpoints.
         device: torch device of the eager backend ("cpu", "cuda").
-        score_threshold: keep detections scoring above this (None: the Predictor's display default, 0.4).
+        score_threshold: keep detections scoring above this (None: the Predictor's display default, 0.4; when
+            tracking, ByteTrack's low-score floor, 0.1, so its second association sees the weak detections).
         classes: keep only these class names (None: all).
         save: where annotated output goes (image file / folder for images, .mp4 / .avi for streams).
         json_path: write the detections as COCO-style records (with class names) here.
         show: show the output (OpenCV window; the web view for cameras when OpenCV has no GUI).
+        track: give objects persistent ids across frames (video and camera only; ``ssdlite_runtime.tracking``).
+        tracker_settings: ``sv.ByteTrack`` keyword arguments (missing ones: the library's defaults).
+        trail_length: box centres drawn per track.
+        mot_path: with ``track``, write the tracks in the MOT Challenge text format here.
     """
 
     model: str | Path | None = None
@@ -52,6 +66,10 @@ class DetectOptions:
     save: str | Path | None = None
     json_path: str | Path | None = None
     show: bool = True
+    track: bool = False
+    tracker_settings: dict[str, Any] = field(default_factory=dict)
+    trail_length: int = DEFAULT_TRAIL_LENGTH
+    mot_path: str | Path | None = None
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -95,7 +113,8 @@ def load_predictor(options: DetectOptions) -> Predictor:
     threshold and classes."""
     path = resolve_model_path(options.model, options.runs_dir)  # before loading a runtime: fail fast
     backend = options.backend or AUTO_BACKEND
-    threshold = DISPLAY_SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
+    default_threshold = SECOND_ASSOCIATION_MIN_SCORE if options.track else DISPLAY_SCORE_THRESHOLD
+    threshold = default_threshold if options.score_threshold is None else options.score_threshold
     predictor = Predictor(
         path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes
     )
@@ -166,8 +185,10 @@ def detect_images(
     An image that does not exist or cannot be read is skipped with a warning.
 
     Raises:
-        ValueError: none of the images could be read, or a bad ``--save`` / ``--json`` target.
+        ValueError: none of the images could be read, a bad ``--save`` / ``--json`` target, or ``options.track``.
     """
+    if options.track:
+        raise ValueError(TRACKING_NEEDS_A_STREAM)
     paths = [Path(path) for path in paths]
     save_paths = _image_save_paths(paths, options.save)
     _check_json_path(options.json_path)
@@ -290,6 +311,75 @@ def _check_stream_outputs(options: DetectOptions) -> None:
     if options.save is not None and Path(options.save).suffix.lower() not in stream.VIDEO_WRITER_CODECS:
         raise ValueError(f"--save {options.save}: save a stream as a .mp4 or .avi file")
     _check_json_path(options.json_path)
+    if options.mot_path is not None:
+        if not options.track:
+            raise ValueError(f"--mot {options.mot_path} writes tracks: add --track")
+        if Path(options.mot_path).is_dir():
+            raise ValueError(f"--mot {options.mot_path} is a folder; give a file name such as tracks.txt")
+
+
+def _json_lines(options: DetectOptions) -> bool:
+    return options.json_path is not None and Path(options.json_path).suffix.lower() in JSON_LINES_SUFFIXES
+
+
+def json_line(frame: stream.Frame, records: list[dict], *, fps: float | None, started_at: float, tracking: bool) -> str:
+    """One frame of ``--json x.jsonl``: ``{"frame", "time_s", "timestamp", "tracks" | "detections"}``.
+
+    ``frame`` is the frame's 0-based index in the source (a live source counts the frames it dropped too),
+    ``time_s`` its time in the stream (index / the source's frame rate; the capture time since the first frame
+    where the rate is unknown), ``timestamp`` the Unix time it was read; ``tracks`` (with ``--track``: each with
+    ``track_id``) or ``detections`` are COCO-style records without ``image_id``.
+    """
+    time_s = frame.index / fps if fps else frame.captured_at - started_at
+    timestamp = time.time() - (time.perf_counter() - frame.captured_at)
+    objects = [{key: value for key, value in record.items() if key != "image_id"} for record in records]
+    line = {"frame": frame.index, "time_s": round(time_s, 4), "timestamp": round(timestamp, 4)}
+    line["tracks" if tracking else "detections"] = objects
+    return json.dumps(line)
+
+
+class _FrameWriters:
+    """The per-frame outputs of a stream: ``--json x.jsonl`` lines and ``--mot`` lines, written as frames come
+    (flushed, so a live run can be followed and Ctrl+C loses nothing)."""
+
+    def __init__(self, options: DetectOptions, source: stream.FrameSource) -> None:
+        self.options = options
+        self.source = source
+        self.files: list[IO[str]] = []
+        self.json_file = self._open(options.json_path) if _json_lines(options) else None
+        self.mot_file = self._open(options.mot_path) if options.mot_path is not None else None
+        self.lines = 0
+        self._started_at: float | None = None
+
+    def _open(self, path: str | Path) -> IO[str]:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("w", encoding="utf-8")
+        self.files.append(handle)
+        return handle
+
+    @property
+    def callback(self) -> Callable[[stream.Frame, dict, list[dict]], None] | None:
+        return self.write if self.files else None
+
+    def write(self, frame: stream.Frame, result: dict, records: list[dict]) -> None:
+        if self._started_at is None:
+            self._started_at = frame.captured_at
+        if self.json_file is not None:
+            line = json_line(
+                frame, records, fps=self.source.fps, started_at=self._started_at, tracking=self.options.track
+            )
+            self.json_file.write(line + "\n")
+            self.json_file.flush()
+        if self.mot_file is not None:
+            for line in mot_lines(frame.index + 1, result):
+                self.mot_file.write(line + "\n")
+                self.lines += 1
+            self.mot_file.flush()
+
+    def close(self) -> None:
+        for handle in self.files:
+            handle.close()
 
 
 def _open_server(ports: Sequence[int], host: str) -> stream.StreamServer:
@@ -314,6 +404,10 @@ def _run_stream_job(
     web_fallback: bool,
 ) -> stream.StreamSummary:
     _check_stream_outputs(options)
+    tracker = None
+    if options.track:  # before the model: a missing supervision or a bad setting fails fast
+        tracker = Tracker(**options.tracker_settings, trail_length=options.trail_length)
+        logger.info(f"tracking: {tracker.describe()}")
     predictor = load_predictor(options)
     gui = options.show and stream.opencv_gui_available()
     ports = [serve_port] if serve_port is not None else []
@@ -325,6 +419,7 @@ def _run_stream_job(
             logger.info("note: this OpenCV has no GUI (or there is no display): not showing frames (use --serve PORT)")
     window = server = None
     stop_event = threading.Event()
+    writers = _FrameWriters(options, source)
     try:
         if ports:
             server = _open_server(ports, host)
@@ -340,10 +435,13 @@ def _run_stream_job(
             window=window,
             server=server,
             save_path=options.save,
-            collect_records=options.json_path is not None,
+            collect_records=options.json_path is not None and not _json_lines(options),
             stop_event=stop_event,
+            tracker=tracker,
+            on_frame=writers.callback,
         )
     finally:
+        writers.close()
         if window is not None:
             window.close()
         if server is not None:
@@ -356,5 +454,10 @@ def _run_stream_job(
     if options.save is not None and summary.frames:
         logger.info(f"saved annotated video to {options.save}")
     if options.json_path is not None:
-        write_json(summary.records, options.json_path)
+        if _json_lines(options):
+            logger.info(f"wrote {summary.frames} frames of {'tracks' if tracker else 'detections'} to {options.json_path}")
+        else:
+            write_json(summary.records, options.json_path)
+    if options.mot_path is not None:
+        logger.info(f"wrote {writers.lines} MOT lines ({summary.frames} frames) to {options.mot_path}")
     return summary

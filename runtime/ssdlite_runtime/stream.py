@@ -9,7 +9,7 @@ Sources:
 
 Display: ``OpenCVWindow`` where the installed OpenCV has GUI support and a display, else ``StreamServer``, a
 small page at http://127.0.0.1:PORT with the annotated stream (MJPEG, multipart/x-mixed-replace), the FPS and the
-current detections (``/stats.json``, polled by the page). The server gives each connection a thread, so it bounds
+current detections (``/stats.json``, polled by the page; with tracking, the live track ids). The server gives each connection a thread, so it bounds
 them: a client that sends nothing or stops reading is dropped after a socket timeout, and connections beyond a cap
 are answered 503 from the accepting thread, without a thread of their own.
 """
@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ssdlite_runtime.visualize import draw_detections, draw_stream_overlay
+from ssdlite_runtime.visualize import draw_detections, draw_stream_overlay, draw_tracks
 
 logger = logging.getLogger(__name__)
 
@@ -308,11 +308,14 @@ async function poll() {{
     const stats = await (await fetch("/stats.json", {{cache: "no-store"}})).json();
     document.getElementById("fps").textContent =
       stats.fps.toFixed(1) + " FPS, " + stats.latency_ms.toFixed(0) + " ms, frame " + stats.frame;
-    document.getElementById("count").textContent = stats.detections.length + " objects";
+    const tracking = stats.detections.length > 0 && stats.detections[0].track_id !== undefined;
+    document.getElementById("count").textContent =
+      stats.detections.length + (tracking ? " tracks" : " objects");
     const list = document.getElementById("detections");
     list.replaceChildren(...stats.detections.slice(0, 20).map(d => {{
       const item = document.createElement("li");
-      item.textContent = d.category_name + " " + d.score.toFixed(2);
+      const id = d.track_id !== undefined ? "#" + d.track_id + " " : "";
+      item.textContent = id + d.category_name + " " + d.score.toFixed(2);
       return item;
     }}));
   }} catch (error) {{ document.getElementById("fps").textContent = "stream ended"; }}
@@ -597,7 +600,8 @@ class StreamSummary:
         seconds: wall time of the loop.
         dropped_frames: frames a live source captured that the model had no time for.
         stop_reason: "end of stream", "max frames", "q" (window), "Ctrl+C" or "stop requested" (``stop_event``).
-        records: COCO-style detections per processed frame (image_id = frame index), if collected.
+        records: COCO-style detections per processed frame (image_id = frame index), if collected; with a
+            tracker, the tracked objects, each with its ``track_id``.
     """
 
     frames: int = 0
@@ -622,6 +626,8 @@ def run_stream(
     collect_records: bool = False,
     stop_event: threading.Event | None = None,
     report_every_s: float = 2.0,
+    tracker: Any = None,
+    on_frame: Callable[[Frame, dict[str, np.ndarray], list[dict]], None] | None = None,
 ) -> StreamSummary:
     """Detect, draw (boxes + FPS/latency overlay) and show / serve / save every frame of ``source``.
 
@@ -639,6 +645,10 @@ def run_stream(
         collect_records: keep COCO-style records of the detections in the summary.
         stop_event: set from another thread to stop.
         report_every_s: log the FPS this often (INFO).
+        tracker: a ``ssdlite_runtime.tracking.Tracker``: each frame's detections go through it, and what is drawn,
+            served, collected and passed to ``on_frame`` are its tracks (``#ID class score`` and trails).
+        on_frame: called after each frame with the frame, its detections (or tracks, with ``track_ids``) and
+            their COCO-style records (``track_id`` added when tracking), e.g. to write them out as they come.
     """
     summary = StreamSummary()
     meter = FpsMeter()
@@ -653,12 +663,21 @@ def run_stream(
             if frame is None:
                 break
             [detections] = predictor.predict(frame.image)
-            annotated = draw_detections(frame.image, detections, predictor.class_names, copy=False)
+            if tracker is not None:
+                detections = tracker.update(detections)
+                annotated = draw_tracks(frame.image, detections, predictor.class_names, tracker.trails, copy=False)
+            else:
+                annotated = draw_detections(frame.image, detections, predictor.class_names, copy=False)
             now = time.perf_counter()
             fps, latency_ms = meter.tick(now), (now - frame.captured_at) * 1000.0
             draw_stream_overlay(annotated, fps=fps, latency_ms=latency_ms)
-            wants_records = collect_records or server is not None
+            wants_records = collect_records or server is not None or on_frame is not None
             records = predictor.to_records(detections, image_id=frame.index) if wants_records else []
+            if tracker is not None:
+                for record, track_id in zip(records, detections["track_ids"].tolist()):
+                    record["track_id"] = track_id
+            if on_frame is not None:
+                on_frame(frame, detections, records)
             if collect_records:
                 summary.records.extend(records)
             if save_path is not None:
@@ -674,8 +693,8 @@ def run_stream(
                 summary.stop_reason = "q"
                 break
             if now - last_report >= report_every_s:
-                objects = len(detections["scores"])
-                logger.info(f"frame {frame.index}: {fps:.1f} FPS, latency {latency_ms:.0f} ms, {objects} objects")
+                objects = f"{len(detections['scores'])} {'tracks' if tracker is not None else 'objects'}"
+                logger.info(f"frame {frame.index}: {fps:.1f} FPS, latency {latency_ms:.0f} ms, {objects}")
                 last_report = now
         else:
             summary.stop_reason = "max frames"

@@ -98,7 +98,8 @@ def draw_detections(
     Args:
         image: uint8 RGB (H, W, 3).
         detections: ``boxes`` float [D, 4] xyxy absolute pixels, ``scores`` [D], ``labels`` int [D] in 1..K
-            (the Predictor's output for this image).
+            (the Predictor's output for this image); with ``track_ids`` int [D] (a ``Tracker``'s output) the
+            labels read ``#ID class score``.
         class_names: names of labels 1..K (``class_names[label - 1]``).
         copy: draw on a copy (default) or on ``image`` itself.
 
@@ -111,6 +112,7 @@ def draw_detections(
     text_thickness = max(1, thickness // 2)
     # Lowest score first, so the most confident label ends up on top where labels overlap.
     order = np.argsort(np.asarray(detections["scores"]), kind="stable")
+    track_ids = detections.get("track_ids")
     for index in order:
         x1, y1, x2, y2 = (int(round(float(v))) for v in detections["boxes"][index])
         label = int(detections["labels"][index])
@@ -118,8 +120,42 @@ def draw_detections(
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)  # axis-aligned: crisp, no anti-aliasing
         name = class_names[label - 1] if 1 <= label <= len(class_names) else f"class {label}"
         text = f"{name} {float(detections['scores'][index]):.2f}"
+        if track_ids is not None:
+            text = f"#{int(track_ids[index])} {text}"
         draw_label(canvas, text, (x1, y1), color, font_scale=font_scale, thickness=text_thickness)
     return canvas
+
+
+def draw_tracks(
+    image: np.ndarray,
+    tracks: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    trails: Mapping[int, Sequence[tuple[float, float]]],
+    *,
+    copy: bool = True,
+) -> np.ndarray:
+    """Draw tracked objects: each one's trail of recent centres, then its box labelled ``#ID class score``.
+
+    Args:
+        image: uint8 RGB (H, W, 3).
+        tracks: a ``Tracker.update`` result (``boxes``, ``scores``, ``labels``, ``track_ids``).
+        class_names: names of labels 1..K.
+        trails: box centres (x, y) per track id, oldest first (``Tracker.trails``); the trail fades towards
+            its oldest point by getting thinner.
+        copy: draw on a copy (default) or on ``image`` itself.
+
+    Returns:
+        The annotated uint8 RGB image (H, W, 3).
+    """
+    canvas = image.copy() if copy else image
+    thickness = _line_thickness(canvas)
+    for track_id, label in zip(np.asarray(tracks["track_ids"]).tolist(), np.asarray(tracks["labels"]).tolist()):
+        points = np.round(np.asarray(trails.get(track_id, ()), dtype=np.float64)).astype(np.int32).reshape(-1, 2)
+        color = class_color(label)
+        for step in range(1, len(points)):  # newest segments thickest
+            width = max(1, round(thickness * 2 * step / len(points)))
+            cv2.line(canvas, tuple(map(int, points[step - 1])), tuple(map(int, points[step])), color, width, cv2.LINE_AA)
+    return draw_detections(canvas, tracks, class_names, copy=False)
 
 
 def draw_stream_overlay(image: np.ndarray, *, fps: float, latency_ms: float, copy: bool = False) -> np.ndarray:

@@ -1,0 +1,319 @@
+"""Object tracking across video frames: ByteTrack (Zhang et al., 2022) from Roboflow's ``supervision`` (MIT).
+
+:class:`Tracker` takes each frame's detections (the Predictor's dict: ``boxes`` xyxy pixels, ``scores``,
+``labels``) and returns the tracked objects with a persistent ``track_ids`` array, and keeps a short trail of
+recent box centres per id for drawing. Tracking is per class, as users expect: one ``sv.ByteTrack`` per class label,
+so a disc never takes over a square's identity, and ids are renumbered so they are unique across classes (1, 2,
+... in order of appearance).
+
+Why supervision's ``sv.ByteTrack`` and which version (checked against the wheels' metadata, supervision 0.25-0.31.2
+and trackers 2.6.1):
+
+* Roboflow's ``trackers`` (Apache-2.0, the successor) requires ``opencv-python``, and so do supervision 0.25-0.29:
+  ``opencv-python`` and the runtime's ``opencv-python-headless`` install the same ``cv2`` package over each other,
+  a known clash (the GUI build would replace the headless one, or the other way round, depending on install order).
+* supervision 0.30 dropped the ``opencv-python`` requirement, but deprecated ``sv.ByteTrack`` in 0.28 ("use
+  ``ByteTrackTracker`` from ``trackers``") and removed it in 0.31.
+
+So the ``tracking`` extra pins ``supervision>=0.30,<0.31``, the one series with ``sv.ByteTrack`` and without
+``opencv-python``. The deprecation notice (a FutureWarning printed once) is silenced where the tracker is built;
+a supervision without ``ByteTrack`` (0.31 or later) is a one-line error saying which version to install. Once
+``trackers`` accepts the headless OpenCV, moving to its ``ByteTrackTracker`` is a change inside this module.
+
+The tracker's settings are ``sv.ByteTrack``'s keyword arguments, with the library's defaults:
+``track_activation_threshold`` (detections scoring at least this are matched first, and start tracks from 0.1
+above it), ``lost_track_buffer`` (frames a lost track waits to be found again, at 30 FPS),
+``minimum_matching_threshold`` (the IoU-distance limit of a match), ``frame_rate`` and
+``minimum_consecutive_frames`` (frames an object must be seen before it gets an id). ByteTrack's second association
+matches the remaining tracks to detections scoring between :data:`SECOND_ASSOCIATION_MIN_SCORE` and
+``track_activation_threshold``: for it to see them, run the Predictor with a score threshold that low
+(``ssdlite-detect --track`` does unless ``--score-threshold`` is given).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import warnings
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdlite_runtime.plugins import MissingPackageError, require
+
+__all__ = [
+    "BYTE_TRACK_SETTINGS",
+    "DEFAULT_TRAIL_LENGTH",
+    "SECOND_ASSOCIATION_MIN_SCORE",
+    "Tracker",
+    "byte_track_defaults",
+    "mot_lines",
+]
+
+INSTALL_HINT = "pip install 'ssdlite-runtime[tracking]' (supervision>=0.30,<0.31)"
+BYTE_TRACK_SETTINGS = (
+    "track_activation_threshold",
+    "lost_track_buffer",
+    "minimum_matching_threshold",
+    "frame_rate",
+    "minimum_consecutive_frames",
+)
+"""``sv.ByteTrack``'s keyword arguments that :class:`Tracker` passes through."""
+SECOND_ASSOCIATION_MIN_SCORE = 0.1
+"""ByteTrack's low-score floor: ``sv.ByteTrack.update_with_tensors`` offers detections scoring above 0.1 (a constant
+in supervision, not an argument) to the tracks left unmatched by the first association."""
+DEFAULT_TRAIL_LENGTH = 30
+"""Box centres kept per track for drawing its trail."""
+_BYTE_TRACK_SOURCE = ("tracker", "byte_tracker", "core.py")
+
+
+def byte_track_defaults() -> dict[str, Any]:
+    """``sv.ByteTrack``'s default settings, read from the installed supervision's source without importing it.
+
+    Importing supervision takes over a second (scipy, matplotlib), too slow for building ``ssdlite-detect``'s
+    argument parser on every run; its ``ByteTrack.__init__`` signature is read with ``ast`` instead (a test checks
+    the result against ``inspect.signature``). Empty where supervision or its ByteTrack is not installed.
+    """
+    try:
+        spec = importlib.util.find_spec("supervision")
+    except (ImportError, ValueError):
+        return {}
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    for location in spec.submodule_search_locations:
+        source = Path(location, *_BYTE_TRACK_SOURCE)
+        if source.is_file():
+            return _init_defaults(ast.parse(source.read_text(encoding="utf-8")), "ByteTrack")
+    return {}
+
+
+def _init_defaults(module: ast.Module, class_name: str) -> dict[str, Any]:
+    for node in module.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    return _literal_defaults(item.args)
+    return {}
+
+
+def _literal_defaults(arguments: ast.arguments) -> dict[str, Any]:
+    positional = arguments.posonlyargs + arguments.args
+    pairs = list(zip(positional[len(positional) - len(arguments.defaults):], arguments.defaults))
+    pairs += [(arg, default) for arg, default in zip(arguments.kwonlyargs, arguments.kw_defaults) if default]
+    defaults = {}
+    for arg, default in pairs:
+        try:
+            defaults[arg.arg] = ast.literal_eval(default)
+        except ValueError:  # not a literal: leave it to the library
+            continue
+    return defaults
+
+
+def _byte_track_class() -> type:
+    """``sv.ByteTrack``, or a one-line error saying what to install."""
+    require(["supervision"], needed_by="tracking (--track)", install=INSTALL_HINT)
+    import supervision
+
+    byte_track = getattr(supervision, "ByteTrack", None)
+    if byte_track is None:
+        raise MissingPackageError(
+            f"tracking (--track) needs supervision's ByteTrack, which supervision {supervision.__version__} no "
+            f"longer has (removed in 0.31): {INSTALL_HINT}"
+        )
+    return byte_track
+
+
+class Tracker:
+    """ByteTrack per class over a sequence of frames; ids unique across classes.
+
+    Args:
+        track_activation_threshold, lost_track_buffer, minimum_matching_threshold, frame_rate,
+            minimum_consecutive_frames: ``sv.ByteTrack``'s settings (see the module docstring); None: the
+            library's default.
+        trail_length: box centres kept per track (for :attr:`trails`).
+
+    Raises:
+        MissingPackageError: supervision (with ByteTrack) is not installed.
+        ValueError: a setting out of range.
+
+    Example::
+
+        tracker = Tracker()
+        for frame in frames:
+            [detections] = predictor.predict(frame)
+            tracks = tracker.update(detections)  # + "track_ids"
+            for track_id in tracks["track_ids"]:
+                tracker.trails[int(track_id)]  # [(x, y), ...] oldest first
+    """
+
+    def __init__(
+        self,
+        *,
+        track_activation_threshold: float | None = None,
+        lost_track_buffer: int | None = None,
+        minimum_matching_threshold: float | None = None,
+        frame_rate: float | None = None,
+        minimum_consecutive_frames: int | None = None,
+        trail_length: int = DEFAULT_TRAIL_LENGTH,
+    ) -> None:
+        given = {
+            "track_activation_threshold": track_activation_threshold,
+            "lost_track_buffer": lost_track_buffer,
+            "minimum_matching_threshold": minimum_matching_threshold,
+            "frame_rate": frame_rate,
+            "minimum_consecutive_frames": minimum_consecutive_frames,
+        }
+        self.settings = {name: value for name, value in given.items() if value is not None}
+        _check_settings(self.settings, trail_length)
+        self._byte_track = _byte_track_class()
+        self.trail_length = trail_length
+        self.frames = 0
+        self._trackers: dict[int, Any] = {}  # class label -> its sv.ByteTrack
+        self._ids: dict[tuple[int, int], int] = {}  # (class label, ByteTrack's id) -> our id
+        self._last_seen: dict[int, int] = {}  # our id -> frame it was last output
+        self._next_id = 1
+        self.trails: dict[int, deque[tuple[float, float]]] = {}
+        """Recent box centres (x, y) per track id, oldest first, at most ``trail_length``."""
+
+    def _tracker_for(self, label: int) -> Any:
+        tracker = self._trackers.get(label)
+        if tracker is None:
+            with warnings.catch_warnings():  # "ByteTrack was deprecated since v0.28.0": see the module docstring
+                warnings.simplefilter("ignore", FutureWarning)
+                tracker = self._trackers[label] = self._byte_track(**self.settings)
+        return tracker
+
+    def update(self, detections: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Track one frame's detections.
+
+        Args:
+            detections: ``boxes`` float [D, 4] xyxy pixels, ``scores`` [D], ``labels`` int [D] (the Predictor's
+                output for the frame; pass an empty one for a frame without objects so lost tracks age).
+
+        Returns:
+            The tracked objects of this frame: ``boxes`` [T, 4] (the matched detections' boxes), ``scores`` [T],
+            ``labels`` [T], ``track_ids`` int64 [T] (>= 1), ordered by id. Detections that start no track (too low
+            a score, or not yet ``minimum_consecutive_frames`` old) are left out.
+        """
+        import supervision
+
+        boxes = np.asarray(detections["boxes"], dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(detections["scores"], dtype=np.float32).reshape(-1)
+        labels = np.asarray(detections["labels"], dtype=np.int64).reshape(-1)
+        self.frames += 1
+        out_boxes, out_scores, out_labels, out_ids = [], [], [], []
+        # Every class's tracker sees every frame (empty when the class is absent), so its lost tracks age.
+        for label in sorted(set(self._trackers) | set(labels.tolist())):
+            mine = labels == label
+            tracked = self._tracker_for(label).update_with_detections(
+                supervision.Detections(
+                    xyxy=boxes[mine].reshape(-1, 4),
+                    confidence=scores[mine],
+                    class_id=np.full(int(mine.sum()), label, dtype=int),
+                )
+            )
+            if not len(tracked):
+                continue
+            out_boxes.append(np.asarray(tracked.xyxy, dtype=np.float32).reshape(-1, 4))
+            out_scores.append(np.asarray(tracked.confidence, dtype=np.float32))
+            out_labels.append(np.full(len(tracked), label, dtype=np.int64))
+            out_ids.append(np.array([self._global_id(label, int(i)) for i in tracked.tracker_id], dtype=np.int64))
+        if out_ids:
+            ids = np.concatenate(out_ids)
+            order = np.argsort(ids, kind="stable")
+            result = {
+                "boxes": np.concatenate(out_boxes)[order],
+                "scores": np.concatenate(out_scores)[order],
+                "labels": np.concatenate(out_labels)[order],
+                "track_ids": ids[order],
+            }
+        else:
+            result = {
+                "boxes": np.zeros((0, 4), np.float32),
+                "scores": np.zeros(0, np.float32),
+                "labels": np.zeros(0, np.int64),
+                "track_ids": np.zeros(0, np.int64),
+            }
+        self._remember(result)
+        return result
+
+    def _global_id(self, label: int, byte_track_id: int) -> int:
+        key = (label, byte_track_id)
+        track_id = self._ids.get(key)
+        if track_id is None:
+            track_id = self._ids[key] = self._next_id
+            self._next_id += 1
+        return track_id
+
+    def _remember(self, result: Mapping[str, np.ndarray]) -> None:
+        for track_id, (x1, y1, x2, y2) in zip(result["track_ids"].tolist(), result["boxes"].tolist()):
+            trail = self.trails.get(track_id)
+            if trail is None:
+                trail = self.trails[track_id] = deque(maxlen=self.trail_length)
+            trail.append(((x1 + x2) / 2.0, (y1 + y2) / 2.0))
+            self._last_seen[track_id] = self.frames
+        # Forget ids ByteTrack has dropped (lost for longer than it keeps lost tracks), so a long stream's memory
+        # stays bounded; their trails go with them.
+        keep_for = 1 + max((getattr(t, "max_time_lost", 0) for t in self._trackers.values()), default=0)
+        stale = [i for i, seen in self._last_seen.items() if self.frames - seen > keep_for]
+        if stale:
+            stale_set = set(stale)
+            for track_id in stale:
+                del self._last_seen[track_id]
+                self.trails.pop(track_id, None)
+            self._ids = {key: value for key, value in self._ids.items() if value not in stale_set}
+
+    def reset(self) -> None:
+        """Forget every track (e.g. between videos); ids start again at 1."""
+        self._trackers.clear()
+        self._ids.clear()
+        self._last_seen.clear()
+        self.trails.clear()
+        self._next_id = 1
+        self.frames = 0
+
+    def describe(self) -> str:
+        """``ByteTrack (supervision 0.30.9), per class: lost_track_buffer=30, ...`` with the settings in use."""
+        import supervision
+
+        settings = {**byte_track_defaults(), **self.settings}
+        shown = ", ".join(f"{name}={settings[name]:g}" for name in BYTE_TRACK_SETTINGS if name in settings)
+        return f"ByteTrack (supervision {supervision.__version__}), per class: {shown}"
+
+
+def _check_settings(settings: Mapping[str, Any], trail_length: int) -> None:
+    for name in ("track_activation_threshold", "minimum_matching_threshold"):
+        if name in settings and not 0.0 <= settings[name] <= 1.0:
+            raise ValueError(f"tracker setting {name} must be between 0 and 1, got {settings[name]}")
+    for name, lowest in (("lost_track_buffer", 0), ("minimum_consecutive_frames", 1)):
+        if name in settings and (int(settings[name]) != settings[name] or settings[name] < lowest):
+            raise ValueError(f"tracker setting {name} must be a whole number of frames >= {lowest}, got {settings[name]}")
+    if "frame_rate" in settings and not settings["frame_rate"] > 0:
+        raise ValueError(f"tracker setting frame_rate must be > 0, got {settings['frame_rate']}")
+    if int(trail_length) != trail_length or trail_length < 1:
+        raise ValueError(f"trail_length must be a positive number of points, got {trail_length}")
+
+
+def mot_lines(frame_number: int, tracks: Mapping[str, np.ndarray]) -> list[str]:
+    """One frame's tracks in the MOT Challenge text format that TrackEval and py-motmetrics read.
+
+    Args:
+        frame_number: 1-based frame number (MOT counts frames from 1).
+        tracks: a :meth:`Tracker.update` result (``boxes`` xyxy pixels, ``scores``, ``track_ids``).
+
+    Returns:
+        ``frame,id,x,y,w,h,score,-1,-1,-1`` lines (box left, top, width, height in pixels), without newlines.
+    """
+    if frame_number < 1:
+        raise ValueError(f"MOT frame numbers start at 1, got {frame_number}")
+    lines = []
+    for track_id, (x1, y1, x2, y2), score in zip(
+        np.asarray(tracks["track_ids"]).tolist(),
+        np.asarray(tracks["boxes"], dtype=np.float64).reshape(-1, 4).tolist(),
+        np.asarray(tracks["scores"], dtype=np.float64).tolist(),
+    ):
+        lines.append(f"{frame_number},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1")
+    return lines

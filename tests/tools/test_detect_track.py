@@ -1,0 +1,170 @@
+"""``detect.py video|webcam --track``: ids, MOT text, JSON lines and the web view's live ids, on the tiny model.
+
+The tiny model (tests/tools/test_detect.py) is not trained, so its boxes are noise that ByteTrack follows as well as
+it can; what is checked here is the plumbing: the command's tracks are exactly what ``Predictor`` + ``Tracker`` give
+in-process on the same frames, in the formats evaluation tools read. Tracking quality itself is tested on known paths
+in tests/runtime/test_tracking.py (and measured with tools/eval_mot.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ssdlite_runtime import jobs, stream
+from ssdlite_runtime.predictor import Predictor
+from ssdlite_runtime.tracking import SECOND_ASSOCIATION_MIN_SCORE, Tracker
+from tests.tools.test_detect import (
+    CATEGORY_IDS,
+    CLASS_NAMES,
+    draw_scene,
+    http_get,
+    read_video,
+    run_detect,
+    save_lightning_checkpoint,
+    tiny_detector,
+    write_video,
+)
+
+pytest.importorskip("supervision", reason="the tracking extra: pip install 'ssdlite-runtime[tracking]'")
+
+FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A checkpoint of the tiny model, a 40-frame clip, and the tracks Predictor + Tracker give on its frames."""
+    root = tmp_path_factory.mktemp("detect_track")
+    checkpoint = save_lightning_checkpoint(tiny_detector(), root / "model.ckpt")
+    video = write_video(root / "clip.mp4", [draw_scene(step) for step in range(40)])
+    frames = read_video(video)
+    predictor = Predictor(checkpoint, score_threshold=SECOND_ASSOCIATION_MIN_SCORE)
+    tracker = Tracker()
+    tracks = [tracker.update(predictor.predict(frame)[0]) for frame in frames[:FRAMES]]
+    return {"root": root, "checkpoint": checkpoint, "video": video, "frames": frames, "tracks": tracks}
+
+
+def parse_mot(text: str) -> list[tuple[int, int, list[float], float]]:
+    """(frame, id, [x, y, w, h], score) per line, checking the MOT Challenge layout of each."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split(",")
+        assert len(fields) == 10, f"line {number}: {line!r}"
+        assert fields[7:] == ["-1", "-1", "-1"], f"line {number}: {line!r}"
+        frame, track_id = int(fields[0]), int(fields[1])
+        assert frame >= 1 and track_id >= 1, f"line {number}: {line!r}"
+        rows.append((frame, track_id, [float(value) for value in fields[2:6]], float(fields[6])))
+    return rows
+
+
+def assert_same_tracks(rows, expected_tracks) -> None:
+    """MOT rows (or JSON tracks turned into rows) against Tracker results per 0-based frame."""
+    expected = [
+        (index + 1, track_id, [x1, y1, x2 - x1, y2 - y1], score)
+        for index, tracks in enumerate(expected_tracks)
+        for track_id, (x1, y1, x2, y2), score in zip(
+            tracks["track_ids"].tolist(), tracks["boxes"].tolist(), tracks["scores"].tolist()
+        )
+    ]
+    assert [row[:2] for row in rows] == [row[:2] for row in expected]
+    np.testing.assert_allclose([row[2] for row in rows], [row[2] for row in expected], atol=0.02)
+    np.testing.assert_allclose([row[3] for row in rows], [row[3] for row in expected], atol=1e-3)
+
+
+def test_video_track_writes_mot_and_json_lines_with_the_trackers_ids(workspace):
+    root = workspace["root"]
+    mot, lines, saved = root / "out" / "tracks.txt", root / "out" / "tracks.jsonl", root / "out" / "tracked.mp4"
+    result = run_detect(
+        "video", workspace["video"], "--model", workspace["checkpoint"], "--track", "--max-frames", FRAMES,
+        "--mot", mot, "--json", lines, "--save", saved, "--no-show", cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "score > 0.1" in result.stdout  # --track's default threshold: ByteTrack's second association floor
+    assert "tracking: ByteTrack (supervision 0.30" in result.stdout
+
+    rows = parse_mot(mot.read_text())
+    assert {row[0] for row in rows} == set(range(1, FRAMES + 1))
+    assert_same_tracks(rows, workspace["tracks"])
+    ids_per_frame = [[row[1] for row in rows if row[0] == frame] for frame in range(1, FRAMES + 1)]
+    assert all(len(ids) == len(set(ids)) for ids in ids_per_frame)  # an id is one object in a frame
+    assert set(ids_per_frame[0]) & set(ids_per_frame[-1])  # and some live through all the frames
+
+    frames = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [frame["frame"] for frame in frames] == list(range(FRAMES))
+    assert [frame["time_s"] for frame in frames] == pytest.approx([index / 25.0 for index in range(FRAMES)])
+    assert all(frame["timestamp"] > 1.6e9 for frame in frames)
+    json_rows = [
+        (frame["frame"] + 1, track["track_id"], track["bbox"], track["score"])
+        for frame in frames
+        for track in frame["tracks"]
+    ]
+    assert_same_tracks(json_rows, workspace["tracks"])
+    names = {track["category_name"]: track["category_id"] for frame in frames for track in frame["tracks"]}
+    assert set(names.items()) <= set(zip(CLASS_NAMES, CATEGORY_IDS))
+    assert len(read_video(saved)) == FRAMES
+
+
+def test_json_on_a_stream_keeps_the_record_list_and_adds_track_ids(workspace, tmp_path):
+    path = tmp_path / "tracks.json"
+    options = jobs.DetectOptions(model=workspace["checkpoint"], json_path=path, show=False, track=True)
+    jobs.detect_video(workspace["video"], options, max_frames=4)
+    records = json.loads(path.read_text())  # one JSON document: the COCO-style records, as without --track
+    expected = [
+        (index, track_id)
+        for index, tracks in enumerate(workspace["tracks"][:4])
+        for track_id in tracks["track_ids"].tolist()
+    ]
+    assert [(record["image_id"], record["track_id"]) for record in records] == expected
+
+
+def test_json_lines_without_tracking_hold_the_detections(workspace, tmp_path):
+    path = tmp_path / "detections.jsonl"
+    options = jobs.DetectOptions(model=workspace["checkpoint"], json_path=path, show=False, score_threshold=0.6)
+    jobs.detect_camera(workspace["video"], options, max_frames=3)  # a file standing in for a camera
+    predictor = Predictor(workspace["checkpoint"], score_threshold=0.6)
+    for index, line in enumerate(path.read_text().splitlines()):
+        frame = json.loads(line)
+        assert frame["frame"] == index and "tracks" not in frame
+        expected = predictor.to_records(predictor.predict(workspace["frames"][index])[0], image_id=index)
+        assert len(frame["detections"]) == len(expected) > 0
+        np.testing.assert_allclose(
+            [record["bbox"] for record in frame["detections"]], [record["bbox"] for record in expected], atol=0.02
+        )
+        assert all("track_id" not in record and "image_id" not in record for record in frame["detections"])
+    assert index == 2
+
+
+def test_the_web_view_lists_the_live_track_ids(workspace):
+    predictor = Predictor(workspace["checkpoint"], score_threshold=SECOND_ASSOCIATION_MIN_SCORE)
+    with stream.VideoFileSource(workspace["video"]) as source, stream.StreamServer(port=0) as server:
+        summary = stream.run_stream(predictor, source, max_frames=3, server=server, tracker=Tracker())
+        status, _, body = http_get(server.url + "stats.json")
+        _, _, page = http_get(server.url)
+    assert status == 200 and summary.frames == 3
+    listed = [record["track_id"] for record in json.loads(body)["detections"]]
+    assert listed == workspace["tracks"][2]["track_ids"].tolist()
+    assert b'"#" + d.track_id' in page  # the page shows "#ID class score"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["image", "scene.png", "--track"], "error: tracking needs a video or a camera"),
+        (["dir", ".", "--track"], "error: tracking needs a video or a camera"),
+        (["video", "{video}", "--mot", "tracks.txt"], "error: --mot tracks.txt writes tracks: add --track"),
+        (["video", "{video}", "--track", "--track-buffer", "-3"], "argument --track-buffer: must be 0 or more"),
+        (["video", "{video}", "--track", "--track-match", "1.5"], "argument --track-match: must be between 0 and 1"),
+        (["video", "{video}", "--track", "--track-bufer", "5"], "unrecognized arguments: --track-bufer 5"),
+        (["image", "scene.png", "--track-buffer", "5"], "unrecognized arguments: --track-buffer 5"),
+    ],
+)
+def test_bad_tracking_input_is_a_one_line_error(args, message, workspace):
+    result = run_detect(*[arg.format(video=workspace["video"]) for arg in args], "--no-show", cwd=workspace["root"])
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1
+
