@@ -1,0 +1,63 @@
+"""A .tflite file runs where torch cannot be imported: ``detect.py image --model model.tflite`` (ssdlite_runtime and
+ai-edge-litert only) matches the eager model's detections (same count at score >= 0.3, boxes within 1 px), and a
+truncated file is a one-line error naming it (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ssdlite.deploy.predictor import Predictor
+from tests.deploy import tiny_detector as tiny
+from tests.deploy.test_export_tflite import NAMES, exported_tflite
+from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch
+
+pytest.importorskip("ai_edge_litert")
+pytestmark = [pytest.mark.xdist_group("tflite"), pytest.mark.slow]  # the export: see test_export_tflite.EXPORTS
+
+
+def scene_files(folder: Path) -> list[Path]:
+    paths = []
+    for index, image in enumerate(tiny.scene_images()):
+        for name, variant in ((f"scene{index}.png", image), (f"scene{index}_wide.png", cv2.resize(image, (200, 150)))):
+            cv2.imwrite(str(folder / name), cv2.cvtColor(variant, cv2.COLOR_RGB2BGR))
+            paths.append(folder / name)
+    return paths
+
+
+def test_detect_runs_a_tflite_file_without_torch_and_matches_the_eager_model(tmp_path):
+    images = scene_files(tmp_path)
+    records = tmp_path / "detections.json"
+    result = run_without_torch(
+        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(exported_tflite("float")),
+         "--score-threshold", "0.3", "--json", str(records), "--no-show"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    eager = Predictor(tiny.overfit_tiny_detector(), backend="eager", score_threshold=0.3, **NAMES)
+    written = json.loads(records.read_text())
+    for image_path in images:
+        [expected] = eager.predict(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB))
+        got = [record for record in written if Path(record["file_name"]).name == image_path.name]
+        assert len(got) == len(expected["boxes"]) > 0, image_path.name
+        got_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (record["bbox"] for record in got)])
+        got_categories = np.array([record["category_id"] for record in got])
+        for box, label in zip(expected["boxes"], expected["labels"]):
+            close = np.abs(got_boxes - box).max(axis=1) <= 1.0
+            assert (close & (got_categories == tiny.CATEGORY_IDS[label - 1])).any(), (image_path.name, box)
+
+
+def test_a_truncated_tflite_file_is_a_one_line_error_naming_it(tmp_path):
+    content = exported_tflite("float").read_bytes()
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(content[: len(content) // 2])
+    image = scene_files(tmp_path)[0]
+    result = run_without_torch([str(REPO_ROOT / "detect.py"), "image", str(image), "--model", str(truncated),
+                                "--no-show"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and str(truncated) in line and "TFLite" in line, line
