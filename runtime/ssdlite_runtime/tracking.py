@@ -68,6 +68,10 @@ in supervision, not an argument) to the tracks left unmatched by the first assoc
 DEFAULT_TRAIL_LENGTH = 30
 """Box centres kept per track for drawing its trail."""
 _BYTE_TRACK_SOURCE = ("tracker", "byte_tracker", "core.py")
+_FRAMES_AFTER_REMOVAL = 2
+"""sv.ByteTrack marks a lost track removed once it has been lost for more than ``max_time_lost`` frames, but drops
+it from its lost list one call later, and the call after that can still match it: a lost track can come back
+until ``max_time_lost + 2`` frames after it was last seen."""
 
 
 def byte_track_defaults() -> dict[str, Any]:
@@ -172,6 +176,7 @@ class Tracker:
         self.trail_length = trail_length
         self.frames = 0
         self._trackers: dict[int, Any] = {}  # class label -> its sv.ByteTrack
+        self._last_detected: dict[int, int] = {}  # class label -> last frame with a detection of it
         self._ids: dict[tuple[int, int], int] = {}  # (class label, ByteTrack's id) -> our id
         self._last_seen: dict[int, int] = {}  # our id -> frame it was last output
         self._next_id = 1
@@ -205,8 +210,12 @@ class Tracker:
         labels = np.asarray(detections["labels"], dtype=np.int64).reshape(-1)
         self.frames += 1
         out_boxes, out_scores, out_labels, out_ids = [], [], [], []
-        # Every class's tracker sees every frame (empty when the class is absent), so its lost tracks age.
-        for label in sorted(set(self._trackers) | set(labels.tolist())):
+        present = set(labels.tolist())
+        for label in present:
+            self._last_detected[label] = self.frames
+        for label in sorted(set(self._trackers) | present):
+            if label not in present and not self._may_hold_tracks(label):
+                continue  # nothing left to age: skip the call (with 80 classes, most are absent most of the time)
             mine = labels == label
             tracked = self._tracker_for(label).update_with_detections(
                 supervision.Detections(
@@ -240,6 +249,12 @@ class Tracker:
         self._remember(result)
         return result
 
+    def _may_hold_tracks(self, label: int) -> bool:
+        """Whether class ``label``'s tracker may still hold (lost) tracks: it sees every frame, empty ones too, so
+        its lost tracks age, until no detection of the class came for longer than it keeps a lost track."""
+        keep_for = getattr(self._trackers[label], "max_time_lost", None)
+        return keep_for is None or self.frames - self._last_detected[label] <= keep_for + _FRAMES_AFTER_REMOVAL
+
     def _global_id(self, label: int, byte_track_id: int) -> int:
         key = (label, byte_track_id)
         track_id = self._ids.get(key)
@@ -257,7 +272,9 @@ class Tracker:
             self._last_seen[track_id] = self.frames
         # Forget ids ByteTrack has dropped (lost for longer than it keeps lost tracks), so a long stream's memory
         # stays bounded; their trails go with them.
-        keep_for = 1 + max((getattr(t, "max_time_lost", 0) for t in self._trackers.values()), default=0)
+        keep_for = _FRAMES_AFTER_REMOVAL + max(
+            (getattr(t, "max_time_lost", 0) for t in self._trackers.values()), default=0
+        )
         stale = [i for i, seen in self._last_seen.items() if self.frames - seen > keep_for]
         if stale:
             stale_set = set(stale)
@@ -269,6 +286,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget every track (e.g. between videos); ids start again at 1."""
         self._trackers.clear()
+        self._last_detected.clear()
         self._ids.clear()
         self._last_seen.clear()
         self.trails.clear()

@@ -206,3 +206,33 @@ def test_draw_tracks_draws_the_trail_and_labels_boxes_with_their_id():
     # The label above the box reads "#1 disc 0.90", wider than the plain "disc 0.90" of draw_detections.
     plain = in_class_color(draw_detections(image, {k: v for k, v in tracks.items() if k != "track_ids"}, ["square", "disc"]))
     assert without_trail[:99].any(axis=0).sum() > plain[:99].any(axis=0).sum() + 10
+
+
+def test_skipping_absent_classes_changes_nothing():
+    """Tracker skips a class's ByteTrack once nothing of the class was detected for longer than it keeps lost
+    tracks; the tracks must be those of one sv.ByteTrack per class called on every frame."""
+    present = {1: range(0, 80), 2: [*range(0, 10), *range(45, 80)], 3: [*range(20, 26), *range(28, 41)]}
+    frames = [
+        [(box_at(30 + 40 * label + 2 * step, 20 + 60 * label), 0.9 - 0.1 * label, label)
+         for label, steps in present.items() if step in steps]
+        for step in range(80)
+    ]
+    tracker, reference = Tracker(), {}
+    ours_to_reference: dict[int, tuple[int, int]] = {}
+    for objects in frames:
+        tracks = tracker.update(detections(*objects))
+        for _, _, label in objects:
+            reference.setdefault(label, sv.ByteTrack())
+        expected = {}
+        for label, byte_track in reference.items():
+            mine = [(box, score) for box, score, other in objects if other == label]
+            result = byte_track.update_with_detections(sv.Detections(
+                xyxy=np.array([box for box, _ in mine], np.float32).reshape(-1, 4),
+                confidence=np.array([score for _, score in mine], np.float32),
+            ))
+            expected.update({round(float(box[0])): (label, int(i)) for box, i in zip(result.xyxy, result.tracker_id)})
+        got = {round(float(box[0])): int(i) for box, i in zip(tracks["boxes"], tracks["track_ids"])}
+        assert set(got) == set(expected), (len(ours_to_reference), objects, got, expected)
+        for x, track_id in got.items():
+            assert ours_to_reference.setdefault(track_id, expected[x]) == expected[x]
+    assert len(set(ours_to_reference.values())) == len(ours_to_reference) == 4  # class 2 comes back as a new track
