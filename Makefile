@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml runtime/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./runtime -e '.[dev,export]'
+	$(PY) -m pip install --quiet -e ./runtime -e '.[dev,export,formats,tracking]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,7 +7,8 @@ add it to :data:`MEASUREMENTS`. The ratios are time ratios ours / reference, low
 throughput ratios ``train_vs_tv_ssd`` and ``data_pipeline_ssdlite_vs_torchvision_v2``, higher is better.
 
 Modules:
-    latency, classifiers, train_step, postprocess, evaluator, data_pipeline, int8_accuracy: the measurements
+    latency, classifiers, train_step, postprocess, evaluator, data_pipeline, int8_accuracy, formats: the
+                          measurements
     options               BenchmarkOptions, what every measurement may read
     timing                alternating rounds, medians, thread settings
     inputs                our detector and camera-like frames
@@ -17,9 +18,18 @@ Modules:
 
 from .options import INFERENCE_THREADS, BenchmarkOptions
 from .report import format_report, markdown_tables
-from .runner import MEASUREMENTS, REPORT_SECTIONS, check_measurement_names, run_benchmarks
+from .runner import (
+    DEFAULT_MEASUREMENTS,
+    MEASUREMENTS,
+    ON_REQUEST,
+    REPORT_SECTIONS,
+    check_measurement_names,
+    run_benchmarks,
+)
 
 __all__ = [
+    "DEFAULT_MEASUREMENTS",
+    "ON_REQUEST",
     "INFERENCE_THREADS",
     "MEASUREMENTS",
     "REPORT_SECTIONS",

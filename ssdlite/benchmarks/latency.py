@@ -35,10 +35,10 @@ def measure_latency(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
             camera_frames(4 if options.smoke else 32, seed=2), scratch / "calibration"
         )
         predictors, raw_network = _our_predictors(model, scratch, calibration=calibration, threads=options.threads)
-        references = _torchvision_detectors(model)
+        references = torchvision_detectors(model)
         candidates = {
             **{f"ours_{name}": predictor.predict for name, predictor in predictors.items()},
-            **{name: _detect_with(detector) for name, detector in references.items()},
+            **{name: detect_with(detector) for name, detector in references.items()},
         }
         calls = {name: (lambda index, detect=detect: detect(frames[index])) for name, detect in candidates.items()}
         calls["ort_raw_net"] = _raw_network_call(raw_network, frames, int(model.image_size))
@@ -97,7 +97,7 @@ def _our_predictors(
     return predictors, raw_session
 
 
-def _torchvision_detectors(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+def torchvision_detectors(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """torchvision's SSDLite320-MobileNetV3-Large (random weights) and its SSD class running our network."""
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
@@ -109,7 +109,7 @@ def _torchvision_detectors(model: torch.nn.Module) -> dict[str, torch.nn.Module]
     }
 
 
-def _detect_with(detector: torch.nn.Module) -> Callable[[np.ndarray], Any]:
+def detect_with(detector: torch.nn.Module) -> Callable[[np.ndarray], Any]:
     """A torchvision detector called as torchvision expects: a list of float [3, H, W] images in [0, 1]."""
 
     def detect(frame: np.ndarray) -> Any:

@@ -48,6 +48,8 @@ def markdown_tables(report: Report) -> str:
     sections = _classifier_tables(latency, info.get("classifiers", {}).get("variants", {}))
     if info.get("latency", {}).get("complexity"):
         sections.append(_detector_table(latency, info["latency"]))
+    if info.get("formats"):
+        sections.append(_formats_table(report))
     return "\n\n".join(sections)
 
 
@@ -88,3 +90,38 @@ def _detector_table(latency: dict[str, float], info: dict[str, Any]) -> str:
         f"{human(theirs['macs'])} | {latency['tv_ssdlite_v3']:.2f} ms | | |",
     ]
     return "Detectors end to end (batch 1, uint8 frame in, detections out)\n\n" + "\n".join(lines)
+
+
+def _formats_table(report: Report) -> str:
+    """Every export format and precision: size, latency and its ratio to torchvision's, parity, AP."""
+    latency, ratios, accuracy = report["latency_ms"], report["ratios"], report["accuracy"]
+    info = report["info"]["formats"]
+    ap_eager = accuracy.get("formats_ap_eager")
+    lines = [
+        "| format | size | latency | vs torchvision | parity with eager (score >= 0.3) | AP | AP change |",
+        "|---|---|---|---|---|---|---|",
+        f"| eager (PyTorch) | | {latency['formats_eager']:.2f} ms | "
+        f"{ratios['formats_eager_vs_tv_v3']:.2f}x | | {_ap(ap_eager)} | |",
+    ]
+    for key, size in info["size_mb"].items():
+        if f"formats_{key}" not in latency:
+            lines.append(f"| {key} | {size:.2f} MB | {info['not_measured'].get(key, 'not run')} | | | | |")
+            continue
+        parity = info["parity_vs_eager"][key]
+        ap = accuracy.get(f"formats_ap_{key}")
+        change = f"{ap - ap_eager:+.2f}" if ap is not None and ap_eager is not None else ""
+        lines.append(
+            f"| {key} | {size:.2f} MB | {latency[f'formats_{key}']:.2f} ms | {ratios[f'formats_{key}_vs_tv_v3']:.2f}x "
+            f"| {parity['frames_with_same_count']} frames same count, boxes within "
+            f"{parity['max_box_difference_px']:.2f} px | {_ap(ap)} | {change} |"
+        )
+    for key, note in info["not_measured"].items():
+        if key not in info["size_mb"]:
+            lines.append(f"| {key} | | {note} | | | | |")
+    lines.append(f"| torchvision ssdlite320_mobilenet_v3_large | | {latency['formats_tv_ssdlite_v3']:.2f} ms | 1.00x "
+                 "| | | |")
+    return "Export formats end to end (batch 1, 640 x 480 uint8 frame in, detections out)\n\n" + "\n".join(lines)
+
+
+def _ap(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"

@@ -10,10 +10,12 @@ from typing import Any
 from .classifiers import measure_classifiers
 from .data_pipeline import measure_data_pipeline
 from .evaluator import measure_evaluator
+from .formats import measure_formats
 from .int8_accuracy import measure_int8_accuracy
 from .latency import measure_latency
 from .options import BenchmarkOptions
 from .postprocess import measure_postprocess
+from .tracking import measure_tracking
 from .train_step import measure_train_step
 
 Report = dict[str, dict[str, Any]]
@@ -28,8 +30,16 @@ MEASUREMENTS: dict[str, Callable[[BenchmarkOptions], Report]] = {
     "int8_accuracy": measure_int8_accuracy,
     "data_pipeline": measure_data_pipeline,
     "classifiers": measure_classifiers,
+    "formats": measure_formats,
+    "tracking": measure_tracking,
 }
 """Every measurement by name, in the order a full run takes them; each returns a partial report."""
+
+ON_REQUEST = ("formats",)
+"""Measurements a run without ``--only`` leaves out: ``formats`` converts the model to every format (minutes)."""
+
+DEFAULT_MEASUREMENTS = tuple(name for name in MEASUREMENTS if name not in ON_REQUEST)
+"""What ``ssdlite-benchmark`` measures without ``--only``."""
 
 
 def check_measurement_names(names: Sequence[str]) -> None:

@@ -2,7 +2,8 @@
 report.
 
 Usage:
-    ssdlite-benchmark                                  # every measurement
+    ssdlite-benchmark                                  # every measurement but formats (minutes of converting)
+    ssdlite-benchmark --only formats --checkpoint runs/demo/last.ckpt --val data/shapes/val --markdown
     ssdlite-benchmark --only data_pipeline --json runs/benchmark.json
     ssdlite-benchmark --only latency --markdown        # also the README's comparison tables
     ssdlite-benchmark --smoke                          # tiny inputs, seconds: checks every measurement runs
@@ -22,8 +23,10 @@ import json
 from pathlib import Path
 
 from ssdlite.benchmarks import (
+    DEFAULT_MEASUREMENTS,
     INFERENCE_THREADS,
     MEASUREMENTS,
+    ON_REQUEST,
     BenchmarkOptions,
     format_report,
     markdown_tables,
@@ -57,7 +60,7 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"measurements to run: {', '.join(MEASUREMENTS)}",
+        help=f"measurements to run: {', '.join(MEASUREMENTS)} (default: all but {', '.join(ON_REQUEST)})",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny inputs and timings: checks that everything runs"
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> None:
         calibration_images=args.calib,
         threads=args.threads or (1 if args.smoke else INFERENCE_THREADS),
     )
-    report = run_benchmarks(args.only or list(MEASUREMENTS), options)
+    report = run_benchmarks(args.only or list(DEFAULT_MEASUREMENTS), options)
     print(format_report(report))
     if args.markdown:
         print("\n" + markdown_tables(report))

@@ -87,3 +87,31 @@ def test_int8_accuracy_is_measured_with_a_checkpoint_and_a_validation_set(tmp_pa
     for key in ("ap_eager", "ap_ort", "ap_int8", "int8_ap_drop_points"):
         assert is_number(accuracy[key]), key
     assert accuracy["ap_eager"] > 50 and abs(accuracy["ap_ort"] - accuracy["ap_eager"]) < 0.5  # overfit model
+
+
+@pytest.mark.slow  # converts the model to every installed format
+def test_formats_measures_every_installed_format_against_eager(tmp_path):
+    from ssdlite.deploy.export.base import registered_exporters
+
+    images_dir, _ = tiny.scenes_coco_dataset()
+    report_path = tmp_path / "report.json"
+    completed = run_benchmark(
+        "--only", "formats", "--checkpoint", str(tiny.checkpoint_file()), "--val", str(images_dir),
+        "--calib", str(tiny.calibration_folder()), "--json", str(report_path), "--markdown",
+    )
+    report = json.loads(report_path.read_text())
+    info, latency, accuracy = report["info"]["formats"], report["latency_ms"], report["accuracy"]
+    exported = set(info["size_mb"])
+    expected = {exporter.format if exporter.precision == "float" else f"{exporter.format}_int8"
+                for exporter in registered_exporters() if exporter.format != "torchscript"}
+    assert exported | set(info["not_measured"]) == expected  # every format exported, or said why not
+    assert {"onnx", "onnx_int8"} <= exported
+    for key in exported:
+        assert info["size_mb"][key] > 0.1, key
+        if key in info["not_measured"]:  # exported but not runnable here (Core ML)
+            continue
+        assert is_number(latency[f"formats_{key}"]) and is_number(report["ratios"][f"formats_{key}_vs_tv_v3"])
+        if not key.endswith("_int8"):  # the overfit model: every float format finds eager's objects exactly
+            assert info["parity_vs_eager"][key]["max_box_difference_px"] <= 1.0, key
+            assert abs(accuracy[f"formats_ap_{key}"] - accuracy["formats_ap_eager"]) < 0.5, key
+    assert "| onnx |" in completed.stdout and "| torchvision ssdlite320_mobilenet_v3_large |" in completed.stdout

@@ -142,6 +142,12 @@ def available_formats() -> list[str]:
     return list(dict.fromkeys(format for format, _ in _EXPORTERS))
 
 
+def registered_exporters() -> list[Exporter]:
+    """Every registered exporter (one per format and precision), in registration order."""
+    _discover()
+    return list(_EXPORTERS.values())
+
+
 def _exporters_of(format: str) -> list[Exporter]:
     return [exporter for exporter in _EXPORTERS.values() if exporter.format == format]
 
