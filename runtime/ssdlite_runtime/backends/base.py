@@ -168,6 +168,10 @@ EAGER = BackendSpec(
 )
 """PyTorch on a training checkpoint or an in-memory SSDLite: the one backend of the full package (it needs torch)."""
 
+APPLE_ONLY_SUFFIXES = (".mlpackage", ".mlmodel")
+"""Core ML files (``ssdlite-export --format coreml``): no backend runs them here, they run on Apple platforms only;
+:func:`load_backend` refuses them with a one-line error instead of reading them as a checkpoint."""
+
 _BACKENDS: dict[str, BackendLoader] = {}
 """The loaders imported so far, by name."""
 _REGISTRATIONS: dict[str, BackendSpec] = {}
@@ -275,10 +279,16 @@ def load_backend(name: str, model_or_path: Any, *, device: Any = "cpu", **option
     """The backend ``name`` loaded on ``model_or_path`` (a file, or what the loader accepts, e.g. a model).
 
     Raises:
-        ValueError: unknown backend name (lists the known ones).
+        ValueError: unknown backend name (lists the known ones); a Core ML file (it runs on Apple platforms only).
         MissingPackageError: the backend's package is not installed (names the file, the format and the extra).
     """
     _discover()
+    if isinstance(model_or_path, (str, os.PathLike)) and Path(model_or_path).name.lower().endswith(APPLE_ONLY_SUFFIXES):
+        raise ValueError(
+            f"{model_or_path} is a Core ML model: Core ML files run on Apple platforms only (Core ML / Vision on "
+            "macOS, iOS), no backend here runs them; on this machine export the checkpoint to another format "
+            "(e.g. --format onnx --with-nms) and run that file"
+        )
     if name not in _BACKENDS and name not in _REGISTRATIONS:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
     spec = _REGISTRATIONS.get(name)

@@ -1,0 +1,87 @@
+"""An ncnn export runs where torch cannot be imported: ``detect.py image --model model.ncnn.param`` in a subprocess
+whose imports of torch and ssdlite fail matches the eager model's detections (boxes within 1 px, same count at
+score >= 0.3); a truncated ``.ncnn.bin`` is one line on stderr (ncnn's own messages folded into it) that names the
+file; ncnn's OpenMP threads wait passively unless the user says otherwise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ssdlite.deploy.export import export_model
+from ssdlite.deploy.predictor import Predictor
+from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch
+from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
+
+pytest.importorskip("pnnx")
+pytest.importorskip("ncnn")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ncnn_without_torch")
+    model = tiny_detector()
+    param = export_model(model, folder / "model.ncnn.param", format="ncnn", class_names=CLASS_NAMES,
+                         category_ids=CATEGORY_IDS)
+    images = []
+    for step in (0, 9, 23):
+        path = folder / f"scene_{step}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(draw_scene(step), cv2.COLOR_RGB2BGR))
+        images.append(path)
+    return model, param, images
+
+
+def test_detect_runs_an_ncnn_file_without_torch_and_matches_the_eager_model(exported, tmp_path):
+    model, param, images = exported
+    records = tmp_path / "detections.json"
+    result = run_without_torch(
+        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(param), "--score-threshold", "0.3",
+         "--json", str(records), "--save", str(tmp_path / "drawn"), "--no-show"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "drawn").iterdir())) == len(images)
+    eager = Predictor(model, backend="eager", class_names=CLASS_NAMES, category_ids=CATEGORY_IDS,
+                      score_threshold=0.3)
+    written = json.loads(records.read_text())
+    for image_path in images:
+        [expected] = eager.predict(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB))
+        got = [record for record in written if Path(record["file_name"]).name == image_path.name]
+        assert len(got) == len(expected["boxes"]) > 0, image_path.name
+        got_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (record["bbox"] for record in got)])
+        got_categories = np.array([record["category_id"] for record in got])
+        for box, label in zip(expected["boxes"], expected["labels"]):
+            close = np.abs(got_boxes - box).max(axis=1) <= 1.0
+            assert (close & (got_categories == CATEGORY_IDS[label - 1])).any(), (image_path.name, box)
+
+
+def test_a_truncated_bin_is_one_line_on_stderr_naming_it(exported, tmp_path):
+    _, param, images = exported
+    for suffix in (".param", ".bin", ".json"):
+        shutil.copy(param.with_name(f"model.ncnn{suffix}"), tmp_path / f"model.ncnn{suffix}")
+    weights = tmp_path / "model.ncnn.bin"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    result = run_without_torch([str(REPO_ROOT / "detect.py"), "image", str(images[0]), "--model",
+                                str(tmp_path / "model.ncnn.param"), "--no-show"], tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "Traceback" not in line and str(weights) in line and "truncated" in line and "ncnn:" in line, line
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_ncnn_threads_wait_passively_unless_the_user_chose(exported, tmp_path, monkeypatch, preset):
+    _, param, _ = exported
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    script = ("import os, sys; from ssdlite_runtime.predictor import Predictor; "
+              "p = Predictor(sys.argv[1], threads=1); print(os.environ['OMP_WAIT_POLICY'], p.backend.net.opt.num_threads)")
+    result = run_without_torch(["-c", script, str(param)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [preset or "PASSIVE", "1"]
