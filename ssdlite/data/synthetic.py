@@ -244,10 +244,15 @@ def _shape_mask(
     rng: np.random.Generator, label: int, size: int, centre: np.ndarray, extent: float
 ) -> np.ndarray:
     """A boolean [size, size] mask of one shape; rotation random (squares, triangles, stars)."""
+    return shape_mask(label, size, centre, extent, rotation=rng.uniform(0, 2 * math.pi))
+
+
+def shape_mask(label: int, size: int, centre: np.ndarray, extent: float, rotation: float) -> np.ndarray:
+    """A boolean [size, size] mask of one shape (label 1..4) centred at ``centre`` (x, y), rotated by ``rotation``
+    radians (circles ignore it); the shapes of the still images and of the video sequences (synthetic_video.py)."""
     mask = np.zeros((size, size), dtype=np.uint8)
     name = SHAPE_CLASSES[label - 1]
     radius = extent / 2
-    rotation = rng.uniform(0, 2 * math.pi)
     if name == "circle":
         cx, cy = (int(round(v)) for v in centre)
         cv2.circle(mask, (cx, cy), max(int(round(radius)), 2), 1, thickness=-1, lineType=cv2.LINE_8)

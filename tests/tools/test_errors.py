@@ -19,6 +19,7 @@ BAD_INPUTS = {
     "tools/train.py": ["--config", str(REPO_ROOT / "configs" / "shapes.yaml"), "--seed_everything", "false",
                        "--data.train_annotations", "missing.json", "--runs_dir", "runs"],
     "tools/eval_coco.py": ["--ann", "missing.json", "--results", "results.json"],
+    "tools/eval_mot.py": ["--gt", "missing.txt", "--results", "results.txt"],
     "tools/export.py": ["--checkpoint", "missing.ckpt", "--out", "model.onnx"],
     "tools/check_dataset.py": ["--format", "voc", "--images", "missing", "--annotations", "missing"],
     "tools/convert.py": ["yolo2coco", "--images", "missing", "--labels", "missing", "--classes", "names.txt",
