@@ -154,5 +154,6 @@ def _average_precisions(predictors: dict[str, Any], options: BenchmarkOptions) -
 
 def _size_mb(path: Path) -> float:
     """Megabytes of everything the export wrote (an IR's .xml + .bin, NCNN's .param + .bin + sidecar, a package)."""
-    folder = Path(path).parent
-    return sum(file.stat().st_size for file in folder.rglob("*") if file.is_file()) / 1e6
+    from ssdlite.deploy.export.base import exported_files
+
+    return sum(file.stat().st_size for file in exported_files(path)) / 1e6

@@ -34,7 +34,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to export")
     parser.add_argument("--format", choices=available_formats(), default="onnx", help="output format")
-    parser.add_argument("--out", required=True, help="output file (.onnx / .pt)")
+    parser.add_argument("--out", required=True, help="output file: .onnx, .pt, .xml (OpenVINO), .tflite, .ncnn.param, .mlpackage (Core ML)")
     parser.add_argument("--with-nms", action="store_true", help="ONNX: decoding + NMS inside the graph")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (default: 1)")
     parser.add_argument("--int8", action="store_true", help="ONNX: INT8 post-training static quantization")
@@ -85,7 +85,11 @@ def run(args: argparse.Namespace) -> Path:
 
 @command(PROG)
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    from ssdlite.deploy.export.base import exported_files
+
     path = run(build_parser(prog).parse_args(argv))
-    size_mb = path.stat().st_size / 1e6
-    print(f"wrote {path} ({size_mb:.1f} MB)")
+    files = exported_files(path)
+    size_mb = sum(file.stat().st_size for file in files) / 1e6
+    beside = [file.name for file in files if file != path and path not in file.parents]
+    print(f"wrote {path}{' with ' + ', '.join(beside) if beside else ''} ({size_mb:.1f} MB)")
     return 0

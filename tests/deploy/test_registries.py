@@ -96,12 +96,12 @@ def test_a_new_format_is_one_decorated_exporter(scratch_registries, tmp_path):
     assert export_registry.available_formats()[-2:] == ["plain", "needy"]
     out = export_registry.export_model(object(), tmp_path / "m.plain", format="plain", class_names=["a"])
     assert written == [(out, ["a"])]
-    with pytest.raises(ValueError, match="--with-nms, --dynamic-batch and --int8 apply to ONNX only; plain files"):
+    with pytest.raises(ValueError, match="--with-nms, --dynamic-batch and --int8 apply to ONNX.* only; plain files"):
         export_registry.export_model(object(), tmp_path / "m.plain", format="plain", with_nms=True)
     with pytest.raises(MissingPackageError, match=f"Needy export needs {ABSENT}.*pip install -e '.\\[needy\\]'"):
         export_registry.export_model(object(), tmp_path / "m.needy", format="needy")
-    with pytest.raises(ValueError, match="unknown export format 'tflite'; choose onnx, torchscript, plain or needy"):
-        export_registry.export_model(object(), tmp_path / "m.tflite", format="tflite")
+    with pytest.raises(ValueError, match="unknown export format 'nosuch'; choose onnx, torchscript, .*plain or needy"):
+        export_registry.export_model(object(), tmp_path / "m.nosuch", format="nosuch")
 
 
 def test_export_py_offers_every_registered_format(scratch_registries):
@@ -112,4 +112,22 @@ def test_export_py_offers_every_registered_format(scratch_registries):
         return path
 
     [format_option] = [action for action in export_tool.build_parser()._actions if action.dest == "format"]
-    assert format_option.choices == ["onnx", "torchscript", "plain"]
+    assert format_option.choices == export_registry.available_formats()
+    assert format_option.choices[:2] == ["onnx", "torchscript"] and format_option.choices[-1] == "plain"
+
+
+def test_exported_files_are_the_file_and_the_companions_its_format_declares(scratch_registries, tmp_path):
+    @export_registry.register_exporter("paired", title="Paired", suffix=".pair.txt", companions=(".pair.bin",))
+    def export_paired(model, path, options):
+        path.write_text("graph")
+        path.with_name(path.name.replace(".pair.txt", ".pair.bin")).write_bytes(b"weights")
+        return path
+
+    out = export_registry.export_model(object(), tmp_path / "m.pair.txt", format="paired")
+    (tmp_path / "m.onnx").write_bytes(b"another export in the same folder")
+    assert export_registry.exported_files(out) == [out, tmp_path / "m.pair.bin"]
+    assert export_registry.exported_files(tmp_path / "m.onnx") == [tmp_path / "m.onnx"]
+    package = tmp_path / "m.mlpackage" / "Data"
+    package.mkdir(parents=True)
+    (package / "model.mlmodel").write_bytes(b"spec")
+    assert export_registry.exported_files(tmp_path / "m.mlpackage") == [package / "model.mlmodel"]

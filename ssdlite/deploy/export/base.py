@@ -83,6 +83,8 @@ class Exporter:
         packages: importable optional packages it needs, checked before it runs.
         extra: the pip extra that installs ``packages``.
         note: what to say when an option does not apply to the format.
+        companions: the endings of the files written beside the main one, replacing ``suffix`` (OpenVINO's
+            ".bin" beside the ".xml"); see :func:`exported_files`.
     """
 
     format: str
@@ -94,6 +96,7 @@ class Exporter:
     packages: tuple[str, ...] = ()
     extra: str | None = None
     note: str = ""
+    companions: tuple[str, ...] = ()
 
 
 _EXPORTERS: dict[tuple[str, str], Exporter] = {}
@@ -111,6 +114,7 @@ def register_exporter(
     packages: Sequence[str] = (),
     extra: str | None = None,
     note: str = "",
+    companions: Sequence[str] = (),
 ) -> Callable[[ExportFunction], ExportFunction]:
     """Register ``export(model, path, options) -> Path`` for ``format`` at ``precision`` (see :class:`Exporter`)."""
     if precision not in PRECISIONS or not set(flags) <= {"with_nms", "dynamic_batch"}:
@@ -130,6 +134,7 @@ def register_exporter(
             packages=tuple(packages),
             extra=extra,
             note=note,
+            companions=tuple(companions),
         )
         return export
 
@@ -140,6 +145,21 @@ def available_formats() -> list[str]:
     """Names of the registered export formats, in registration order (ONNX first)."""
     _discover()
     return list(dict.fromkeys(format for format, _ in _EXPORTERS))
+
+
+def exported_files(path: str | Path) -> list[Path]:
+    """Every file an export to ``path`` wrote: the file itself (every file inside, for a folder such as a Core ML
+    package) and the companions its format declares (e.g. OpenVINO's weights beside the ``.xml``), those that exist."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(file for file in path.rglob("*") if file.is_file())
+    name = path.name.lower()
+    claims = [exporter for exporter in registered_exporters() if name.endswith(exporter.suffix.lower())]
+    companions = {companion for exporter in claims for companion in exporter.companions}
+    suffix = max((exporter.suffix for exporter in claims), key=len, default="")
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.stem
+    files = [path, *(path.with_name(stem + companion) for companion in sorted(companions))]
+    return [file for file in files if file.is_file()]
 
 
 def registered_exporters() -> list[Exporter]:

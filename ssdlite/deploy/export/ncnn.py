@@ -151,6 +151,7 @@ def rename_blobs(param_text: str, names: dict[str, str], *, source: str) -> str:
     suffix=NCNN_SUFFIX,
     packages=("pnnx",),
     extra="ncnn",
+    companions=(".ncnn.bin", ".ncnn.json"),
     note="NCNN files hold the raw network for batch 1; ssdlite-runtime decodes and runs NMS in numpy",
 )
 def _export(model: nn.Module, path: Path, options: ExportOptions) -> Path:
