@@ -236,3 +236,17 @@ def test_skipping_absent_classes_changes_nothing():
         for x, track_id in got.items():
             assert ours_to_reference.setdefault(track_id, expected[x]) == expected[x]
     assert len(set(ours_to_reference.values())) == len(ours_to_reference) == 4  # class 2 comes back as a new track
+
+
+def test_tracking_runs_where_torch_cannot_be_imported(tmp_path):
+    """supervision and the Tracker need no torch: the runtime's promise holds with tracking."""
+    from tests.runtime.test_without_torch import run_without_torch
+
+    script = (
+        "import numpy as np; from ssdlite_runtime.tracking import Tracker; t = Tracker(); "
+        "d = {'boxes': np.array([[0, 0, 10, 10]], np.float32), 'scores': np.array([0.9], np.float32), "
+        "'labels': np.array([1])}; print([t.update(d)['track_ids'].tolist() for _ in range(3)])"
+    )
+    result = run_without_torch(["-c", script], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[[1], [1], [1]]"
