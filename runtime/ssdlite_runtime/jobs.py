@@ -19,6 +19,7 @@ from typing import IO, Any
 import cv2
 
 from ssdlite_runtime import stream
+from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite_runtime.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
@@ -95,9 +96,12 @@ def resolve_model_path(model: str | Path | None, runs_dir: str | Path) -> Path:
     """
     if model is not None:
         path = Path(model)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
-        return path
+        if path.is_dir() and not path.name.lower().endswith(APPLE_ONLY_SUFFIXES):
+            raise ValueError(f"--model {path} is a folder; pass a model file (.onnx, .xml, .tflite, .ncnn.param, "
+                             ".ckpt, ...)")
+        return path  # a Core ML package (a folder) goes on to the Predictor, which says where it runs
     found = find_latest_checkpoint(runs_dir)
     if found is None:
         raise ValueError(

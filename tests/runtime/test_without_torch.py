@@ -104,3 +104,15 @@ def test_a_checkpoint_without_the_full_package_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and "ssdlite" in line and "pip install" in line, line
+
+
+def test_a_core_ml_package_says_where_it_runs(tmp_path):
+    package = tmp_path / "model.mlpackage"
+    (package / "Data").mkdir(parents=True)
+    image = tmp_path / "scene.png"
+    cv2.imwrite(str(image), draw_scene(0))
+    result = run_without_torch([str(REPO_ROOT / "detect.py"), "image", str(image), "--model", str(package),
+                                "--no-show"], tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert str(package) in line and "Apple platforms" in line, line
