@@ -188,3 +188,19 @@ def test_options_tflite_does_not_take_are_one_line_errors(tmp_path):
         export_model(tiny.overfit_tiny_detector(), tmp_path / "m.tflite", format="tflite", dynamic_batch=True)
     with pytest.raises(ValueError, match="needs calibration images"):
         export_model(tiny.overfit_tiny_detector(), tmp_path / "m.tflite", format="tflite", int8=True)
+
+
+@EXPORTS
+def test_a_failing_full_integer_quantization_falls_back_to_dynamic_range_with_a_warning(monkeypatch):
+    from ai_edge_quantizer import quantizer
+
+    from ssdlite.deploy.export.tflite import quantize_tflite
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("calibration\nfailed")
+
+    monkeypatch.setattr(quantizer.Quantizer, "calibrate", fail)
+    with pytest.warns(UserWarning, match="full-integer INT8 quantization failed \\(calibration failed\\); falling back"):
+        content, description = quantize_tflite(exported_tflite("float"), tiny.calibration_folder(),
+                                               image_size=tiny.IMAGE_SIZE)
+    assert description.startswith("int8 dynamic-range") and len(content) < exported_tflite("float").stat().st_size

@@ -170,8 +170,10 @@ def quantize_tflite(
     while (feed := reader.get_next()) is not None:  # NCHW batches of one image -> NHWC
         feeds.append({INPUT_NAME: feed[INPUT_NAME].transpose(0, 2, 3, 1).copy()})
     try:
-        engine = quantizer.Quantizer(str(float_file), _network_only(recipe.static_wi8_ai8()))
-        result = engine.quantize(engine.calibrate({"serving_default": feeds}, num_threads=1))
+        with warnings.catch_warnings():  # calibration keeps every tensor, which LiteRT calls a debugging option
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+            engine = quantizer.Quantizer(str(float_file), _network_only(recipe.static_wi8_ai8()))
+            result = engine.quantize(engine.calibrate({"serving_default": feeds}, num_threads=1))
         description = (
             f"int8 static (ai-edge-quantizer static_wi8_ai8 on the network: int8 per-channel weights, int8 "
             f"activations), calibrated on {len(feeds)} images of {Path(calibration_images).name}/ in "
