@@ -45,7 +45,7 @@ def measure_formats(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
             _default_calibration(options.val_images) if options.val_images is not None
             else write_images(camera_frames(4 if options.smoke else 32, seed=2), scratch / "calibration")
         )
-        files, notes = _export_every_format(model, names, scratch, calibration)
+        files, notes = _export_every_format(model, names, scratch, calibration, options.formats)
         predictors = {"eager": Predictor(model, **names, **settings)}
         for key, path in files.items():
             try:
@@ -96,18 +96,22 @@ def _label_names(options: BenchmarkOptions) -> dict[str, Any]:
     return {"class_names": meta["class_names"], "category_ids": meta["category_ids"]}
 
 
-def _export_every_format(model: torch.nn.Module, names: dict[str, Any], scratch: Path, calibration: Path
-                         ) -> tuple[dict[str, Path], dict[str, str]]:
-    """``{"onnx": path, "onnx_int8": path, "openvino": ...}`` for every registered exporter that ran, and a note for
-    each that did not (missing package, converter failure). TorchScript is left out: it has no runtime here but
+def _export_every_format(model: torch.nn.Module, names: dict[str, Any], scratch: Path, calibration: Path,
+                         formats: tuple[str, ...] | None) -> tuple[dict[str, Path], dict[str, str]]:
+    """``{"onnx": path, "onnx_int8": path, "openvino": ...}`` for every registered exporter (of ``formats``, if
+    given) that ran, and a note for each that did not (missing package, converter failure). TorchScript is left out: it has no runtime here but
     PyTorch itself, which the eager row measures."""
-    from ssdlite.deploy.export import export_model
+    from ssdlite.deploy.export import available_formats, export_model
     from ssdlite.deploy.export.base import registered_exporters
     from ssdlite_runtime.plugins import MissingPackageError
 
+    unknown = sorted(set(formats or ()) - set(available_formats()))
+    if unknown:
+        raise ValueError(f"--formats {' '.join(unknown)}: no such export format; choose from "
+                         f"{', '.join(available_formats())}")
     files, notes = {}, {}
     for exporter in registered_exporters():
-        if exporter.format == "torchscript":
+        if exporter.format == "torchscript" or (formats is not None and exporter.format not in formats):
             continue
         key = exporter.format if exporter.precision == "float" else f"{exporter.format}_int8"
         folder = scratch / key

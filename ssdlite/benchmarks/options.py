@@ -21,6 +21,8 @@ class BenchmarkOptions:
         checkpoint: model for latency / accuracy (default: ssdlite_mobilenet_v2, 90 classes, random weights).
         val_images, val_annotations: COCO validation set for int8_accuracy.
         threads: torch and ONNX Runtime intra-op threads for the model measurements.
+        formats: the export formats the ``formats`` measurement takes (None: every registered one), e.g.
+            ``("onnx", "openvino")``; a format's INT8 exporter comes with it.
         calibration_images: INT8 calibration folder (default: generated shapes; for int8_accuracy the ``train``
             folder next to ``val_images`` when there is one).
     """
@@ -33,4 +35,5 @@ class BenchmarkOptions:
     val_images: Path | None = None
     val_annotations: Path | None = None
     calibration_images: Path | None = None
+    formats: tuple[str, ...] | None = None
     threads: int = INFERENCE_THREADS

@@ -79,6 +79,10 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
     )
     parser.add_argument("--calib", type=Path, metavar="DIR", help="INT8 calibration images")
     parser.add_argument(
+        "--formats", nargs="+", metavar="FORMAT", default=None,
+        help="formats measurement: only these export formats (default: every registered one)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> None:
         val_images=args.val,
         val_annotations=args.val_ann,
         calibration_images=args.calib,
+        formats=tuple(args.formats) if args.formats else None,
         threads=args.threads or (1 if args.smoke else INFERENCE_THREADS),
     )
     report = run_benchmarks(args.only or list(DEFAULT_MEASUREMENTS), options)
