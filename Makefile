@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test test-fast lint setup clean
 
@@ -14,20 +15,25 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml runtime/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./runtime -e '.[dev,export,formats,tracking]'
+	$(PY) -m pip install --quiet -e ./runtime -e '.[dev,export]'
 	touch $(STAMP)
+
+# The tests also need every export format's converter and runtime and the tracker (the extras).
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e './runtime[all]' -e '.[dev,export,formats,tracking]'
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup tests
 
 # Everything but the tests marked slow (those that train a model or start a training process).
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check ssdlite runtime tools tests detect.py data/download.py
 
 clean:
