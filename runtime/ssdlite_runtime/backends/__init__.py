@@ -4,6 +4,7 @@ Modules:
     base           the backend protocol (``Backend``), the shared types (``RawOutputs``, ``Detections``) and the
                    registry (``register_backend``, ``load_backend``, ``backend_for_path``, ``EAGER``)
     onnx_runtime   "ort" and "int8": ONNX Runtime, a float or an INT8 ``.onnx`` file
+    openvino       "openvino": OpenVINO, a float or an INT8 IR (``.xml`` + ``.bin``), NMS inside or raw
     ncnn           "ncnn": an ``.ncnn.param`` + ``.bin`` + ``.json`` export (Core ML files: Apple only, refused)
     tflite         "tflite": LiteRT (ai-edge-litert), a float or an INT8 ``.tflite`` file with NMS inside
 
