@@ -7,7 +7,7 @@ Modules:
     onnx_postprocess   decoding + class-wise NMS written as ONNX nodes (used by onnx and int8)
     int8               "onnx" at INT8: ONNX Runtime post-training static quantization, calibrated on a folder
     torchscript        "torchscript": the traced network, raw outputs
-    openvino           "openvino": the ONNX file as an OpenVINO IR (.xml + .bin), NMS inside; INT8 with NNCF
+    openvino           "openvino": the ONNX file as an OpenVINO IR (.xml + .bin), NMS inside or raw; INT8 (NNCF)
     ncnn / coreml      "ncnn": pnnx's ncnn model (raw network) + metadata JSON; "coreml": ML Program + Apple NMS
     tflite             "tflite": LiteRT, decoding + NMS inside (tflite_postprocess), Android's layout; INT8 too
 
