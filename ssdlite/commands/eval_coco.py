@@ -8,8 +8,8 @@ Checkpoint mode (run a trained model over the images first)::
 
     ssdlite-eval --ann GT.json --checkpoint MODEL.ckpt --images DIR [--backend faster] --out DIR
 
-Deployed model (the Predictor over the image files: eager, ONNX Runtime or INT8; --checkpoint may be an exported
-.onnx; --backend stays the COCO evaluator)::
+Deployed model (the Predictor over the image files; --checkpoint may be any exported file, .onnx, .xml, .tflite,
+.ncnn.param, whose backend comes from its name; --backend stays the COCO evaluator)::
 
     ssdlite-eval --ann GT.json --checkpoint MODEL.onnx --images DIR --model-backend ort --out DIR
     ssdlite-eval --ann GT.json --checkpoint MODEL.ckpt --images DIR --model-backend int8 --calib TRAIN_DIR
@@ -24,6 +24,7 @@ import argparse
 from typing import Any
 
 from ssdlite.evaluation import BACKENDS, evaluate_results_file, format_coco_table, format_voc_lines
+from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES, available_backends, file_kind
 from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-eval"
@@ -40,8 +41,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="pycocotools",
                         help="pycocotools (reference) or faster (faster-coco-eval, same numbers)")
     parser.add_argument("--out", default="runs/eval", help="report directory (default: runs/eval)")
-    parser.add_argument("--model-backend", choices=("eager", "ort", "int8"),
-                        help="run the model through the deployment Predictor with this backend (default for .onnx: ort)")
+    parser.add_argument("--model-backend", choices=available_backends(),
+                        help="run the model through the deployment Predictor with this backend (default for an "
+                        "exported file: from its name, .onnx -> ort, .xml -> openvino, .tflite, .ncnn.param, ...)")
     parser.add_argument("--calib", metavar="DIR", help="INT8 calibration images (--model-backend int8 with a .ckpt)")
     return parser
 
@@ -55,10 +57,11 @@ def run_checkpoint_mode(args: argparse.Namespace) -> dict[str, Any]:
     """Run the checkpoint over ``args.images``, evaluate its detections and write the report (with detections.json).
 
     The model runs as in validation during training (``ssdlite.engine.evaluate``): evaluation resize, score
-    threshold 0.001, the dataset's own category ids in the results. With --model-backend (or an .onnx file) it runs
+    threshold 0.001, the dataset's own category ids in the results. With --model-backend (or an exported file) it runs
     through the deployment Predictor instead (``ssdlite.deploy.evaluate``), with the same settings.
     """
-    if args.model_backend is not None or args.checkpoint.lower().endswith(".onnx"):
+    exported = file_kind(args.checkpoint) is not None or args.checkpoint.lower().endswith(APPLE_ONLY_SUFFIXES)
+    if args.model_backend is not None or exported:
         from ssdlite.deploy.evaluate import evaluate_model_file
 
         return evaluate_model_file(

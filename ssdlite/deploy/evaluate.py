@@ -124,11 +124,11 @@ def evaluate_model_file(
     evaluation, and the report (metrics.json, detections.json, per-class AP, PR curve) in ``out_dir``.
 
     Args:
-        model_path: a training checkpoint, or an ``.onnx`` exported by ``tools/export.py`` (float or INT8).
+        model_path: a training checkpoint, or a file exported by ``tools/export.py`` (any format with a backend).
         annotations: COCO ground-truth JSON.
         images: folder of its images.
         out_dir: report folder.
-        backend: "eager", "ort" or "int8" (None: from the file's name, ``.onnx`` -> "ort").
+        backend: a registered backend, "eager", "ort", "int8", "openvino", ... (None: from the file's name).
         evaluator_backend: "pycocotools" or "faster".
         calibration_images: INT8 calibration folder, for ``backend="int8"`` with a training checkpoint.
 
