@@ -14,8 +14,9 @@ under runs/ is used (best*.ckpt first). Errors are one line on stderr with exit 
 ssdlite_runtime/errors.py); Ctrl+C or q stops a stream cleanly.
 
 --track (video and webcam) follows objects across frames with ByteTrack (supervision; pip install
-'ssdlite-runtime[tracking]'), one tracker per class: boxes read "#ID class score" with a trail of recent centres,
---mot writes the MOT Challenge text format, --json NAME.jsonl one JSON line per frame.
+'ssdlite-runtime[tracking]'), one tracker per class or, with --track-classes any, one for all classes with each
+track's class voted: boxes read "#ID class score" with a trail of recent centres, --mot writes the MOT Challenge
+text format, --json NAME.jsonl one JSON line per frame.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def _positive_float(value: str) -> float:
 
 def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     """--mot and the tracker's settings, with supervision's ByteTrack defaults (read from the installed library)."""
-    from ssdlite_runtime.tracking import DEFAULT_TRAIL_LENGTH, byte_track_defaults
+    from ssdlite_runtime.tracking import (
+        DEFAULT_CLASS_NMS_IOU,
+        DEFAULT_PER_CLASS,
+        DEFAULT_TRAIL_LENGTH,
+        byte_track_defaults,
+    )
 
     defaults = byte_track_defaults()  # {} without supervision: then --track says what to install
 
@@ -104,6 +110,13 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
         "--track-min-frames", type=_positive_int, default=defaults.get("minimum_consecutive_frames"), metavar="N",
         help="minimum_consecutive_frames: frames an object must be tracked before it gets an id "
         f"({default('minimum_consecutive_frames')})",
+    )
+    group.add_argument(
+        "--track-classes", choices=("each", "any"), default="each" if DEFAULT_PER_CLASS else "any",
+        help="each: one ByteTrack per class (a track only matches its own class's detections); any: one ByteTrack "
+        f"for all classes after a class-agnostic NMS (IoU {DEFAULT_CLASS_NMS_IOU:g}), each track's class voted by "
+        "the scores of the detections it matched, so a detector flipping an object's class neither splits nor "
+        f"renames its track (default: {'each' if DEFAULT_PER_CLASS else 'any'}; a small detector's class confusions cost per-class tracking duplicate tracks and new ids: IDF1 0.89 any vs 0.84 each with the demo model, see the README)",
     )
     group.add_argument(
         "--trail", type=_positive_int, default=DEFAULT_TRAIL_LENGTH, metavar="N",
@@ -182,7 +195,7 @@ _TRACKER_SETTINGS = {
 
 def run(args: argparse.Namespace) -> None:
     from ssdlite_runtime import jobs
-    from ssdlite_runtime.tracking import DEFAULT_TRAIL_LENGTH
+    from ssdlite_runtime.tracking import DEFAULT_PER_CLASS, DEFAULT_TRAIL_LENGTH
 
     if args.track and args.command in ("image", "dir"):
         raise ValueError(jobs.TRACKING_NEEDS_A_STREAM)
@@ -202,6 +215,7 @@ def run(args: argparse.Namespace) -> None:
         track=args.track,
         tracker_settings=settings,
         trail_length=getattr(args, "trail", DEFAULT_TRAIL_LENGTH),
+        track_per_class=getattr(args, "track_classes", "each" if DEFAULT_PER_CLASS else "any") == "each",
         mot_path=getattr(args, "mot_path", None),
     )
     if args.command == "image":

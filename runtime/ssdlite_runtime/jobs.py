@@ -23,7 +23,13 @@ from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite_runtime.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
-from ssdlite_runtime.tracking import DEFAULT_TRAIL_LENGTH, SECOND_ASSOCIATION_MIN_SCORE, Tracker, mot_lines
+from ssdlite_runtime.tracking import (
+    DEFAULT_PER_CLASS,
+    DEFAULT_TRAIL_LENGTH,
+    SECOND_ASSOCIATION_MIN_SCORE,
+    Tracker,
+    mot_lines,
+)
 from ssdlite_runtime.visualize import draw_detections
 
 logger = logging.getLogger(__name__)
@@ -55,6 +61,8 @@ class DetectOptions:
         track: give objects persistent ids across frames (video and camera only; ``ssdlite_runtime.tracking``).
         tracker_settings: ``sv.ByteTrack`` keyword arguments (missing ones: the library's defaults).
         trail_length: box centres drawn per track.
+        track_per_class: one ByteTrack per class (True) or one for all classes with a class vote (False; see
+            ``ssdlite_runtime.tracking``).
         mot_path: with ``track``, write the tracks in the MOT Challenge text format here.
     """
 
@@ -70,6 +78,7 @@ class DetectOptions:
     track: bool = False
     tracker_settings: dict[str, Any] = field(default_factory=dict)
     trail_length: int = DEFAULT_TRAIL_LENGTH
+    track_per_class: bool = DEFAULT_PER_CLASS
     mot_path: str | Path | None = None
 
 
@@ -410,7 +419,9 @@ def _run_stream_job(
     _check_stream_outputs(options)
     tracker = None
     if options.track:  # before the model: a missing supervision or a bad setting fails fast
-        tracker = Tracker(**options.tracker_settings, trail_length=options.trail_length)
+        tracker = Tracker(
+            **options.tracker_settings, trail_length=options.trail_length, per_class=options.track_per_class
+        )
         logger.info(f"tracking: {tracker.describe()}")
     predictor = load_predictor(options)
     gui = options.show and stream.opencv_gui_available()

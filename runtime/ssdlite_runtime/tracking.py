@@ -2,9 +2,25 @@
 
 :class:`Tracker` takes each frame's detections (the Predictor's dict: ``boxes`` xyxy pixels, ``scores``,
 ``labels``) and returns the tracked objects with a persistent ``track_ids`` array, and keeps a short trail of
-recent box centres per id for drawing. Tracking is per class, as users expect: one ``sv.ByteTrack`` per class label,
-so a disc never takes over a square's identity, and ids are renumbered so they are unique across classes (1, 2,
-... in order of appearance).
+recent box centres per id for drawing. Ids are unique across classes (1, 2, ... in order of appearance), and every
+track has one class. Two modes (``per_class``; ``ssdlite-detect --track-classes each|any``):
+
+* per class (``per_class=True``, ``each``): one ``sv.ByteTrack`` per class label, so a disc never takes over a
+  square's identity; a track's class is its detections' class.
+* class-agnostic (``per_class=False``, ``any``): the frame's detections first go through a class-agnostic NMS
+  (:data:`DEFAULT_CLASS_NMS_IOU`, the highest-scoring box kept), then one ``sv.ByteTrack`` for all classes; each
+  track's class is the class with the highest summed score over the detections it matched, a vote, so a detector
+  that flips an object's class for a frame or two neither starts a new track nor changes the track's class, and
+  two boxes of different classes on one object make one track, not two.
+
+Class-agnostic is the default. "Per class, as users expect" asks that a track be one object of one class, and it
+is in both modes; what differs is whether the detector's class decides which track a box may join. A small
+detector confuses similar classes on some frames (a square called a disc, or both boxes on one object), and per
+class each confusion makes a duplicate track or a new id. Measured on the generated MOT set (5 x 300 frames at
+320 px, ``make demo`` model, ByteTrack's defaults; README "Tracking"): class-agnostic IDF1 0.888, MOTA 0.932,
+0.46 ID switches per 100 ground-truth track-frames, precision 0.985; per class IDF1 0.835, MOTA 0.844, 0.74,
+precision 0.906 (its duplicates are false positives). Two objects of different classes that truly overlap by more
+than the NMS IoU lose the weaker box in class-agnostic mode; ``per_class=True`` keeps both.
 
 Why supervision's ``sv.ByteTrack`` and which version (checked against the wheels' metadata, supervision 0.25-0.31.2
 and trackers 2.6.1):
@@ -43,9 +59,12 @@ from typing import Any
 import numpy as np
 
 from ssdlite_runtime.plugins import MissingPackageError, require
+from ssdlite_runtime.postprocess import class_wise_nms
 
 __all__ = [
     "BYTE_TRACK_SETTINGS",
+    "DEFAULT_CLASS_NMS_IOU",
+    "DEFAULT_PER_CLASS",
     "DEFAULT_TRAIL_LENGTH",
     "SECOND_ASSOCIATION_MIN_SCORE",
     "Tracker",
@@ -67,6 +86,13 @@ SECOND_ASSOCIATION_MIN_SCORE = 0.1
 in supervision, not an argument) to the tracks left unmatched by the first association."""
 DEFAULT_TRAIL_LENGTH = 30
 """Box centres kept per track for drawing its trail."""
+DEFAULT_PER_CLASS = False
+"""Whether :class:`Tracker` runs one ByteTrack per class by default (see the module docstring)."""
+DEFAULT_CLASS_NMS_IOU = 0.5
+"""Class-agnostic mode (``per_class=False``): of two detections of any classes overlapping with an IoU above this,
+only the higher-scoring one reaches the tracker."""
+_ALL_CLASSES = -1
+"""The one tracker group of class-agnostic mode (real labels are >= 0)."""
 _BYTE_TRACK_SOURCE = ("tracker", "byte_tracker", "core.py")
 _FRAMES_AFTER_REMOVAL = 2
 """sv.ByteTrack marks a lost track removed once it has been lost for more than ``max_time_lost`` frames, but drops
@@ -131,13 +157,18 @@ def _byte_track_class() -> type:
 
 
 class Tracker:
-    """ByteTrack per class over a sequence of frames; ids unique across classes.
+    """ByteTrack over a sequence of frames: one per class (``per_class=True``) or one for all classes; ids unique.
 
     Args:
         track_activation_threshold, lost_track_buffer, minimum_matching_threshold, frame_rate,
             minimum_consecutive_frames: ``sv.ByteTrack``'s settings (see the module docstring); None: the
             library's default.
         trail_length: box centres kept per track (for :attr:`trails`).
+        per_class: True: one ``sv.ByteTrack`` per class label (a track only ever matches detections of its
+            class); False: class-agnostic, one ``sv.ByteTrack`` for all classes after a class-agnostic NMS, each
+            track's class voted by score (see the module docstring).
+        class_nms_iou: with ``per_class=False``, the IoU above which the lower-scoring of two overlapping
+            detections (of any classes) is dropped before tracking.
 
     Raises:
         MissingPackageError: supervision (with ByteTrack) is not installed.
@@ -162,6 +193,8 @@ class Tracker:
         frame_rate: float | None = None,
         minimum_consecutive_frames: int | None = None,
         trail_length: int = DEFAULT_TRAIL_LENGTH,
+        per_class: bool = DEFAULT_PER_CLASS,
+        class_nms_iou: float = DEFAULT_CLASS_NMS_IOU,
     ) -> None:
         given = {
             "track_activation_threshold": track_activation_threshold,
@@ -172,23 +205,28 @@ class Tracker:
         }
         self.settings = {name: value for name, value in given.items() if value is not None}
         _check_settings(self.settings, trail_length)
+        if not 0.0 <= class_nms_iou <= 1.0:
+            raise ValueError(f"class_nms_iou must be between 0 and 1, got {class_nms_iou}")
         self._byte_track = _byte_track_class()
         self.trail_length = trail_length
+        self.per_class = bool(per_class)
+        self.class_nms_iou = float(class_nms_iou)
         self.frames = 0
-        self._trackers: dict[int, Any] = {}  # class label -> its sv.ByteTrack
-        self._last_detected: dict[int, int] = {}  # class label -> last frame with a detection of it
-        self._ids: dict[tuple[int, int], int] = {}  # (class label, ByteTrack's id) -> our id
+        self._trackers: dict[int, Any] = {}  # group (class label, or _ALL_CLASSES) -> its sv.ByteTrack
+        self._last_detected: dict[int, int] = {}  # group -> last frame with a detection in it
+        self._ids: dict[tuple[int, int], int] = {}  # (group, ByteTrack's id) -> our id
         self._last_seen: dict[int, int] = {}  # our id -> frame it was last output
+        self._votes: dict[int, dict[int, float]] = {}  # class-agnostic: our id -> {label: summed score}
         self._next_id = 1
         self.trails: dict[int, deque[tuple[float, float]]] = {}
         """Recent box centres (x, y) per track id, oldest first, at most ``trail_length``."""
 
-    def _tracker_for(self, label: int) -> Any:
-        tracker = self._trackers.get(label)
+    def _tracker_for(self, group: int) -> Any:
+        tracker = self._trackers.get(group)
         if tracker is None:
             with warnings.catch_warnings():  # "ByteTrack was deprecated since v0.28.0": see the module docstring
                 warnings.simplefilter("ignore", FutureWarning)
-                tracker = self._trackers[label] = self._byte_track(**self.settings)
+                tracker = self._trackers[group] = self._byte_track(**self.settings)
         return tracker
 
     def update(self, detections: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -200,36 +238,47 @@ class Tracker:
 
         Returns:
             The tracked objects of this frame: ``boxes`` [T, 4] (the matched detections' boxes), ``scores`` [T],
-            ``labels`` [T], ``track_ids`` int64 [T] (>= 1), ordered by id. Detections that start no track (too low
-            a score, or not yet ``minimum_consecutive_frames`` old) are left out.
+            ``labels`` [T] (class-agnostic: the track's voted class), ``track_ids`` int64 [T] (>= 1), ordered by
+            id. Detections that start no track (too low a score, or not yet ``minimum_consecutive_frames`` old),
+            and in class-agnostic mode those suppressed by a better overlapping one, are left out.
         """
         import supervision
 
         boxes = np.asarray(detections["boxes"], dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(detections["scores"], dtype=np.float32).reshape(-1)
         labels = np.asarray(detections["labels"], dtype=np.int64).reshape(-1)
+        if self.per_class:
+            groups = labels
+        else:  # one box per object: the best of those overlapping, whatever their classes
+            keep = class_wise_nms(
+                boxes, scores, np.zeros(len(scores), np.int64), iou_threshold=self.class_nms_iou,
+                max_detections=len(scores),
+            )
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            groups = np.full(len(labels), _ALL_CLASSES, dtype=np.int64)
         self.frames += 1
         out_boxes, out_scores, out_labels, out_ids = [], [], [], []
-        present = set(labels.tolist())
-        for label in present:
-            self._last_detected[label] = self.frames
-        for label in sorted(set(self._trackers) | present):
-            if label not in present and not self._may_hold_tracks(label):
+        present = set(groups.tolist())
+        for group in present:
+            self._last_detected[group] = self.frames
+        for group in sorted(set(self._trackers) | present):
+            if group not in present and not self._may_hold_tracks(group):
                 continue  # nothing left to age: skip the call (with 80 classes, most are absent most of the time)
-            mine = labels == label
-            tracked = self._tracker_for(label).update_with_detections(
+            mine = groups == group
+            tracked = self._tracker_for(group).update_with_detections(
                 supervision.Detections(
-                    xyxy=boxes[mine].reshape(-1, 4),
-                    confidence=scores[mine],
-                    class_id=np.full(int(mine.sum()), label, dtype=int),
+                    xyxy=boxes[mine].reshape(-1, 4), confidence=scores[mine], class_id=labels[mine].astype(int)
                 )
             )
             if not len(tracked):
                 continue
+            ids = np.array([self._global_id(group, int(i)) for i in tracked.tracker_id], dtype=np.int64)
+            matched_labels = np.asarray(tracked.class_id, dtype=np.int64).reshape(-1)
+            matched_scores = np.asarray(tracked.confidence, dtype=np.float32).reshape(-1)
             out_boxes.append(np.asarray(tracked.xyxy, dtype=np.float32).reshape(-1, 4))
-            out_scores.append(np.asarray(tracked.confidence, dtype=np.float32))
-            out_labels.append(np.full(len(tracked), label, dtype=np.int64))
-            out_ids.append(np.array([self._global_id(label, int(i)) for i in tracked.tracker_id], dtype=np.int64))
+            out_scores.append(matched_scores)
+            out_labels.append(matched_labels if self.per_class else self._vote(ids, matched_labels, matched_scores))
+            out_ids.append(ids)
         if out_ids:
             ids = np.concatenate(out_ids)
             order = np.argsort(ids, kind="stable")
@@ -249,14 +298,24 @@ class Tracker:
         self._remember(result)
         return result
 
-    def _may_hold_tracks(self, label: int) -> bool:
-        """Whether class ``label``'s tracker may still hold (lost) tracks: it sees every frame, empty ones too, so
-        its lost tracks age, until no detection of the class came for longer than it keeps a lost track."""
-        keep_for = getattr(self._trackers[label], "max_time_lost", None)
-        return keep_for is None or self.frames - self._last_detected[label] <= keep_for + _FRAMES_AFTER_REMOVAL
+    def _vote(self, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Add each matched detection's score to its track's tally for the detection's class; int64 [T]: each
+        track's class with the highest tally so far (on a tie, the one that reached it first)."""
+        voted = []
+        for track_id, label, score in zip(ids.tolist(), labels.tolist(), scores.tolist()):
+            tally = self._votes.setdefault(track_id, {})
+            tally[label] = tally.get(label, 0.0) + score
+            voted.append(max(tally, key=tally.__getitem__))
+        return np.array(voted, dtype=np.int64)
 
-    def _global_id(self, label: int, byte_track_id: int) -> int:
-        key = (label, byte_track_id)
+    def _may_hold_tracks(self, group: int) -> bool:
+        """Whether group ``group``'s tracker may still hold (lost) tracks: it sees every frame, empty ones too, so
+        its lost tracks age, until no detection of the group came for longer than it keeps a lost track."""
+        keep_for = getattr(self._trackers[group], "max_time_lost", None)
+        return keep_for is None or self.frames - self._last_detected[group] <= keep_for + _FRAMES_AFTER_REMOVAL
+
+    def _global_id(self, group: int, byte_track_id: int) -> int:
+        key = (group, byte_track_id)
         track_id = self._ids.get(key)
         if track_id is None:
             track_id = self._ids[key] = self._next_id
@@ -271,7 +330,7 @@ class Tracker:
             trail.append(((x1 + x2) / 2.0, (y1 + y2) / 2.0))
             self._last_seen[track_id] = self.frames
         # Forget ids ByteTrack has dropped (lost for longer than it keeps lost tracks), so a long stream's memory
-        # stays bounded; their trails go with them.
+        # stays bounded; their trails and class votes go with them.
         keep_for = _FRAMES_AFTER_REMOVAL + max(
             (getattr(t, "max_time_lost", 0) for t in self._trackers.values()), default=0
         )
@@ -281,6 +340,7 @@ class Tracker:
             for track_id in stale:
                 del self._last_seen[track_id]
                 self.trails.pop(track_id, None)
+                self._votes.pop(track_id, None)
             self._ids = {key: value for key, value in self._ids.items() if value not in stale_set}
 
     def reset(self) -> None:
@@ -289,17 +349,23 @@ class Tracker:
         self._last_detected.clear()
         self._ids.clear()
         self._last_seen.clear()
+        self._votes.clear()
         self.trails.clear()
         self._next_id = 1
         self.frames = 0
 
     def describe(self) -> str:
-        """``ByteTrack (supervision 0.30.9), per class: lost_track_buffer=30, ...`` with the settings in use."""
+        """``ByteTrack (supervision 0.30.9), per class: lost_track_buffer=30, ...`` with the settings in use
+        (``one for all classes (class-agnostic NMS IoU 0.5, class by score vote)`` instead of ``per class``)."""
         import supervision
 
         settings = {**byte_track_defaults(), **self.settings}
         shown = ", ".join(f"{name}={settings[name]:g}" for name in BYTE_TRACK_SETTINGS if name in settings)
-        return f"ByteTrack (supervision {supervision.__version__}), per class: {shown}"
+        mode = (
+            "per class" if self.per_class
+            else f"one for all classes (class-agnostic NMS IoU {self.class_nms_iou:g}, class by score vote)"
+        )
+        return f"ByteTrack (supervision {supervision.__version__}), {mode}: {shown}"
 
 
 def _check_settings(settings: Mapping[str, Any], trail_length: int) -> None:

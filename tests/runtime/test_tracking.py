@@ -1,4 +1,4 @@
-"""ssdlite_runtime.tracking: ByteTrack (supervision) per class, on detections made up frame by frame.
+"""ssdlite_runtime.tracking: ByteTrack (supervision), per class or class-agnostic, on detections made up frame by frame.
 
 The detections are boxes on known paths (the Predictor's dict format), so each test knows which id every box must
 keep; ``tests/tools/test_detect_track.py`` runs the tracker behind a real model in ``detect.py``.
@@ -94,7 +94,7 @@ def test_without_the_buffer_an_occluded_object_comes_back_with_a_new_id():
 
 
 def test_classes_are_tracked_apart_with_ids_unique_across_classes():
-    tracker = Tracker()
+    tracker = Tracker(per_class=True)
     seen: dict[int, set[int]] = {1: set(), 2: set()}
     for step in range(12):
         # A square and a disc on top of each other (same box): per class, neither takes the other's id.
@@ -109,12 +109,63 @@ def test_classes_are_tracked_apart_with_ids_unique_across_classes():
 
     # A disc where a square was a frame ago (same box) is a new track, not the square's: a class-agnostic tracker
     # would hand it the square's id.
-    tracker = Tracker()
+    tracker = Tracker(per_class=True)
     for step in range(6):
         square_ids = tracker.update(detections((box_at(100 + 4 * step, 50), 0.9, 1)))["track_ids"].tolist()
     disc = tracker.update(detections((box_at(120, 50), 0.9, 2)))
     assert disc["labels"].tolist() == [2]
     assert disc["track_ids"].tolist() == [square_ids[0] + 1]
+
+
+def flipping_object(flipped: range, frames: int = 14) -> list[dict[str, np.ndarray]]:
+    """One object moving right, a square (label 1) except for the frames in ``flipped``, where the detector calls it
+    a disc (label 2); the same score throughout."""
+    return [detections((box_at(100 + 4 * step, 50), 0.9, 2 if step in flipped else 1)) for step in range(frames)]
+
+
+def test_class_agnostic_a_three_frame_class_flip_keeps_the_id_and_the_voted_class():
+    tracker = Tracker(per_class=False)
+    tracks = [tracker.update(frame) for frame in flipping_object(flipped=range(6, 9))]
+    assert [t["track_ids"].tolist() for t in tracks] == [[1]] * 14
+    assert [t["labels"].tolist() for t in tracks] == [[1]] * 14  # 6 x 0.9 for squares outvotes 3 x 0.9 for discs
+    assert "one for all classes (class-agnostic NMS IoU 0.5, class by score vote)" in tracker.describe()
+
+    # The control: per class, the disc is a new track for the three frames, and the square's comes back after.
+    tracker = Tracker(per_class=True)
+    tracks = [tracker.update(frame) for frame in flipping_object(flipped=range(6, 9))]
+    assert [t["track_ids"].tolist() for t in tracks] == [[1]] * 6 + [[2]] * 3 + [[1]] * 5
+    assert [t["labels"].tolist() for t in tracks] == [[1]] * 6 + [[2]] * 3 + [[1]] * 5
+    assert ", per class:" in tracker.describe()
+
+
+def test_class_agnostic_the_vote_follows_the_summed_scores():
+    """Squares at 0.9 for 5 frames (4.5), then discs at 0.8: the track turns into a disc on the 6th disc frame
+    (4.8 > 4.5), not before; the id never changes."""
+    tracker = Tracker(per_class=False)
+    frames = [detections((box_at(100 + 4 * step, 50), 0.9 if step < 5 else 0.8, 1 if step < 5 else 2))
+              for step in range(13)]
+    tracks = [tracker.update(frame) for frame in frames]
+    assert {i for t in tracks for i in t["track_ids"].tolist()} == {1}
+    assert [t["labels"].tolist() for t in tracks] == [[1]] * 10 + [[2]] * 3
+    assert tracks[7]["scores"].tolist() == pytest.approx([0.8])  # the matched detection's own score
+
+
+def test_class_agnostic_two_classes_on_one_object_make_one_track():
+    tracker = Tracker(per_class=False)
+    for step in range(12):
+        # The detector puts a square (0.9) and a disc (0.8, shifted 4 px: IoU 0.82) on the same object.
+        square = (box_at(100 + 4 * step, 50), 0.9, 1)
+        disc = (box_at(104 + 4 * step, 50), 0.8, 2)
+        tracks = tracker.update(detections(disc, square))
+        assert tracks["track_ids"].tolist() == [1], f"frame {step}"
+        assert tracks["labels"].tolist() == [1]
+        assert tracks["boxes"].tolist() == [box_at(100 + 4 * step, 50)]  # the higher-scoring box is kept
+
+    # Two objects side by side (IoU 1/3) stay two tracks at the default IoU 0.5; at class_nms_iou=0.3 the weaker
+    # one is taken for a duplicate and dropped.
+    side_by_side = detections((box_at(100, 50), 0.9, 1), (box_at(120, 50), 0.8, 2))
+    assert len(Tracker(per_class=False).update(side_by_side)["track_ids"]) == 2
+    assert Tracker(per_class=False, class_nms_iou=0.3).update(side_by_side)["labels"].tolist() == [1]
 
 
 def test_a_weak_detection_extends_a_track_but_does_not_start_one():
@@ -160,6 +211,7 @@ def test_forgotten_tracks_leave_no_trail_behind():
         ({"lost_track_buffer": -1}, "whole number of frames"),
         ({"minimum_consecutive_frames": 0}, "whole number of frames >= 1"),
         ({"frame_rate": 0}, "frame_rate must be > 0"),
+        ({"class_nms_iou": 1.5}, "class_nms_iou must be between 0 and 1"),
     ],
 )
 def test_bad_settings_are_one_line_errors(settings, message):
@@ -217,7 +269,7 @@ def test_skipping_absent_classes_changes_nothing():
          for label, steps in present.items() if step in steps]
         for step in range(80)
     ]
-    tracker, reference = Tracker(), {}
+    tracker, reference = Tracker(per_class=True), {}
     ours_to_reference: dict[int, tuple[int, int]] = {}
     for objects in frames:
         tracks = tracker.update(detections(*objects))

@@ -41,9 +41,14 @@ def workspace(tmp_path_factory):
     video = write_video(root / "clip.mp4", [draw_scene(step) for step in range(40)])
     frames = read_video(video)
     predictor = Predictor(checkpoint, score_threshold=SECOND_ASSOCIATION_MIN_SCORE)
-    tracker = Tracker()
-    tracks = [tracker.update(predictor.predict(frame)[0]) for frame in frames[:FRAMES]]
-    return {"root": root, "checkpoint": checkpoint, "video": video, "frames": frames, "tracks": tracks}
+    predictions = [predictor.predict(frame)[0] for frame in frames[:FRAMES]]
+    tracker, each_class = Tracker(), Tracker(per_class=True)
+    tracks = [tracker.update(prediction) for prediction in predictions]
+    each_class_tracks = [each_class.update(prediction) for prediction in predictions]
+    return {
+        "root": root, "checkpoint": checkpoint, "video": video, "frames": frames, "tracks": tracks,
+        "each_class_tracks": each_class_tracks,
+    }
 
 
 def parse_mot(text: str) -> list[tuple[int, int, list[float], float]]:
@@ -83,6 +88,7 @@ def test_video_track_writes_mot_and_json_lines_with_the_trackers_ids(workspace):
     assert result.returncode == 0, result.stderr
     assert "score > 0.1" in result.stdout  # --track's default threshold: ByteTrack's second association floor
     assert "tracking: ByteTrack (supervision 0.30" in result.stdout
+    assert "one for all classes (class-agnostic NMS IoU 0.5, class by score vote)" in result.stdout  # the default
 
     rows = parse_mot(mot.read_text())
     assert {row[0] for row in rows} == set(range(1, FRAMES + 1))
@@ -104,6 +110,25 @@ def test_video_track_writes_mot_and_json_lines_with_the_trackers_ids(workspace):
     names = {track["category_name"]: track["category_id"] for frame in frames for track in frame["tracks"]}
     assert set(names.items()) <= set(zip(CLASS_NAMES, CATEGORY_IDS))
     assert len(read_video(saved)) == FRAMES
+
+
+def test_track_classes_each_runs_a_tracker_per_class(workspace):
+    mot, lines = workspace["root"] / "each" / "tracks.txt", workspace["root"] / "each" / "tracks.jsonl"
+    result = run_detect(
+        "video", workspace["video"], "--model", workspace["checkpoint"], "--track", "--track-classes", "each",
+        "--max-frames", FRAMES, "--mot", mot, "--json", lines, "--no-show", cwd=workspace["root"],
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tracking: ByteTrack (supervision 0.30" in result.stdout and ", per class:" in result.stdout
+    expected = workspace["each_class_tracks"]
+    assert_same_tracks(parse_mot(mot.read_text()), expected)
+    frames = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [[track["category_name"] for track in frame["tracks"]] for frame in frames] == [
+        [CLASS_NAMES[label - 1] for label in t["labels"].tolist()] for t in expected  # labels count from 1
+    ]
+    # The untrained model puts boxes of both classes on the same spots: per class they make more tracks than
+    # the default class-agnostic tracker, which keeps one box per object.
+    assert sum(len(t["track_ids"]) for t in workspace["tracks"]) < sum(len(t["track_ids"]) for t in expected)
 
 
 def test_json_on_a_stream_keeps_the_record_list_and_adds_track_ids(workspace, tmp_path):
@@ -157,6 +182,7 @@ def test_the_web_view_lists_the_live_track_ids(workspace):
         (["video", "{video}", "--track", "--track-buffer", "-3"], "argument --track-buffer: must be 0 or more"),
         (["video", "{video}", "--track", "--track-match", "1.5"], "argument --track-match: must be between 0 and 1"),
         (["video", "{video}", "--track", "--track-bufer", "5"], "unrecognized arguments: --track-bufer 5"),
+        (["video", "{video}", "--track", "--track-classes", "all"], "argument --track-classes: invalid choice: 'all'"),
         (["image", "scene.png", "--track-buffer", "5"], "unrecognized arguments: --track-buffer 5"),
     ],
 )
