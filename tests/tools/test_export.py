@@ -93,7 +93,7 @@ def test_torchscript_export_runs_as_a_script(tmp_path):
     [
         (["--format", "onnx", "--int8"], "--int8 needs --calib DIR"),
         (["--format", "onnx", "--int8", "--calib", "/nonexistent/calib"], "calibration folder not found"),
-        (["--format", "torchscript", "--with-nms"], "apply to ONNX only"),
+        (["--format", "torchscript", "--with-nms"], "--int8 apply to ONNX, OpenVINO and TFLite only; TorchScript"),
         (["--format", "onnx", "--max-detections", "0"], "max_detections must be an integer >= 1"),
     ],
 )
