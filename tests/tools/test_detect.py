@@ -39,6 +39,14 @@ CATEGORY_IDS = [3, 7]
 FRAME_SIZE = (240, 320)  # (h, w)
 VIDEO_FRAMES, VIDEO_FPS = 40, 25.0
 PAGE_BACKGROUND = (0x16, 0x18, 0x1D)
+AS_FROM_A_TERMINAL = [
+    sys.executable, "-c",
+    "import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
+"""Runs a Python script the way a shell in a terminal starts it, with SIGINT unblocked and at its default: an
+xdist worker that ran other tests (the TFLite converter's threads among them) may pass on a blocked or ignored
+SIGINT to its children, and then the test's Ctrl+C would never arrive."""
 
 
 def draw_scene(step: int) -> np.ndarray:
@@ -287,7 +295,7 @@ def chromium(*args: str, user_data_dir: Path, timeout: float = 90) -> subprocess
 def web_view(workspace):
     """``detect.py webcam --serve 0`` on the looping file camera; yields its URL, stops it with Ctrl+C."""
     process = subprocess.Popen(
-        [sys.executable, str(DETECT), "webcam", "--camera", str(workspace["video"]), "--loop", "--serve", "0",
+        [*AS_FROM_A_TERMINAL, str(DETECT), "webcam", "--camera", str(workspace["video"]), "--loop", "--serve", "0",
          "--no-show", "--model", str(workspace["checkpoint"]), "--score-threshold", str(workspace["threshold"])],
         cwd=workspace["root"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
