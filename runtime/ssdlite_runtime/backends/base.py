@@ -122,6 +122,29 @@ RUNTIME_INSTALL = "pip install 'ssdlite-runtime[{extra}]'"
 """How to install the package of a backend of this distribution: its extra (runtime/pyproject.toml)."""
 
 
+def run_in_fixed_batches(
+    run: Callable[[np.ndarray], RawOutputs | list[Detections]], batch: np.ndarray, fixed_batch: int | None,
+    *, with_nms: bool,
+) -> RawOutputs | list[Detections]:
+    """``run`` over ``batch`` in slices of ``fixed_batch`` images (a file exported for one batch size), the results
+    joined as one call's: detections listed per image, or raw outputs concatenated. None: one call."""
+    if fixed_batch is None or batch.shape[0] == fixed_batch:
+        return run(batch)
+    parts = [run(batch[i : i + fixed_batch]) for i in range(0, batch.shape[0], fixed_batch)]
+    if with_nms:
+        return [detections for part in parts for detections in part]
+    return RawOutputs(*(np.concatenate(arrays) for arrays in zip(*parts)))
+
+
+def padded_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, counts: np.ndarray
+                      ) -> list[Detections]:
+    """Per image, the first ``counts[i]`` rows of a graph's padded NMS outputs ([B, D, 4], [B, D], [B, D], [B])."""
+    return [
+        {"boxes": boxes[i, :count], "scores": scores[i, :count], "labels": labels[i, :count]}
+        for i, count in enumerate(counts.tolist())
+    ]
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """What the registry knows about a backend before importing it.

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ssdlite_runtime.backends.base import Backend, Detections, RawOutputs, register_backend
+from ssdlite_runtime.backends.base import (
+    Backend,
+    Detections,
+    RawOutputs,
+    padded_detections,
+    register_backend,
+    run_in_fixed_batches,
+)
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.metadata import (
     DETECTION_OUTPUT_NAMES,
@@ -129,22 +136,13 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, batch: np.ndarray) -> RawOutputs | list[Detections]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)  # a no-op for the Predictor's NCHW batches
-        if self.fixed_batch is None or batch.shape[0] == self.fixed_batch:
-            return self._run(batch)
-        parts = [self._run(batch[i : i + self.fixed_batch]) for i in range(0, batch.shape[0], self.fixed_batch)]
-        if self.with_nms:
-            return [detections for part in parts for detections in part]
-        return RawOutputs(*(np.concatenate(arrays) for arrays in zip(*parts)))
+        return run_in_fixed_batches(self._run, batch, self.fixed_batch, with_nms=self.with_nms)
 
     def _run(self, batch: np.ndarray) -> RawOutputs | list[Detections]:
         outputs = self.session.run(self.output_names, {INPUT_NAME: batch, **self.settings})
         if not self.with_nms:
             return RawOutputs(*outputs)
-        boxes, scores, labels, counts = outputs
-        return [
-            {"boxes": boxes[i, :count], "scores": scores[i, :count], "labels": labels[i, :count]}
-            for i, count in enumerate(counts.tolist())
-        ]
+        return padded_detections(*outputs)
 
     def describe(self) -> str:
         kind = "INT8 " if self.info.quantization != "none" else ""
