@@ -49,6 +49,7 @@ __all__ = [
     "FORMAT_VERSION",
     "INPUT_NAME",
     "RAW_OUTPUT_NAMES",
+    "TFLITE_OUTPUT_NAMES",
     "ModelInfo",
     "setting_inputs",
 ]
@@ -57,6 +58,9 @@ FORMAT_VERSION = "1"
 INPUT_NAME = "images"
 RAW_OUTPUT_NAMES = ("cls_logits", "box_deltas")
 DETECTION_OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+TFLITE_OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+"""The signature outputs of an ssdlite .tflite file, in tensor order: the names of TensorFlow's detection models
+(Android's layout), written by the TFLite exporter's graph and read by the TFLite backend."""
 _SETTINGS = ("score_threshold", "nms_iou", "topk_per_class", "max_detections")
 
 

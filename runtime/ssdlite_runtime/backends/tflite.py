@@ -29,7 +29,7 @@ import numpy as np
 
 from ssdlite_runtime.backends.base import Backend, Detections, register_backend
 from ssdlite_runtime.errors import one_line
-from ssdlite_runtime.metadata import INPUT_NAME, ModelInfo
+from ssdlite_runtime.metadata import INPUT_NAME, TFLITE_OUTPUT_NAMES, ModelInfo
 from ssdlite_runtime.postprocess import PostprocessSettings
 
 __all__ = ["OUTPUT_NAMES", "TFLiteBackend", "read_tflite_metadata"]
@@ -39,8 +39,7 @@ logger = logging.getLogger(__name__)
 EXPORT_COMMAND = "ssdlite-export --checkpoint MODEL.ckpt --format tflite --out FILE.tflite"
 """How an ssdlite .tflite file is made (in the full package), for messages."""
 
-OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
-"""The signature outputs of an ssdlite .tflite file, in tensor order (TensorFlow's detection model names)."""
+OUTPUT_NAMES = TFLITE_OUTPUT_NAMES
 
 SIGNATURE = "serving_default"
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ssdlite.core.box_coder import VARIANCES, decode
 from ssdlite.core.postprocess import PostprocessSettings
+from ssdlite_runtime.metadata import TFLITE_OUTPUT_NAMES
 
 __all__ = ["NMS_SWEEPS", "DetectionGraph"]
 
@@ -101,13 +102,13 @@ class DetectionGraph(nn.Module):
         kept_scores, order = torch.topk(torch.where(keep, scores, torch.full_like(scores, -1.0)), detections)
         found = kept_scores > 0
         zero = torch.zeros_like(kept_scores)
-        return {
-            "detection_boxes": torch.where(found[:, None], boxes.index_select(0, order)[:, [1, 0, 3, 2]],
-                                           zero[:, None])[None],
-            "detection_classes": torch.where(found, classes.index_select(0, order).float(), zero)[None],
-            "detection_scores": torch.where(found, kept_scores, zero)[None],
-            "num_detections": keep.sum().clamp(max=detections).float().reshape(1),
-        }
+        outputs = (
+            torch.where(found[:, None], boxes.index_select(0, order)[:, [1, 0, 3, 2]], zero[:, None])[None],
+            torch.where(found, classes.index_select(0, order).float(), zero)[None],
+            torch.where(found, kept_scores, zero)[None],
+            keep.sum().clamp(max=detections).float().reshape(1),
+        )
+        return dict(zip(TFLITE_OUTPUT_NAMES, outputs, strict=True))
 
     @torch.no_grad()
     def sweeps_needed(self, images: Tensor) -> int:
