@@ -5,18 +5,19 @@ file; ncnn's OpenMP threads wait passively unless the user says otherwise."""
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from ssdlite.deploy.export import export_model
 from ssdlite.deploy.predictor import Predictor
-from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch
-from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
+from tests.runtime.test_without_torch import (
+    REPO_ROOT,
+    assert_records_match_eager,
+    run_without_torch,
+    write_scenes,
+)
+from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, tiny_detector
 
 pytest.importorskip("pnnx")
 pytest.importorskip("ncnn")
@@ -28,12 +29,7 @@ def exported(tmp_path_factory):
     model = tiny_detector()
     param = export_model(model, folder / "model.ncnn.param", format="ncnn", class_names=CLASS_NAMES,
                          category_ids=CATEGORY_IDS)
-    images = []
-    for step in (0, 9, 23):
-        path = folder / f"scene_{step}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(draw_scene(step), cv2.COLOR_RGB2BGR))
-        images.append(path)
-    return model, param, images
+    return model, param, write_scenes(folder)
 
 
 def test_detect_runs_an_ncnn_file_without_torch_and_matches_the_eager_model(exported, tmp_path):
@@ -48,16 +44,7 @@ def test_detect_runs_an_ncnn_file_without_torch_and_matches_the_eager_model(expo
     assert len(list((tmp_path / "drawn").iterdir())) == len(images)
     eager = Predictor(model, backend="eager", class_names=CLASS_NAMES, category_ids=CATEGORY_IDS,
                       score_threshold=0.3)
-    written = json.loads(records.read_text())
-    for image_path in images:
-        [expected] = eager.predict(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB))
-        got = [record for record in written if Path(record["file_name"]).name == image_path.name]
-        assert len(got) == len(expected["boxes"]) > 0, image_path.name
-        got_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (record["bbox"] for record in got)])
-        got_categories = np.array([record["category_id"] for record in got])
-        for box, label in zip(expected["boxes"], expected["labels"]):
-            close = np.abs(got_boxes - box).max(axis=1) <= 1.0
-            assert (close & (got_categories == CATEGORY_IDS[label - 1])).any(), (image_path.name, box)
+    assert_records_match_eager(records, images, eager)
 
 
 def test_a_truncated_bin_is_one_line_on_stderr_naming_it(exported, tmp_path):

@@ -15,17 +15,13 @@ import pytest
 
 from ssdlite.deploy.predictor import Predictor
 from tests.deploy.test_export_openvino import NAMES, assert_same_detections, exported, model
-from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch
+from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch, write_scenes
 from tests.tools.test_detect import CATEGORY_IDS, draw_scene
 
 pytestmark = pytest.mark.xdist_group("openvino")
 
 def test_detect_runs_an_openvino_ir_without_torch_and_matches_the_eager_model(tmp_path):
-    images = []
-    for step in (0, 9, 23):
-        path = tmp_path / f"scene_{step}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(draw_scene(step), cv2.COLOR_RGB2BGR))
-        images.append(path)
+    images = write_scenes(tmp_path)
     records = tmp_path / "detections.json"
     result = run_without_torch(
         [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(exported("fp32")),

@@ -4,17 +4,15 @@ truncated file is a one-line error naming it (exit 2)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from ssdlite.deploy.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 from tests.deploy.test_export_tflite import NAMES, exported_tflite
-from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch
+from tests.runtime.test_without_torch import REPO_ROOT, assert_records_match_eager, run_without_torch
 
 pytest.importorskip("ai_edge_litert")
 pytestmark = [pytest.mark.xdist_group("tflite"), pytest.mark.slow]  # the export: see test_export_tflite.EXPORTS
@@ -39,16 +37,7 @@ def test_detect_runs_a_tflite_file_without_torch_and_matches_the_eager_model(tmp
     )
     assert result.returncode == 0, result.stderr
     eager = Predictor(tiny.overfit_tiny_detector(), backend="eager", score_threshold=0.3, **NAMES)
-    written = json.loads(records.read_text())
-    for image_path in images:
-        [expected] = eager.predict(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB))
-        got = [record for record in written if Path(record["file_name"]).name == image_path.name]
-        assert len(got) == len(expected["boxes"]) > 0, image_path.name
-        got_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (record["bbox"] for record in got)])
-        got_categories = np.array([record["category_id"] for record in got])
-        for box, label in zip(expected["boxes"], expected["labels"]):
-            close = np.abs(got_boxes - box).max(axis=1) <= 1.0
-            assert (close & (got_categories == tiny.CATEGORY_IDS[label - 1])).any(), (image_path.name, box)
+    assert_records_match_eager(records, images, eager)
 
 
 def test_a_truncated_tflite_file_is_a_one_line_error_naming_it(tmp_path):

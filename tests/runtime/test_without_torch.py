@@ -48,6 +48,33 @@ def run_without_torch(args: list[str], tmp_path: Path) -> subprocess.CompletedPr
                           timeout=120)
 
 
+def write_scenes(folder: Path) -> list[Path]:
+    """Three generated scenes (tests/tools/test_detect.draw_scene) written as PNG files in ``folder``."""
+    images = []
+    for step in (0, 9, 23):
+        path = folder / f"scene_{step}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(draw_scene(step), cv2.COLOR_RGB2BGR))
+        images.append(path)
+    return images
+
+
+def assert_records_match_eager(records: Path, images: list[Path], eager: Predictor) -> None:
+    """The COCO records ``detect.py --json`` wrote for ``images`` hold, per image, as many detections as ``eager``
+    finds (its score threshold), and each eager box has a record of its category within 1 px. Scores of the
+    untrained test models tie to many digits, so the order may differ: the match is box by box."""
+    written = json.loads(records.read_text())
+    category_ids = eager.category_ids
+    for image_path in images:
+        [expected] = eager.predict(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB))
+        got = [record for record in written if Path(record["file_name"]).name == image_path.name]
+        assert len(got) == len(expected["boxes"]) > 0, image_path.name
+        got_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (record["bbox"] for record in got)])
+        got_categories = np.array([record["category_id"] for record in got])
+        for box, label in zip(expected["boxes"], expected["labels"]):
+            close = np.abs(got_boxes - box).max(axis=1) <= 1.0
+            assert (close & (got_categories == category_ids[label - 1])).any(), (image_path.name, box)
+
+
 def test_the_blocker_really_blocks_torch(tmp_path):
     result = run_without_torch(["-c", "import torch"], tmp_path)
     assert result.returncode != 0 and "blocked" in result.stderr
@@ -59,12 +86,7 @@ def exported(tmp_path_factory):
     model = tiny_detector()
     onnx_path = export_model(model, folder / "model.onnx", class_names=CLASS_NAMES, category_ids=CATEGORY_IDS,
                              with_nms=True)
-    images = []
-    for step in (0, 9, 23):
-        path = folder / f"scene_{step}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(draw_scene(step), cv2.COLOR_RGB2BGR))
-        images.append(path)
-    return model, onnx_path, images
+    return model, onnx_path, write_scenes(folder)
 
 
 def test_detect_runs_an_onnx_file_without_torch_and_matches_the_eager_model(exported, tmp_path):
@@ -81,18 +103,7 @@ def test_detect_runs_an_onnx_file_without_torch_and_matches_the_eager_model(expo
 
     eager = Predictor(model, backend="eager", class_names=CLASS_NAMES, category_ids=CATEGORY_IDS,
                       score_threshold=0.3)
-    written = json.loads(records.read_text())
-    for image_path in images:
-        image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
-        [expected] = eager.predict(image)
-        got = [record for record in written if Path(record["file_name"]).name == image_path.name]
-        assert len(got) == len(expected["boxes"]) > 0, image_path.name
-        got_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (record["bbox"] for record in got)])
-        got_categories = np.array([record["category_id"] for record in got])
-        # Scores of this untrained model tie to many digits, so the order may differ: match box by box.
-        for box, label in zip(expected["boxes"], expected["labels"]):
-            close = np.abs(got_boxes - box).max(axis=1) <= 1.0
-            assert (close & (got_categories == CATEGORY_IDS[label - 1])).any(), (image_path.name, box)
+    assert_records_match_eager(records, images, eager)
 
 def test_a_checkpoint_without_the_full_package_is_a_one_line_error(tmp_path):
     checkpoint = tmp_path / "model.ckpt"
