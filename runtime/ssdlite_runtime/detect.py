@@ -70,6 +70,21 @@ def _positive_float(value: str) -> float:
     return number
 
 
+_TRACKER_OPTIONS = (
+    # (option, supervision's ByteTrack setting, type, metavar, help without the default)
+    ("--track-activation", "track_activation_threshold", _unit_interval, "S",
+     "ByteTrack's track_activation_threshold: detections scoring at least S are matched first (and start tracks "
+     "from S + 0.1); weaker ones, down to --score-threshold (default 0.1 with --track), only extend tracks"),
+    ("--track-buffer", "lost_track_buffer", _non_negative_int, "FRAMES",
+     "lost_track_buffer: frames a lost track waits to be found again"),
+    ("--track-match", "minimum_matching_threshold", _unit_interval, "T",
+     "minimum_matching_threshold: the largest IoU distance (1 - IoU, fused with the score) of a match"),
+    ("--track-fps", "frame_rate", _positive_float, "FPS", "frame_rate: scales --track-buffer by FPS / 30"),
+    ("--track-min-frames", "minimum_consecutive_frames", _positive_int, "N",
+     "minimum_consecutive_frames: frames an object must be tracked before it gets an id"),
+)
+
+
 def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     """--mot and the tracker's settings, with supervision's ByteTrack defaults (read from the installed library)."""
     from ssdlite_runtime.tracking import (
@@ -87,30 +102,9 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tracking (with --track)")
     group.add_argument("--mot", dest="mot_path", metavar="PATH", help="write the tracks as MOT Challenge text "
                        "(frame,id,x,y,w,h,score,-1,-1,-1; frames from 1), e.g. for tools/eval_mot.py")
-    group.add_argument(
-        "--track-activation", type=_unit_interval, default=defaults.get("track_activation_threshold"), metavar="S",
-        help="ByteTrack's track_activation_threshold: detections scoring at least S are matched first (and start "
-        "tracks from S + 0.1); weaker ones, down to --score-threshold (default 0.1 with --track), only extend "
-        f"tracks ({default('track_activation_threshold')})",
-    )
-    group.add_argument(
-        "--track-buffer", type=_non_negative_int, default=defaults.get("lost_track_buffer"), metavar="FRAMES",
-        help=f"lost_track_buffer: frames a lost track waits to be found again ({default('lost_track_buffer')})",
-    )
-    group.add_argument(
-        "--track-match", type=_unit_interval, default=defaults.get("minimum_matching_threshold"), metavar="T",
-        help="minimum_matching_threshold: the largest IoU distance (1 - IoU, fused with the score) of a match "
-        f"({default('minimum_matching_threshold')})",
-    )
-    group.add_argument(
-        "--track-fps", type=_positive_float, default=defaults.get("frame_rate"), metavar="FPS",
-        help=f"frame_rate: scales --track-buffer by FPS / 30 ({default('frame_rate')})",
-    )
-    group.add_argument(
-        "--track-min-frames", type=_positive_int, default=defaults.get("minimum_consecutive_frames"), metavar="N",
-        help="minimum_consecutive_frames: frames an object must be tracked before it gets an id "
-        f"({default('minimum_consecutive_frames')})",
-    )
+    for flag, setting, kind, metavar, text in _TRACKER_OPTIONS:
+        group.add_argument(flag, type=kind, default=defaults.get(setting), metavar=metavar,
+                           help=f"{text} ({default(setting)})")
     group.add_argument(
         "--track-classes", choices=("each", "any"), default="each" if DEFAULT_PER_CLASS else "any",
         help="each: one ByteTrack per class (a track only matches its own class's detections); any: one ByteTrack "
@@ -184,13 +178,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-_TRACKER_SETTINGS = {
-    "track_activation": "track_activation_threshold",
-    "track_buffer": "lost_track_buffer",
-    "track_match": "minimum_matching_threshold",
-    "track_fps": "frame_rate",
-    "track_min_frames": "minimum_consecutive_frames",
-}
+_TRACKER_SETTINGS = {flag[2:].replace("-", "_"): setting for flag, setting, *_ in _TRACKER_OPTIONS}
+"""argparse destination -> ByteTrack setting."""
 
 
 def run(args: argparse.Namespace) -> None:
