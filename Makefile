@@ -26,8 +26,9 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
+# --durations: the 15 slowest tests close the log, to watch the suite's 15-minute budget.
 test: $(TEST_STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests
 
 # Everything but the tests marked slow (those that train a model or start a training process).
 test-fast: $(TEST_STAMP)
