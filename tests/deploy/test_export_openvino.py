@@ -7,11 +7,8 @@ tests/runtime/test_openvino_without_torch.py uses the same files (same xdist gro
 
 from __future__ import annotations
 
-import atexit
 import functools
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from unittest import mock
 
@@ -49,13 +46,6 @@ def model():
 
 
 @functools.cache
-def scratch_dir() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="ssdlite_openvino_tests_"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
-@functools.cache
 def exported(kind: str) -> Path:
     """An IR, once per process: "fp32" (NMS inside) and "raw" (no NMS) of the tiny detector, from one raw-network
     ONNX export; "int8" (NMS inside) of the overfit detector of tests/deploy/tiny_detector.py, through
@@ -63,17 +53,17 @@ def exported(kind: str) -> Path:
     with mock.patch.dict(os.environ, NO_TELEMETRY):
         if kind == "int8":
             return export_model(
-                tiny.overfit_tiny_detector(), scratch_dir() / "int8.xml", format="openvino", with_nms=True,
+                tiny.overfit_tiny_detector(), tiny.scratch_dir() / "int8.xml", format="openvino", with_nms=True,
                 int8=True, calibration_images=tiny.calibration_folder(), class_names=tiny.CLASS_NAMES,
                 category_ids=tiny.CATEGORY_IDS,
             )
         options = ExportOptions(**NAMES, with_nms=kind == "fp32")
-        return export_openvino(model(), scratch_dir() / f"{kind}.xml", options, network_onnx=network_onnx())
+        return export_openvino(model(), tiny.scratch_dir() / f"{kind}.xml", options, network_onnx=network_onnx())
 
 
 @functools.cache
 def network_onnx() -> Path:
-    return export_network_onnx(model(), scratch_dir() / "network.onnx")
+    return export_network_onnx(model(), tiny.scratch_dir() / "network.onnx")
 
 
 def eager(**settings) -> Predictor:

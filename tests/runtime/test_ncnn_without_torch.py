@@ -14,6 +14,7 @@ from ssdlite.deploy.predictor import Predictor
 from tests.runtime.test_without_torch import (
     REPO_ROOT,
     assert_records_match_eager,
+    detect_without_torch,
     run_without_torch,
     write_scenes,
 )
@@ -34,12 +35,7 @@ def exported(tmp_path_factory):
 
 def test_detect_runs_an_ncnn_file_without_torch_and_matches_the_eager_model(exported, tmp_path):
     model, param, images = exported
-    records = tmp_path / "detections.json"
-    result = run_without_torch(
-        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(param), "--score-threshold", "0.3",
-         "--json", str(records), "--save", str(tmp_path / "drawn"), "--no-show"],
-        tmp_path,
-    )
+    result, records = detect_without_torch(param, images, tmp_path, "--save", str(tmp_path / "drawn"))
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "drawn").iterdir())) == len(images)
     eager = Predictor(model, backend="eager", class_names=CLASS_NAMES, category_ids=CATEGORY_IDS,

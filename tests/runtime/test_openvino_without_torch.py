@@ -15,19 +15,14 @@ import pytest
 
 from ssdlite.deploy.predictor import Predictor
 from tests.deploy.test_export_openvino import NAMES, assert_same_detections, exported, model
-from tests.runtime.test_without_torch import REPO_ROOT, run_without_torch, write_scenes
+from tests.runtime.test_without_torch import REPO_ROOT, detect_without_torch, run_without_torch, write_scenes
 from tests.tools.test_detect import CATEGORY_IDS, draw_scene
 
 pytestmark = pytest.mark.xdist_group("openvino")
 
 def test_detect_runs_an_openvino_ir_without_torch_and_matches_the_eager_model(tmp_path):
     images = write_scenes(tmp_path)
-    records = tmp_path / "detections.json"
-    result = run_without_torch(
-        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(exported("fp32")),
-         "--score-threshold", "0.3", "--json", str(records), "--no-show"],
-        tmp_path,
-    )
+    result, records = detect_without_torch(exported("fp32"), images, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "openvino (OpenVINO, NMS in graph, fp32.xml)" in result.stdout
     eager = Predictor(model(), backend="eager", **NAMES, score_threshold=0.3)

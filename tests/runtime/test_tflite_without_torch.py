@@ -12,7 +12,12 @@ import pytest
 from ssdlite.deploy.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 from tests.deploy.test_export_tflite import NAMES, exported_tflite
-from tests.runtime.test_without_torch import REPO_ROOT, assert_records_match_eager, run_without_torch
+from tests.runtime.test_without_torch import (
+    REPO_ROOT,
+    assert_records_match_eager,
+    detect_without_torch,
+    run_without_torch,
+)
 
 pytest.importorskip("ai_edge_litert")
 pytestmark = [pytest.mark.xdist_group("tflite"), pytest.mark.slow]  # the export: see test_export_tflite.EXPORTS
@@ -29,12 +34,7 @@ def scene_files(folder: Path) -> list[Path]:
 
 def test_detect_runs_a_tflite_file_without_torch_and_matches_the_eager_model(tmp_path):
     images = scene_files(tmp_path)
-    records = tmp_path / "detections.json"
-    result = run_without_torch(
-        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(exported_tflite("float")),
-         "--score-threshold", "0.3", "--json", str(records), "--no-show"],
-        tmp_path,
-    )
+    result, records = detect_without_torch(exported_tflite("float"), images, tmp_path)
     assert result.returncode == 0, result.stderr
     eager = Predictor(tiny.overfit_tiny_detector(), backend="eager", score_threshold=0.3, **NAMES)
     assert_records_match_eager(records, images, eager)

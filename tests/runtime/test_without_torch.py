@@ -48,6 +48,19 @@ def run_without_torch(args: list[str], tmp_path: Path) -> subprocess.CompletedPr
                           timeout=120)
 
 
+def detect_without_torch(model: Path, images: list[Path], tmp_path: Path, *options: str
+                         ) -> tuple[subprocess.CompletedProcess, Path]:
+    """``detect.py image IMAGES --model MODEL --score-threshold 0.3 --json RECORDS OPTIONS`` without torch: the
+    finished process and the records file."""
+    records = tmp_path / "detections.json"
+    result = run_without_torch(
+        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(model), "--score-threshold", "0.3",
+         "--json", str(records), *options, "--no-show"],
+        tmp_path,
+    )
+    return result, records
+
+
 def write_scenes(folder: Path) -> list[Path]:
     """Three generated scenes (tests/tools/test_detect.draw_scene) written as PNG files in ``folder``."""
     images = []
@@ -91,12 +104,7 @@ def exported(tmp_path_factory):
 
 def test_detect_runs_an_onnx_file_without_torch_and_matches_the_eager_model(exported, tmp_path):
     model, onnx_path, images = exported
-    records = tmp_path / "detections.json"
-    result = run_without_torch(
-        [str(REPO_ROOT / "detect.py"), "image", *map(str, images), "--model", str(onnx_path),
-         "--score-threshold", "0.3", "--json", str(records), "--save", str(tmp_path / "drawn"), "--no-show"],
-        tmp_path,
-    )
+    result, records = detect_without_torch(onnx_path, images, tmp_path, "--save", str(tmp_path / "drawn"))
     assert result.returncode == 0, result.stderr
     drawn = sorted((tmp_path / "drawn").iterdir())
     assert len(drawn) == len(images)
