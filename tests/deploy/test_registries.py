@@ -131,3 +131,19 @@ def test_exported_files_are_the_file_and_the_companions_its_format_declares(scra
     package.mkdir(parents=True)
     (package / "model.mlmodel").write_bytes(b"spec")
     assert export_registry.exported_files(tmp_path / "m.mlpackage") == [package / "model.mlmodel"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "package", "reads"),
+    [("ort", "onnxruntime", ".onnx"), ("int8", "onnxruntime", ".onnx"), ("openvino", "openvino", ".xml"),
+     ("tflite", "ai_edge_litert", ".tflite"), ("ncnn", "ncnn", ".ncnn.param")],
+)
+def test_a_file_backend_given_no_file_or_another_device_says_so_in_one_line(backend, package, reads):
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed")
+    with pytest.raises(ValueError, match=rf"backend '{backend}' reads an? \{reads}") as error:
+        backend_registry.load_backend(backend, np.zeros((1, 3, 8, 8), np.float32))
+    assert "export the model first" in str(error.value) and "--format" in str(error.value)
+    assert "got a ndarray" in str(error.value)
+    with pytest.raises(ValueError, match=rf"backend '{backend}' runs on the CPU \(.+\); got device='cuda:0'"):
+        backend_registry.load_backend(backend, "model" + reads, device="cuda:0")

@@ -48,6 +48,7 @@ __all__ = [
     "RawOutputs",
     "available_backends",
     "backend_for_path",
+    "check_file_on_cpu",
     "file_kind",
     "load_backend",
     "register_backend",
@@ -134,6 +135,19 @@ def run_in_fixed_batches(
     if with_nms:
         return [detections for part in parts for detections in part]
     return RawOutputs(*(np.concatenate(arrays) for arrays in zip(*parts)))
+
+
+def check_file_on_cpu(path: Any, device: Any, *, backend: str, reads: str, runtime: str, export_command: str,
+                      hint: str = "") -> None:
+    """The checks every file backend makes before loading: ``path`` is a file path (not an in-memory model) and
+    ``device`` is the CPU; ValueError naming the backend, what it reads and how to make it otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            f"backend {backend!r} reads {reads}, got a {type(path).__name__}; export the model first "
+            f"(`{export_command}`){hint}"
+        )
+    if str(device).partition(":")[0] != "cpu":
+        raise ValueError(f"backend {backend!r} runs on the CPU ({runtime}); got device={device!r}")
 
 
 def padded_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, counts: np.ndarray

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdlite_runtime.backends.base import Backend, RawOutputs, register_backend
+from ssdlite_runtime.backends.base import Backend, RawOutputs, check_file_on_cpu, register_backend
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.metadata import INPUT_NAME, RAW_OUTPUT_NAMES, ModelInfo
 
@@ -186,11 +186,6 @@ def load_ncnn(
     path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None, fp16: bool = False
 ) -> NcnnBackend:
     """An ``.ncnn.param`` file made by ``ssdlite-export --format ncnn`` (with its ``.ncnn.bin`` and ``.ncnn.json``)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(
-            f"backend 'ncnn' reads an .ncnn.param file, got a {type(path).__name__}; export the model first "
-            f"(`{EXPORT_COMMAND}`)"
-        )
-    if str(device).partition(":")[0] != "cpu":
-        raise ValueError(f"backend 'ncnn' runs on the CPU; got device={device!r}")
+    check_file_on_cpu(path, device, backend="ncnn", reads="an .ncnn.param file", runtime="ncnn",
+                      export_command=EXPORT_COMMAND)
     return NcnnBackend(path, threads=threads, fp16=fp16)

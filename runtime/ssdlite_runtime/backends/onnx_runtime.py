@@ -28,6 +28,7 @@ from ssdlite_runtime.backends.base import (
     Backend,
     Detections,
     RawOutputs,
+    check_file_on_cpu,
     padded_detections,
     register_backend,
     run_in_fixed_batches,
@@ -172,10 +173,7 @@ def load_int8(path: str | os.PathLike, *, device: str = "cpu", threads: int | No
 
 
 def _check_file_and_device(path: Any, device: Any, backend: str) -> None:
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(
-            f"backend {backend!r} reads an .onnx file, got a {type(path).__name__}; export the model first "
-            f"(`{EXPORT_COMMAND}`), or use the full package's Predictor (ssdlite.deploy.predictor), which does that"
-        )
-    if str(device).partition(":")[0] != "cpu":
-        raise ValueError(f"backend {backend!r} runs on the CPU (ONNX Runtime); got device={device!r}")
+    check_file_on_cpu(
+        path, device, backend=backend, reads="an .onnx file", runtime="ONNX Runtime", export_command=EXPORT_COMMAND,
+        hint=", or use the full package's Predictor (ssdlite.deploy.predictor), which does that",
+    )

@@ -30,6 +30,7 @@ from ssdlite_runtime.backends.base import (
     Backend,
     Detections,
     RawOutputs,
+    check_file_on_cpu,
     padded_detections,
     register_backend,
     run_in_fixed_batches,
@@ -196,11 +197,6 @@ class OpenVinoBackend(Backend):
 )
 def load_openvino(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> OpenVinoBackend:
     """A float or INT8 OpenVINO IR (``.xml`` + ``.bin``) made by ``ssdlite-export --format openvino``."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(
-            f"backend 'openvino' reads an .xml file (OpenVINO IR), got a {type(path).__name__}; export the model "
-            f"first: `{EXPORT_COMMAND}`"
-        )
-    if str(device).partition(":")[0] != "cpu":
-        raise ValueError(f"backend 'openvino' runs on the CPU; got device={device!r}")
+    check_file_on_cpu(path, device, backend="openvino", reads="an .xml file (OpenVINO IR)", runtime="OpenVINO",
+                      export_command=EXPORT_COMMAND)
     return OpenVinoBackend(path, threads=threads)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdlite_runtime.backends.base import Backend, Detections, register_backend
+from ssdlite_runtime.backends.base import Backend, Detections, check_file_on_cpu, register_backend
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.metadata import INPUT_NAME, TFLITE_OUTPUT_NAMES, ModelInfo
 from ssdlite_runtime.postprocess import PostprocessSettings
@@ -187,11 +187,6 @@ def _dequantized(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
 )
 def load_tflite(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> TFLiteBackend:
     """A float or INT8 ``.tflite`` file made by ``ssdlite-export --format tflite``."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(
-            f"backend 'tflite' reads a .tflite file, got a {type(path).__name__}; export the model first "
-            f"(`{EXPORT_COMMAND}`)"
-        )
-    if str(device).partition(":")[0] != "cpu":
-        raise ValueError(f"backend 'tflite' runs on the CPU (LiteRT); got device={device!r}")
+    check_file_on_cpu(path, device, backend="tflite", reads="a .tflite file", runtime="LiteRT",
+                      export_command=EXPORT_COMMAND)
     return TFLiteBackend(path, threads=threads)
