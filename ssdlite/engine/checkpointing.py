@@ -11,12 +11,22 @@ What each way of stopping leaves behind (``runs/<name>/last.ckpt``, resumed with
   current step, :class:`LastCheckpoint` saves the state after it, and ``ssdlite-train`` reports where it is with
   the resume command and exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT), so that a scheduler
   never reads a stopped job as finished. A second Ctrl+C stops at once (Python's KeyboardInterrupt) without saving:
-  the state in the middle of a step is not one to resume from; the last saved ``last.ckpt`` stays.
+  the state in the middle of a step is not one to resume from; the last saved ``last.ckpt`` stays. A second Ctrl+C
+  that comes while ``last.ckpt`` is being written waits for the write (:func:`signals_deferred`): a KeyboardInterrupt
+  inside ``torch.save`` would surface as a RuntimeError of torch's writer; during the stop's own save it is the
+  stop already under way, so it is only acknowledged.
 * SIGUSR1 (SLURM's requeue signal when Lightning's auto-requeue is on) is Lightning's own and left to it.
 
 A checkpoint saved in the middle of an epoch resumes at its step, so the run still ends at its planned step count;
 the rest of that epoch is drawn afresh (the loader's position within an epoch is not saved), so only runs resumed
 from an epoch end reproduce an uninterrupted run exactly.
+
+A checkpoint saved at an epoch end (in ``on_train_epoch_end``, as ``last.ckpt`` and Lightning's ``best.ckpt`` are)
+holds loop counters that say "epoch N has run its batches but is not yet complete". Lightning 2.6 resumes that
+state correctly only for a schedule in epochs: with ``max_steps`` set it forces a restart of epoch N at its last
+batch, runs one batch, and counts epoch N a second time, so the run ends an epoch short of its plan (233 of 240
+steps with 8-step epochs). :func:`as_next_epoch_start` rewrites those counters, when such a checkpoint is loaded, to
+the state at the start of epoch N + 1, which both kinds of schedule resume exactly.
 """
 
 from __future__ import annotations
@@ -25,8 +35,10 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
@@ -69,6 +81,31 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Pat
     return path
 
 
+@contextmanager
+def signals_deferred(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Holds ``signals`` until the block ends, then delivers them to the handlers they would have reached.
+
+    For a write that must not be cut in the middle by a Python signal handler (a KeyboardInterrupt raised inside
+    ``torch.save``'s writer leaves torch's RuntimeError, not a clean stop). Only in the main thread, where Python
+    runs signal handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    previous = {signum: handler for signum, handler in previous.items() if handler is not None}
+    for signum in previous:
+        signal.signal(signum, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Deletes the temporary files that killed writes of :func:`write_atomically` left in ``folder``.
 
@@ -98,6 +135,53 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         write_atomically(path, lambda file: torch.save(checkpoint, file))
+
+
+def as_next_epoch_start(checkpoint: dict[str, Any]) -> bool:
+    """Rewrites the fit-loop counters of a checkpoint saved at an epoch end to the start of the next epoch.
+
+    Recognised by the epoch counters (the last epoch processed, not completed) and the batch counters (its last
+    batch completed). The epoch is then marked completed and the per-epoch counters of batches, scheduler and
+    optimizer steps are reset as Lightning resets them when an epoch starts; totals and ``global_step`` stay. Any
+    other checkpoint (mid-epoch, after a stop signal, a finished run) is left as it is.
+
+    Returns:
+        whether the checkpoint was rewritten.
+    """
+    fit_loop = (checkpoint.get("loops") or {}).get("fit_loop")
+    if not isinstance(fit_loop, dict) or "epoch_progress" not in fit_loop:
+        return False
+    epochs = fit_loop["epoch_progress"]["total"]
+    batches = fit_loop.get("epoch_loop.batch_progress", {})
+    epoch_ran_but_not_completed = (
+        epochs["ready"] == epochs["started"] == epochs["processed"] == epochs["completed"] + 1
+    )
+    batch = batches.get("current", {})
+    last_batch_done = bool(batches.get("is_last_batch")) and batch.get("completed") == batch.get("ready")
+    if not (epoch_ran_but_not_completed and last_batch_done):
+        return False
+    for counters in fit_loop["epoch_progress"].values():
+        counters["completed"] = counters["processed"]
+    for key in (
+        "epoch_loop.batch_progress",
+        "epoch_loop.scheduler_progress",
+        "epoch_loop.automatic_optimization.optim_progress",
+        "epoch_loop.manual_optimization.optim_step_progress",
+    ):
+        if key in fit_loop:
+            _zero_current_counters(fit_loop[key])
+    fit_loop["epoch_loop.batch_progress"]["is_last_batch"] = False
+    return True
+
+
+def _zero_current_counters(progress: dict[str, Any]) -> None:
+    """Sets every counter under a ``current`` key of a Lightning progress state (nested for the optimizer's) to 0."""
+    for key, value in progress.items():
+        if key == "current" and isinstance(value, dict):
+            for counter in value:
+                value[counter] = 0
+        elif isinstance(value, dict):
+            _zero_current_counters(value)
 
 
 # ------------------------------------------------------------------------------------------------ stopping
@@ -140,21 +224,26 @@ class StopSignals(Callback):
     Lightning turns SIGTERM into a stop at the end of the current step (``trainer.received_sigterm``, broadcast to
     every rank, then ``SIGTERMException``). From ``on_train_start`` (Lightning installs its handler just before)
     until teardown, the first SIGINT is handed to that same handler, so Ctrl+C stops at a step boundary too; the
-    second SIGINT raises KeyboardInterrupt at once. Processes forked from this one (data loader workers) ignore the
-    inherited handlers: the main process stops them.
+    second SIGINT raises KeyboardInterrupt at once, except once the stop is being carried out (Lightning's
+    ``on_exception`` with its ``SIGTERMException``: what is left is saving ``last.ckpt``), when it is only
+    acknowledged. Processes forked from this one (data loader workers) ignore the inherited handlers: the main
+    process stops them.
 
     Attributes:
         received (int | None): the first stop signal received (None: none).
+        finishing (bool): the stop is being carried out.
     """
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.finishing = False
         self._owner_pid: int | None = None
         self._previous: dict[int, Any] = {}
         self._handler: Callable[[int, FrameType | None], None] | None = None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.received = None
+        self.finishing = False
         self._owner_pid = os.getpid()
         lightning_stop = signal.getsignal(signal.SIGTERM)
         if not callable(lightning_stop):
@@ -164,6 +253,9 @@ class StopSignals(Callback):
             if os.getpid() != self._owner_pid:
                 return  # a forked data loader worker: the main process stops it
             if signum == signal.SIGINT and self.received is not None:
+                if self.finishing:
+                    logger.info("Ctrl+C: already stopping; last.ckpt is being saved")
+                    return
                 raise KeyboardInterrupt  # the second Ctrl+C: stop at once
             if self.received is None:
                 self.received = signum
@@ -178,6 +270,11 @@ class StopSignals(Callback):
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, on_signal)
         _LIGHTNING_SIGNAL_LOG.addFilter(_drop_received_sigterm)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Runs before :class:`LastCheckpoint`'s (it comes first in the callbacks): a graceful stop is under way."""
+        if isinstance(exception, SIGTERMException):
+            self.finishing = True
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Puts back the handlers found at ``on_train_start`` where ours are still installed (Lightning's teardown
@@ -230,6 +327,10 @@ class LastCheckpoint(Callback):
         if self.path.is_file():
             self.last_model_path = str(self.path)
 
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Called before Lightning restores its loops from ``checkpoint``: see :func:`as_next_epoch_start`."""
+        as_next_epoch_start(checkpoint)
+
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_save_time = time.monotonic()
         batches = trainer.num_training_batches
@@ -261,10 +362,12 @@ class LastCheckpoint(Callback):
                 self.save(trainer)
 
     def save(self, trainer: Any) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
-        self.last_model_path = str(self.path)
-        self.saved_step = trainer.global_step
-        self._last_save_time = time.monotonic()
+        """Writes ``last.ckpt``; SIGINT and SIGTERM that come meanwhile are delivered once it is written."""
+        with signals_deferred():
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self.last_model_path = str(self.path)
+            self.saved_step = trainer.global_step
+            self._last_save_time = time.monotonic()
 
 
 _LIGHTNING_SIGNAL_LOG = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
@@ -305,6 +408,8 @@ __all__ = [
     "LastCheckpoint",
     "StopSignals",
     "TrainingStopped",
+    "as_next_epoch_start",
     "remove_stale_temporaries",
+    "signals_deferred",
     "write_atomically",
 ]

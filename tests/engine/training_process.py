@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -85,6 +86,14 @@ class TrainingProcess:
                 raise AssertionError(f"the process ended before step {step}\n{self.output()}")
             if reported >= step:
                 return
+
+    def wait_for_line(self, line: str, *, after: int = 0, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Blocks until stdout has printed ``line`` more than ``after`` times (fails if the process ends first)."""
+        deadline = time.monotonic() + timeout_s
+        while self.lines.count(line) <= after:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no new {line!r}\n{self.output()}")
+            time.sleep(0.01)
 
     def kill(self, signum: int, *, group: bool = False) -> int:
         """Sends ``signum`` to the process (or to its process group, as Ctrl+C in a terminal does); returns its exit
