@@ -3,11 +3,16 @@
 Steps (each prints what it did):
 
 1. writes the synthetic shapes dataset to ``data/shapes`` unless it is already there with the demo's settings;
-2. trains ``configs/shapes.yaml`` as run ``demo`` (``runs/demo/``; an earlier demo run is replaced): a fixed number of
-   optimizer steps, so every machine trains the same model and only the time it takes differs;
+2. trains the packaged recipe ``shapes`` (``ssdlite/configs/shapes.yaml``, ``configs/shapes.yaml`` in a checkout; the
+   installed package's own copy, so the demo runs from any folder) as run ``demo`` (``runs/demo/``; an earlier demo
+   run is replaced): a fixed number of optimizer steps, so every machine trains the same model and only the time it
+   takes differs;
 3. evaluates ``runs/demo/last.ckpt`` on the validation set exactly as ``tools/eval_coco.py --checkpoint`` does
    (``runs/demo/metrics.json``, ``detections.json``, ``per_class_ap.csv``, ``pr_curve.png``);
 4. draws the detections (score >= 0.4) on validation images into ``runs/demo/detections/``.
+
+The dataset's size and the number of steps can be made smaller (``run_demo(num_train=..., steps=...)``,
+``ssdlite-demo --num-train ... --steps ...``) for a quick check that everything runs; the defaults are the demo.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from typing import Any
 import cv2
 import yaml
 
-DEMO_CONFIG = "configs/shapes.yaml"
+from ssdlite.engine.recipes import recipes_dir
+
+DEMO_RECIPE = "shapes"
+DEMO_CONFIG = str(recipes_dir() / f"{DEMO_RECIPE}.yaml")
+"""The packaged recipe the demo trains (never a configs/shapes.yaml of the working folder)."""
 DEMO_RUN = "demo"
 
 # The dataset the shapes config trains on (tools/make_shapes.py arguments).
@@ -53,14 +62,24 @@ class DemoResult:
     steps: int
 
 
-def ensure_shapes_dataset(root: str | Path = "data/shapes") -> dict[str, Path]:
+def ensure_shapes_dataset(
+    root: str | Path = "data/shapes",
+    *,
+    num_train: int | None = None,
+    num_val: int | None = None,
+    size: int | None = None,
+) -> dict[str, Path]:
     """Writes the demo's shapes dataset to ``root`` unless it is there with the same settings; returns its paths.
 
     The settings are read from the ``info`` of the annotation files (see ``ssdlite.data.synthetic``); a folder made
     with other settings (another size, count or object sizes, or by an older version) is written anew.
+    ``num_train``, ``num_val`` and ``size`` default to the demo's (``SHAPES_TRAIN_IMAGES``, ...).
     """
     from ssdlite.data.synthetic import make_shapes
 
+    num_train = SHAPES_TRAIN_IMAGES if num_train is None else num_train
+    num_val = SHAPES_VAL_IMAGES if num_val is None else num_val
+    size = SHAPES_IMAGE_SIZE if size is None else size
     root = Path(root)
     paths = {
         "train_images": root / "train",
@@ -69,8 +88,8 @@ def ensure_shapes_dataset(root: str | Path = "data/shapes") -> dict[str, Path]:
         "val_annotations": root / "annotations" / "val.json",
     }
     expected = {
-        split: {"count": count, "size": SHAPES_IMAGE_SIZE, "seed": SHAPES_SEED, "object_sizes": list(SHAPES_OBJECT_SIZES)}
-        for split, count in (("train", SHAPES_TRAIN_IMAGES), ("val", SHAPES_VAL_IMAGES))
+        split: {"count": count, "size": size, "seed": SHAPES_SEED, "object_sizes": list(SHAPES_OBJECT_SIZES)}
+        for split, count in (("train", num_train), ("val", num_val))
     }
     found = {split: _shapes_settings(paths[f"{split}_annotations"]) for split in expected}
     if found == expected:
@@ -81,15 +100,15 @@ def ensure_shapes_dataset(root: str | Path = "data/shapes") -> dict[str, Path]:
     start = time.perf_counter()
     make_shapes(
         root,
-        num_train=SHAPES_TRAIN_IMAGES,
-        num_val=SHAPES_VAL_IMAGES,
-        size=SHAPES_IMAGE_SIZE,
+        num_train=num_train,
+        num_val=num_val,
+        size=size,
         seed=SHAPES_SEED,
         object_sizes=SHAPES_OBJECT_SIZES,
     )
     print(
-        f"[demo] dataset: wrote {SHAPES_TRAIN_IMAGES} train + {SHAPES_VAL_IMAGES} val shapes images "
-        f"({SHAPES_IMAGE_SIZE}x{SHAPES_IMAGE_SIZE}) to {root} in {time.perf_counter() - start:.0f} s",
+        f"[demo] dataset: wrote {num_train} train + {num_val} val shapes images "
+        f"({size}x{size}) to {root} in {time.perf_counter() - start:.0f} s",
         flush=True,
     )
     return paths
@@ -123,22 +142,47 @@ def draw_validation_images(checkpoint: Path, images_dir: Path, out_dir: Path, *,
     return out_dir
 
 
-def run_demo(*, data_root: str | Path = "data/shapes", runs_dir: str | Path = "runs") -> DemoResult:
-    """Runs the four demo steps (see the module docstring) and prints where the results are."""
+def run_demo(
+    *,
+    data_root: str | Path = "data/shapes",
+    runs_dir: str | Path = "runs",
+    num_train: int | None = None,
+    num_val: int | None = None,
+    size: int | None = None,
+    steps: int | None = None,
+    detect_command: str = "python detect.py",
+) -> DemoResult:
+    """Runs the four demo steps (see the module docstring) and prints where the results are.
+
+    Args:
+        data_root: the shapes dataset's folder (written when missing or made with other settings).
+        runs_dir: the parent of the run folder ``demo``.
+        num_train, num_val, size: the dataset's train and validation images and their side in pixels, which is
+            also the network's input size (default: the demo's, ``SHAPES_TRAIN_IMAGES`` ...).
+        steps: optimizer steps (default: the recipe's ``trainer.max_steps``).
+        detect_command: how the printed "try it" line runs detection (``ssdlite-detect`` for the installed
+            command).
+    """
     import torch
 
     from ssdlite.engine.cli import train
     from ssdlite.engine.evaluate import evaluate_checkpoint
     from ssdlite.evaluation import format_coco_table
 
+    for option, value in (("num_train", num_train), ("num_val", num_val), ("size", size), ("steps", steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"the demo's {option} must be at least 1, got {value}")
     start = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    paths = ensure_shapes_dataset(data_root)
+    paths = ensure_shapes_dataset(data_root, num_train=num_train, num_val=num_val, size=size)
     run_dir = Path(runs_dir) / DEMO_RUN
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    steps = yaml.safe_load(Path(DEMO_CONFIG).read_text(encoding="utf-8"))["trainer"]["max_steps"]
-    print(f"[demo] training {DEMO_CONFIG} for {steps} steps on the CPU (about 9 minutes on 2 cores) ...", flush=True)
+    overrides = [] if steps is None else ["--trainer.max_steps", str(steps)]
+    overrides += [] if size is None else ["--model.image_size", str(size)]
+    duration = " (about 9 minutes on 2 cores)" if steps is None and size is None and num_train is None else ""
+    print(f"[demo] training the recipe {DEMO_RECIPE} ({DEMO_CONFIG}) for {steps or recipe_steps()} steps on the CPU"
+          f"{duration} ...", flush=True)
     train_start = time.perf_counter()
     result = train(
         [
@@ -150,6 +194,7 @@ def run_demo(*, data_root: str | Path = "data/shapes", runs_dir: str | Path = "r
             "--data.val_images", str(paths["val_images"]),
             "--data.val_annotations", str(paths["val_annotations"]),
             "--trainer.accelerator", "cpu",
+            *overrides,
         ]
     )
     train_minutes = (time.perf_counter() - train_start) / 60
@@ -163,14 +208,19 @@ def run_demo(*, data_root: str | Path = "data/shapes", runs_dir: str | Path = "r
     print(format_coco_table(metrics))
     print(f"[demo] trained {result.steps} steps in {_minutes_seconds(train_minutes)} (demo in all "
           f"{_minutes_seconds(total_minutes)}); AP50 {metrics['AP50']:.3f}, AP {metrics['AP']:.3f} on "
-          f"{SHAPES_VAL_IMAGES} validation images")
+          f"{SHAPES_VAL_IMAGES if num_val is None else num_val} validation images")
     print(f"[demo] metrics:          {run_dir / 'metrics.json'}")
     print(f"[demo] detections:       {run_dir / 'detections.json'}")
     print(f"[demo] annotated images: {detections_dir}/")
     print(f"[demo] model card:       {run_dir / 'MODEL_CARD.md'}")
-    print(f"[demo] try it:           python detect.py image {paths['val_images']}/000001.jpg "
+    print(f"[demo] try it:           {detect_command} image {paths['val_images']}/000001.jpg "
           f"--model {checkpoint} --save out.jpg")
     return DemoResult(run_dir, metrics, detections_dir, train_minutes, total_minutes, result.steps)
+
+
+def recipe_steps() -> int:
+    """The demo recipe's ``trainer.max_steps``: the steps the demo trains unless told otherwise."""
+    return int(yaml.safe_load(Path(DEMO_CONFIG).read_text(encoding="utf-8"))["trainer"]["max_steps"])
 
 
 def _minutes_seconds(minutes: float) -> str:

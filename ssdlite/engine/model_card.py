@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import shlex
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,11 @@ class RunFacts:
         metrics: validation metrics of the final weights (keys of ``CocoEvaluator.evaluate``), may be empty.
         best_checkpoint: path of best.ckpt, or None.
         best_score: its val/AP, or None.
-        command: the command line that trained the model.
+        command: the command line that trained the model, as it was run (``ssdlite-train ...`` or
+            ``python tools/train.py ...``).
+        program: the program of that command line (``ssdlite-train``, ``python tools/train.py``): the card says it
+            wrote it, and names the installed commands (``ssdlite-detect``, ...) for using the model when it is an
+            installed command, the checkout's scripts otherwise.
     """
 
     name: str
@@ -48,6 +53,7 @@ class RunFacts:
     best_checkpoint: str | None = None
     best_score: float | None = None
     command: str = ""
+    program: str = "python tools/train.py"
 
 
 def write_model_card(facts: RunFacts, model: Any, *, path: str | Path | None = None) -> Path:
@@ -85,10 +91,11 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
     size = int(config["image_size"])
     complexity = profile(model, size)
     latency = network_latency_ms(model, size)
+    commands = use_commands(facts.program)
     lines = [
         f"# {facts.name}: {config.get('name')} ({config.get('backbone')} x{config.get('width_mult')}, {size}x{size})",
         "",
-        f"Written {datetime.datetime.now().astimezone().isoformat(timespec='seconds')} by tools/train.py.",
+        f"Written {datetime.datetime.now().astimezone().isoformat(timespec='seconds')} by `{facts.program}`.",
         "",
         "## Model",
         "",
@@ -100,7 +107,7 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
         "(ssdlite.models.complexity)",
         f"- CPU latency of the network: {latency:.1f} ms per image (batch 1, {torch.get_num_threads()} threads, "
         "BatchNorm folded, no pre/postprocessing; measured when this card was written, on the training machine; "
-        "end to end by backend: `tools/benchmark.py --only latency --checkpoint CKPT`)",
+        f"end to end by backend: `{commands['benchmark']} --only latency --checkpoint CKPT`)",
         "",
         "## Data",
         "",
@@ -141,13 +148,25 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
         f"- `{Path(facts.run_dir) / 'metrics.csv'}`, `{Path(facts.run_dir) / 'tensorboard'}`: training curves",
         "",
         "```",
-        f"python detect.py image PHOTO.jpg --model {Path(facts.run_dir) / 'last.ckpt'} --save out.jpg",
-        f"python tools/eval_coco.py --checkpoint {Path(facts.run_dir) / 'last.ckpt'} --ann GT.json --images DIR "
+        f"{commands['detect']} image PHOTO.jpg --model {Path(facts.run_dir) / 'last.ckpt'} --save out.jpg",
+        f"{commands['eval']} --checkpoint {Path(facts.run_dir) / 'last.ckpt'} --ann GT.json --images DIR "
         f"--out {Path(facts.run_dir) / 'eval'}",
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+INSTALLED_COMMANDS = {"detect": "ssdlite-detect", "eval": "ssdlite-eval", "benchmark": "ssdlite-benchmark"}
+CHECKOUT_COMMANDS = {"detect": "python detect.py", "eval": "python tools/eval_coco.py", "benchmark": "tools/benchmark.py"}
+
+
+def use_commands(program: str) -> dict[str, str]:
+    """The commands the card suggests for using the model: the installed ``ssdlite-*`` commands when ``program``
+    (the one that trained it) is an installed command, the checkout's scripts otherwise."""
+    tokens = shlex.split(program)
+    first = tokens[0] if tokens else ""
+    return INSTALLED_COMMANDS if Path(first).name.startswith("ssdlite-") else CHECKOUT_COMMANDS
 
 
 def _metrics_lines(facts: RunFacts) -> list[str]:

@@ -12,12 +12,13 @@ import csv
 import json
 import logging
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
-from ssdlite.engine.cli import train
+from ssdlite.engine.cli import _command_prefix, train
 from ssdlite.engine.module import SSDLiteModule
 from ssdlite.models import load_checkpoint
 
@@ -134,6 +135,16 @@ def test_run_folder_holds_config_logs_and_model_card(learned):
     latency = re.search(r"CPU latency of the network: ([0-9.]+) ms per image", card)
     assert latency and float(latency.group(1)) > 0
     assert f"`{run_dir / 'best.ckpt'}`: highest val/AP" in card
+
+
+def test_the_model_card_names_the_command_that_ran(learned):
+    # the command as this process was started (python tools/train.py here; ssdlite-train when installed, which
+    # tests/commands/test_wheels.py runs), both as the card's writer and in the command line it shows
+    result, _ = learned
+    card = (result.run_dir / "MODEL_CARD.md").read_text()
+    prefix = shlex.join(_command_prefix())
+    assert f" by `{prefix}`.\n" in card
+    assert f"\n{prefix} --config " in card
 
 
 def test_init_from_reuses_the_weights_and_resets_the_class_head(learned, caplog):
