@@ -10,6 +10,7 @@ Layout of a run folder::
     runs/<name>/hparams.yaml
     runs/<name>/tensorboard/     TensorBoard events (``tensorboard --logdir runs``)
     runs/<name>/MODEL_CARD.md    written after training
+    runs/<name>/.lock            held by the run writing the folder (:class:`RunFolderLock`)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
@@ -190,6 +192,72 @@ def resolve_run_dir(runs_dir: str | Path, name: str, *, resume_from: str | Path 
         run_dir = runs_dir / f"{name}-{index}"
         index += 1
     return run_dir
+
+
+LOCK_FILE = ".lock"
+
+
+class RunFolderLock:
+    """An exclusive lock on a run folder, so that two training runs never write into one folder.
+
+    The lock is the operating system's advisory lock on ``run_dir/.lock`` (``flock``; ``msvcrt.locking`` on
+    Windows), which holds the owner's pid for the error message. The system drops it when the owner's process
+    ends in any way, ``kill -9`` included, so a lock left by a killed run is never mistaken for a live one, and
+    pid reuse cannot fool it. Only global rank 0 takes it: the other ranks of a multi-process run write into the
+    folder that rank 0 chose and holds (see :func:`lock_run_dir`).
+
+    Raises (from the constructor):
+        ValueError: another live process holds the folder (the message names its pid and the fix).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: Any = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            _lock_exclusively(self._file)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            self._file = None
+            raise ValueError(
+                f"{self.path.parent} is in use by another training run (pid {holder}); wait for it to end, stop it, "
+                "or give this run another --name"
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def release(self) -> None:
+        """Releases the lock (closing the file does); the file stays, so that a waiting process cannot lock a
+        file that is being deleted."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def lock_run_dir(run_dir: str | Path) -> RunFolderLock | None:
+    """Takes the run folder's :class:`RunFolderLock` on global rank 0; returns None on the other ranks."""
+    return RunFolderLock(run_dir) if rank_zero_only.rank == 0 else None
+
+
+def _lock_exclusively(file: Any) -> None:
+    """Locks ``file`` without waiting; raises OSError when another open file holds the lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        file.seek(0)
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _holds_checkpoints(folder: Path) -> bool:

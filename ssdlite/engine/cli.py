@@ -43,7 +43,9 @@ from ssdlite.engine.callbacks import (
     RUN_DIR_ENV,
     ProgressBar,
     RandomStateCheckpoint,
+    RunFolderLock,
     checkpoint_callbacks,
+    lock_run_dir,
     resolve_run_dir,
     run_loggers,
 )
@@ -56,6 +58,7 @@ from ssdlite.engine.checkpointing import (
 )
 from ssdlite.engine.model_card import RunFacts, write_model_card
 from ssdlite.engine.module import SSDLiteModule
+from ssdlite.engine.recipes import resolve_config_arguments
 from ssdlite.engine.schedule import TimeBudget
 from ssdlite.models import (
     CLASS_NAMES_KEY,
@@ -110,6 +113,8 @@ class SSDLiteCLI(LightningCLI):
 
     Attributes (after construction):
         run_dir (Path): the run folder.
+        run_dir_lock (RunFolderLock | None): held on rank 0 while this run writes the folder; :func:`train`
+            releases it.
         model (SSDLiteModule), datamodule (DetectionDataModule), trainer (Trainer).
     """
 
@@ -160,6 +165,7 @@ class SSDLiteCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config
         self.run_dir = resolve_run_dir(config.runs_dir, config.name, resume_from=config.ckpt_path)
+        self.run_dir_lock: RunFolderLock | None = lock_run_dir(self.run_dir)
         trainer_config = self._get(self.config_init, "trainer", default={})
         kwargs["default_root_dir"] = str(self.run_dir)
         if trainer_config.get("logger") in (None, True):
@@ -246,7 +252,8 @@ def train(
         prog: the program name of the usage and error lines.
 
     Raises:
-        FileNotFoundError: a data path or the resume checkpoint does not exist.
+        FileNotFoundError: a data path or the resume checkpoint does not exist, or ``--config`` names neither a file
+            nor a packaged recipe.
         ValueError: invalid settings, or a resume checkpoint of another model / other classes.
         SystemExit: invalid arguments or config keys (jsonargparse prints the error and usage).
         TrainingStopped: SIGTERM or Ctrl+C stopped training (a SystemExit with status 143 / 130; the message with
@@ -254,14 +261,27 @@ def train(
     """
     argv = list(args) if args is not None else sys.argv[1:]
     _quiet_expected_warnings()
+    # --config shapes: the packaged recipe (ssdlite.engine.recipes); argv keeps what was typed (the model card's
+    # command, the resume command).
+    parsed_args = resolve_config_arguments(argv)
     try:
-        cli = SSDLiteCLI(args, extra_callbacks=extra_callbacks, prog=prog)
+        cli = SSDLiteCLI(parsed_args, extra_callbacks=extra_callbacks, prog=prog)
     except ValueError as error:
         # jsonargparse wraps what reading the data raised ("Call to compute_fn of link ... failed: ..."): the
         # data's own FileNotFoundError / ValueError names the file and the fix.
         if str(error).startswith("Call to compute_fn of link") and isinstance(error.__cause__, (OSError, ValueError)):
             raise error.__cause__ from None
         raise
+    try:
+        return _fit(cli, argv)
+    finally:
+        if cli.run_dir_lock is not None:
+            cli.run_dir_lock.release()
+
+
+def _fit(cli: SSDLiteCLI, argv: list[str]) -> TrainResult:
+    """Fits, validates the final weights, saves ``last.ckpt`` and writes the model card: :func:`train` after
+    parsing."""
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     if datamodule.val_dataset is None:
         raise ValueError(
@@ -337,13 +357,16 @@ def resume_command(argv: Sequence[str], run_dir: Path, checkpoint: Path | None) 
 
 
 def _command_prefix() -> list[str]:
-    """The command as this process was started: ``[ssdlite-train]`` for the installed command, else
-    ``[python, script]`` (the Python relative to the working folder when inside it)."""
+    """The training command of how this process was started: ``[ssdlite-train]`` under an installed command
+    (``ssdlite-train`` itself, or another one that trains, such as ``ssdlite-demo``), else ``[python, script]``
+    (the Python relative to the working folder when inside it)."""
     started = sys.argv[0] if sys.argv else ""
-    if Path(started).name == INSTALLED_COMMAND:  # its name when that is what the shell finds, else its path
+    if Path(started).name.startswith("ssdlite-"):
+        # Its name when that is what the shell finds, else its path (ssdlite-train beside the command started).
+        beside = Path(started).with_name(INSTALLED_COMMAND)
         found = shutil.which(INSTALLED_COMMAND)
-        on_path = found is not None and Path(found).resolve() == Path(started).resolve()
-        return [INSTALLED_COMMAND if on_path else started]
+        on_path = found is not None and Path(found).resolve() == beside.resolve()
+        return [INSTALLED_COMMAND if on_path else str(beside)]
     script = Path(started) if started.endswith("train.py") else Path("tools/train.py")
     python = Path(sys.executable)
     try:
@@ -466,7 +489,8 @@ def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFact
         metrics=result.metrics,
         best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
         best_score=best_score,
-        command=shlex.join(["python", "tools/train.py", *argv]),
+        command=shlex.join([*_command_prefix(), *argv]),
+        program=shlex.join(_command_prefix()),
     )
 
 

@@ -126,6 +126,10 @@ def test_the_resume_command_of_the_installed_command_is_that_command(tmp_path, m
     )
     monkeypatch.setenv("PATH", str(tmp_path))  # not found by its name: its path, as it was started
     assert resume_command([], tmp_path / "x", None).startswith(f"{script} --name x")
+    # Another installed command that trains (the demo): ssdlite-train resumes its run.
+    monkeypatch.setattr(sys, "argv", [str(script.with_name("ssdlite-demo"))])
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert resume_command([], tmp_path / "x", None).startswith("ssdlite-train --name x")
 
 
 def test_a_config_for_several_gpus_warns_on_a_machine_without_one(config_factory, tmp_path):
@@ -136,6 +140,7 @@ def test_a_config_for_several_gpus_warns_on_a_machine_without_one(config_factory
                                           r"--trainer.devices 1 --trainer.strategy auto"):
         cli = SSDLiteCLI(["--config", str(config)])
     assert cli.trainer.num_devices == 8  # a warning, not a change: the user may mean it
+    cli.run_dir_lock.release()  # train() would, at its end
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         SSDLiteCLI(["--config", str(config), "--trainer.accelerator", "cpu", "--trainer.devices", "2"])
