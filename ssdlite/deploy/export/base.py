@@ -14,7 +14,9 @@ format is listed where a converter is missing, and :func:`export_model` says whi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,9 @@ __all__ = [
     "ExportOptions",
     "Exporter",
     "available_formats",
+    "check_calibration_limit",
+    "check_not_overwriting",
+    "check_output",
     "export_model",
     "inference_network",
     "register_exporter",
@@ -85,6 +90,7 @@ class Exporter:
         note: what to say when an option does not apply to the format.
         companions: the endings of the files written beside the main one, replacing ``suffix`` (OpenVINO's
             ".bin" beside the ".xml"); see :func:`exported_files`.
+        folder: the export is a folder (a Core ML ``.mlpackage``), not a file.
     """
 
     format: str
@@ -97,6 +103,7 @@ class Exporter:
     extra: str | None = None
     note: str = ""
     companions: tuple[str, ...] = ()
+    folder: bool = False
 
 
 _EXPORTERS: dict[tuple[str, str], Exporter] = {}
@@ -115,6 +122,7 @@ def register_exporter(
     extra: str | None = None,
     note: str = "",
     companions: Sequence[str] = (),
+    folder: bool = False,
 ) -> Callable[[ExportFunction], ExportFunction]:
     """Register ``export(model, path, options) -> Path`` for ``format`` at ``precision`` (see :class:`Exporter`)."""
     if precision not in PRECISIONS or not set(flags) <= {"with_nms", "dynamic_batch"}:
@@ -135,6 +143,7 @@ def register_exporter(
             extra=extra,
             note=note,
             companions=tuple(companions),
+            folder=folder,
         )
         return export
 
@@ -155,11 +164,18 @@ def exported_files(path: str | Path) -> list[Path]:
         return sorted(file for file in path.rglob("*") if file.is_file())
     name = path.name.lower()
     claims = [exporter for exporter in registered_exporters() if name.endswith(exporter.suffix.lower())]
-    companions = {companion for exporter in claims for companion in exporter.companions}
     suffix = max((exporter.suffix for exporter in claims), key=len, default="")
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.stem
-    files = [path, *(path.with_name(stem + companion) for companion in sorted(companions))]
+    companions = {companion for exporter in claims for companion in exporter.companions}
+    files = [path, *(companion_path(path, suffix, companion) for companion in sorted(companions))]
     return [file for file in files if file.is_file()]
+
+
+def companion_path(path: Path, suffix: str, companion: str) -> Path:
+    """The file an export to ``path`` (ending in ``suffix``, any case) writes for ``companion``: the ending replaced
+    after the part the two share, kept as written ("M.NCNN.PARAM", ".ncnn.param", ".ncnn.bin" -> "M.NCNN.bin"),
+    as the exporters and ``ssdlite_runtime``'s backends name them."""
+    shared = len(os.path.commonprefix([suffix.lower(), companion.lower()]))
+    return path.with_name(path.name[: len(path.name) - len(suffix) + shared] + companion[shared:])
 
 
 def registered_exporters() -> list[Exporter]:
@@ -199,6 +215,160 @@ def _check_flags(format: str, given: dict[str, bool]) -> None:
     )
 
 
+def check_calibration_limit(max_images: object) -> None:
+    """Refuse a calibration image limit that is not a positive integer (``--calib-max``), before any export work.
+
+    Raises:
+        ValueError: ``max_images`` is 0, negative or not an integer; the message names the fix.
+    """
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise ValueError(
+            f"--calib-max {max_images}: the number of calibration images must be a positive integer; pass e.g. "
+            f"--calib-max {DEFAULT_MAX_CALIBRATION_IMAGES}"
+        )
+
+
+def _exporter(format: str, int8: bool) -> Exporter:
+    """The exporter of ``format`` at the asked precision (its float one where it has no INT8 exporter)."""
+    formats = available_formats()
+    if format not in formats:
+        raise ValueError(f"unknown export format {format!r}; choose {_listing(formats, 'or')}")
+    return _EXPORTERS.get((format, "int8" if int8 else "float")) or _exporters_of(format)[0]
+
+
+def _stem(name: str) -> str:
+    """``name`` without the longest registered suffix it ends in ("m.ncnn.param" -> "m"), else without its last
+    ("x.ckpt" -> "x"); "model" where nothing is left (".onnx")."""
+    endings = [exporter.suffix for exporter in _EXPORTERS.values() if name.lower().endswith(exporter.suffix.lower())]
+    ending = max(endings, key=len, default="")
+    return (name[: len(name) - len(ending)] if ending else Path(name).stem) or "model"
+
+
+def _written_paths(path: Path, exporter: Exporter) -> list[Path]:
+    """What an export to ``path`` writes: ``path`` and, when it ends in the suffix, its companions beside it."""
+    if not path.name.lower().endswith(exporter.suffix.lower()):
+        return [path]
+    return [path, *(companion_path(path, exporter.suffix, companion) for companion in exporter.companions)]
+
+
+def _overwrites(target: Path, source: Path, exporter: Exporter) -> bool:
+    """Whether writing ``target`` replaces ``source``: the same file (any name: hard link, symlink), or, for a
+    format whose export is a folder (replaced whole), a folder that holds it."""
+    if not (target.exists() and source.exists()):
+        return False
+    if os.path.samefile(target, source):
+        return True
+    return exporter.folder and target.is_dir() and source.resolve().is_relative_to(target.resolve())
+
+
+def check_not_overwriting(
+    path: str | Path, sources: Iterable[str | Path], *, format: str = "onnx", int8: bool = False
+) -> None:
+    """Refuse an export to ``path`` that would overwrite one of ``sources`` (the checkpoint it is made from).
+
+    Every file the export writes counts, the companions its format declares included (OpenVINO's ``.bin``, NCNN's
+    ``.ncnn.bin`` and ``.ncnn.json``), and files are compared by identity (``os.path.samefile``), so another name
+    for the same file (a hard link, a symlink, ``./x``) is caught too.
+
+    Raises:
+        ValueError: an output file is one of ``sources``; the message names both and a name to use instead.
+    """
+    path = Path(path)
+    exporter = _exporter(format, int8)
+    for source in map(Path, sources):
+        for target in _written_paths(path, exporter):
+            if _overwrites(target, source, exporter):
+                writes = "" if target == path else f" (the export writes {target} beside it)"
+                raise ValueError(
+                    f"--out {path} would overwrite the checkpoint {source}{writes}; pass another --out, e.g. "
+                    f"--out {_another_name(path, exporter, int8, source)}"
+                )
+
+
+def _another_name(path: Path, exporter: Exporter, int8: bool, source: Path) -> Path:
+    """A name in ``path``'s folder, ending in the format's suffix, whose export leaves ``source`` alone."""
+    stem = _stem(path.name)
+    names = [f"{stem}{exporter.suffix}", f"{stem}_{exporter.format}{'_int8' if int8 else ''}{exporter.suffix}"]
+    for name in names:
+        written = _written_paths(path.with_name(name), exporter)
+        if not any(_overwrites(target, source, exporter) for target in written):
+            return path.with_name(name)
+    return path.with_name(f"exported_{names[-1]}")
+
+
+def check_output(path: str | Path, *, format: str = "onnx", int8: bool = False) -> None:
+    """Refuse, before any conversion, an output the export cannot write where asked.
+
+    The name must end in the format's suffix (``.onnx``, ``.ncnn.param``, ...; any case; INT8 files take the
+    format's suffix too, e.g. ``model_int8.onnx``), so a file's ending says what it holds; the output must not be
+    a folder (a file format) or a file (a folder format); and its folder must be a folder this process can write
+    in, or one it can create. Nothing is left behind by the check.
+
+    Raises:
+        ValueError: the message names the path, what is wrong and the fix.
+    """
+    path = Path(path)
+    exporter = _exporter(format, int8)
+    _check_suffix(path, exporter, int8)
+    if path.exists() and path.is_dir() != exporter.folder:
+        instead = path.with_name(f"{_stem(path.name)}_{format}{exporter.suffix}") if exporter.folder else (
+            path / f"model{exporter.suffix}"
+        )
+        raise ValueError(
+            f"--out {path} is {'a file' if exporter.folder else 'a folder'}, and {_writes(exporter, int8)}; pass a "
+            f"new name, e.g. --out {instead}"
+        )
+    _check_folder(path)
+
+
+def _writes(exporter: Exporter, int8: bool) -> str:
+    """"--format onnx --int8 writes a .onnx file": what the export is, for messages."""
+    return (
+        f"--format {exporter.format}{' --int8' if int8 else ''} writes a {exporter.suffix} "
+        f"{'folder' if exporter.folder else 'file'}"
+    )
+
+
+def _check_suffix(path: Path, exporter: Exporter, int8: bool) -> None:
+    """Refuse a name that does not end in ``exporter.suffix`` (or is nothing but it)."""
+    name, suffix = path.name, exporter.suffix
+    if name.lower().endswith(suffix.lower()) and len(name) > len(suffix):
+        return
+    claims = [other for other in _EXPORTERS.values() if name.lower().endswith(other.suffix.lower())]
+    owner = max(claims, key=lambda other: len(other.suffix), default=None)
+    whose = ""
+    if owner is not None and owner.format != exporter.format:
+        whose = f" ({owner.suffix} is what --format {owner.format} writes)"
+    raise ValueError(
+        f"--out {path}: {_writes(exporter, int8)}{whose}; pass --out ending in {suffix}, e.g. "
+        f"--out {path.with_name(_stem(name) + suffix)}"
+    )
+
+
+def _check_folder(path: Path) -> None:
+    """Refuse an output whose folder is a file, or a folder this process cannot write in (e.g. under /proc).
+
+    The nearest folder that exists is probed with a temporary file (removed at once): permission bits do not say
+    whether root may write there, nor whether the file system takes new files."""
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"--out {path}: {existing} is a file, not a folder, so nothing can be written under it; pass --out in "
+            "a folder (one that does not exist yet is created)"
+        )
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".ssdlite_export_check_", dir=existing)
+    except OSError as error:
+        raise ValueError(
+            f"--out {path}: cannot write in {existing} ({error.strerror or error}); pass --out in a folder you can "
+            "write to"
+        ) from None
+    os.close(descriptor)
+    os.unlink(probe)
+
+
 def export_model(
     model: nn.Module,
     path: str | Path,
@@ -231,14 +401,23 @@ def export_model(
     Returns:
         The written path.
 
+    Everything that can be checked without converting is checked first (format, options, calibration limit,
+    output name and folder), so a wrong argument fails at once rather than after the conversion.
+
     Raises:
-        ValueError: unknown format, or an option that does not apply to it.
+        ValueError: unknown format, an option that does not apply to it, INT8 without calibration images, a
+            calibration limit below 1, an output name without the format's suffix, or an output folder that
+            cannot be written (see :func:`check_output`).
         MissingPackageError: the format's converter is not installed (names the pip extra).
     """
     formats = available_formats()
     if format not in formats:
         raise ValueError(f"unknown export format {format!r}; choose {_listing(formats, 'or')}")
     _check_flags(format, {"with_nms": with_nms, "dynamic_batch": dynamic_batch, "int8": int8})
+    if int8 and calibration_images is None:
+        raise ValueError("INT8 export needs calibration images: pass --calib DIR (a folder of images)")
+    check_calibration_limit(max_calibration_images)
+    check_output(path, format=format, int8=int8)
     exporter = _EXPORTERS[format, "int8" if int8 else "float"]
     what = f"{exporter.title}{' INT8' if int8 else ''} export"
     install = f"pip install -e '.[{exporter.extra}]'" if exporter.extra else "pip install -e ."

@@ -60,6 +60,8 @@ CONFIDENCE, COORDINATES = "confidence", "coordinates"
 """The pipeline's outputs, the names Vision reads (per detection: class scores [K], box (cx, cy, w, h))."""
 IOU_INPUT, CONFIDENCE_INPUT = "iouThreshold", "confidenceThreshold"
 PREVIEW_TYPE = "com.apple.coreml.model.preview.type"
+PACKAGE_MANIFEST = "Manifest.json"
+"""The file at the top of every ``.mlpackage``: an existing folder without it is not one the export may replace."""
 
 
 class CoreMLDecoder(nn.Module):
@@ -107,7 +109,7 @@ def export_coreml(
 
     Args:
         model: an SSDLite (left unchanged; BatchNorm is folded in the file).
-        path: the ``.mlpackage`` to write (a folder; replaced if it exists).
+        path: the ``.mlpackage`` to write (a folder; replaced if it exists and is a Core ML package).
         class_names, category_ids: stored in the metadata (names also as the NMS model's class labels).
         postprocess: the NMS defaults (default: ``EVALUATION_POSTPROCESS``).
 
@@ -115,14 +117,16 @@ def export_coreml(
         The written path.
 
     Raises:
-        ValueError: ``path`` does not end in ``.mlpackage``, coremltools could not convert the network, or the
-            NMS model cannot be built on its outputs (the message says why).
+        ValueError: ``path`` does not end in ``.mlpackage`` or is a folder that is not a Core ML package (which
+            the export would delete), coremltools could not convert the network, or the NMS model cannot be built
+            on its outputs (the message says why).
     """
     path = Path(path)
     if path.suffix.lower() != COREML_SUFFIX:
         raise ValueError(
             f"a Core ML ML Program is a {COREML_SUFFIX} folder; pass --out ending in {COREML_SUFFIX} (got {path})"
         )
+    _check_replaceable(path)
     settings = postprocess or EVALUATION_POSTPROCESS
     metadata = model_metadata(model, class_names=class_names, category_ids=category_ids, postprocess=settings)
     names = json.loads(metadata["class_names"])
@@ -181,6 +185,16 @@ def export_coreml(
         path.parent.mkdir(parents=True, exist_ok=True)
         detector.save(str(path))
     return path
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse an existing ``path`` the export would delete but that is not a Core ML package (no ``Manifest.json``):
+    a folder of other files that happens to end in ``.mlpackage``, or a file."""
+    if path.exists() and not (path / PACKAGE_MANIFEST).is_file():
+        raise ValueError(
+            f"--out {path} exists and is not a Core ML package (no {PACKAGE_MANIFEST}); the export replaces its "
+            f"output whole, so pass a new name, e.g. --out {path.with_name(path.stem + '_coreml' + COREML_SUFFIX)}"
+        )
 
 
 def _check_nms_inputs(
@@ -276,6 +290,7 @@ def _coreml_layout(size: int, num_classes: int) -> dict[str, str]:
     packages=("coremltools",),
     extra="coreml",
     note="Core ML files always have NMS inside (Apple's detector pipeline), batch 1",
+    folder=True,
 )
 def _export(model: nn.Module, path: Path, options: ExportOptions) -> Path:
     return export_coreml(

@@ -24,6 +24,7 @@ One ONNX file also serves every runtime.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -33,31 +34,47 @@ import numpy as np
 from torch import nn
 
 from ssdlite.core.postprocess import PostprocessSettings
-from ssdlite.deploy.export.base import DEFAULT_MAX_CALIBRATION_IMAGES, ExportOptions, register_exporter
+from ssdlite.deploy.export.base import (
+    DEFAULT_MAX_CALIBRATION_IMAGES,
+    ExportOptions,
+    check_calibration_limit,
+    register_exporter,
+)
 from ssdlite.deploy.export.onnx import export_network_onnx, export_onnx, onnx_arguments
 from ssdlite.deploy.metadata import INPUT_SCALING
 from ssdlite_runtime.metadata import INPUT_NAME
 from ssdlite_runtime.preprocess import preprocess_images
 
-__all__ = ["ImageFolderCalibrationReader", "quantize_model", "quantize_network_onnx"]
+__all__ = ["ImageFolderCalibrationReader", "quantize_model", "quantize_network_onnx", "readable_images"]
+
+logger = logging.getLogger(__name__)
 
 
 class ImageFolderCalibrationReader:
     """ONNX Runtime ``CalibrationDataReader`` over the images of a folder, one preprocessed image per call.
 
+    The picked images are read once when the reader is made, and those that cannot be read (truncated, corrupt,
+    not an image) are left out with a warning naming each: a bad file fails here, before any conversion, and one
+    bad file among many does not stop the export.
+
     Args:
         folder: folder of images (jpg, png, ...; read with ``ssdlite_runtime.image_io.read_image``).
         image_size: the network's input side S.
-        max_images: use at most this many (evenly spread over the sorted file list).
+        max_images: use at most this many (evenly spread over the sorted file list), a positive integer.
+
+    Attributes:
+        folder (Path): the calibration folder.
+        paths (list[Path]): the images calibrated on, all readable.
 
     Raises:
         FileNotFoundError: the folder does not exist.
-        ValueError: it holds no image.
+        ValueError: it holds no image, none of the picked images can be read, or ``max_images`` is below 1.
     """
 
     def __init__(self, folder: str | Path, *, image_size: int, max_images: int = DEFAULT_MAX_CALIBRATION_IMAGES):
         from ssdlite_runtime.image_io import list_images
 
+        check_calibration_limit(max_images)
         folder = Path(folder)
         paths = list_images(folder)
         if not paths:
@@ -68,7 +85,8 @@ class ImageFolderCalibrationReader:
         if len(paths) > max_images:
             picks = np.linspace(0, len(paths) - 1, max_images).round().astype(int)
             paths = [paths[i] for i in picks]
-        self.paths = paths
+        self.folder = folder
+        self.paths = readable_images(paths, folder)
         self.image_size = int(image_size)
         self._iterator: Iterator[dict[str, np.ndarray]] | None = None
 
@@ -89,6 +107,31 @@ class ImageFolderCalibrationReader:
 
     def rewind(self) -> None:
         self._iterator = None
+
+
+def readable_images(paths: Sequence[Path], folder: Path) -> list[Path]:
+    """The images of ``paths`` that decode, warning about each one that does not (named, with the reason).
+
+    Raises:
+        ValueError: none of them can be read.
+    """
+    from ssdlite_runtime.image_io import ImageReadError, read_image
+
+    readable, reasons = [], []
+    for path in paths:
+        try:
+            read_image(path)
+        except ImageReadError as error:
+            reasons.append(f"{path.name}: {error.reason}")
+            logger.warning(f"skipping calibration image {path}: {error.reason}")
+            continue
+        readable.append(path)
+    if not readable:
+        raise ValueError(
+            f"calibration folder {folder}: none of the {len(paths)} images picked from it can be read ({reasons[0]}"
+            f"{', ...' if len(reasons) > 1 else ''}); pass a folder of readable images (jpg/png/...)"
+        )
+    return readable
 
 
 def quantize_network_onnx(

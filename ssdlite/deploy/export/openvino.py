@@ -94,10 +94,10 @@ def export_openvino(
     import openvino as ov
 
     path = Path(path)
-    if path.suffix.lower() != ".xml":
+    if path.suffix != ".xml":  # OpenVINO's serializer takes no other spelling (".XML" fails after converting)
         raise ValueError(
-            f"an OpenVINO IR is an .xml file (its weights go to the .bin file beside it); got --out {path}, "
-            f"use e.g. --out {path.with_suffix('.xml')}"
+            f"an OpenVINO IR is an .xml file (lower case; its weights go to the .bin file beside it); got --out "
+            f"{path}, use e.g. --out {path.with_suffix('.xml')}"
         )
     calibration = _calibration_reader(model, options) if int8 else None
     settings = (options.postprocess or EVALUATION_POSTPROCESS) if options.with_nms else None

@@ -47,7 +47,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -62,6 +62,9 @@ from ssdlite.deploy.export.base import (
 from ssdlite.deploy.export.tflite_postprocess import DetectionGraph
 from ssdlite.deploy.metadata import model_metadata
 from ssdlite_runtime.metadata import INPUT_NAME
+
+if TYPE_CHECKING:
+    from ssdlite.deploy.export.int8 import ImageFolderCalibrationReader
 
 __all__ = ["add_tflite_metadata", "export_tflite", "quantize_tflite"]
 
@@ -94,9 +97,16 @@ def export_tflite(
     Returns:
         The written path.
     """
+    from ssdlite.deploy.export.int8 import ImageFolderCalibrationReader
+
     path = Path(path)
     settings = postprocess or EVALUATION_POSTPROCESS
     size = int(model.image_size)
+    calibration = None  # read before converting, so a folder of unreadable images fails at once
+    if calibration_images is not None:
+        calibration = ImageFolderCalibrationReader(
+            calibration_images, image_size=size, max_images=max_calibration_images
+        )
     graph = DetectionGraph(inference_network(model), model.anchors, int(model.num_classes), settings).eval()
     with tempfile.TemporaryDirectory(prefix="ssdlite_tflite_") as scratch:
         float_file = Path(scratch) / "float.tflite"
@@ -104,12 +114,10 @@ def export_tflite(
             float_file = Path(float_tflite)
         else:
             convert_tflite(graph, float_file, image_size=size)
-        if calibration_images is None:
+        if calibration is None:
             content, quantization = float_file.read_bytes(), "none"
         else:
-            content, quantization = quantize_tflite(
-                float_file, calibration_images, image_size=size, max_images=max_calibration_images
-            )
+            content, quantization = quantize_tflite(float_file, calibration, image_size=size)
     metadata = model_metadata(
         model, class_names=class_names, category_ids=category_ids, postprocess=settings, quantization=quantization
     )
@@ -140,7 +148,7 @@ def convert_tflite(graph: DetectionGraph, path: Path, *, image_size: int) -> Pat
 
 def quantize_tflite(
     float_file: str | Path,
-    calibration_images: str | Path,
+    calibration_images: str | Path | ImageFolderCalibrationReader,
     *,
     image_size: int,
     max_images: int = DEFAULT_MAX_CALIBRATION_IMAGES,
@@ -149,7 +157,8 @@ def quantize_tflite(
 
     Args:
         float_file: a file written by the converter (signature ``serving_default``, input ``images``).
-        calibration_images: folder of representative images.
+        calibration_images: folder of representative images, or a reader over one already made (then
+            ``max_images`` is the reader's).
         image_size: the network's input side S.
         max_images: use at most this many (evenly spread).
 
@@ -164,7 +173,9 @@ def quantize_tflite(
 
     from ssdlite.deploy.export.int8 import ImageFolderCalibrationReader
 
-    reader = ImageFolderCalibrationReader(calibration_images, image_size=image_size, max_images=max_images)
+    reader = calibration_images
+    if not isinstance(reader, ImageFolderCalibrationReader):
+        reader = ImageFolderCalibrationReader(calibration_images, image_size=image_size, max_images=max_images)
     started = time.perf_counter()
     feeds = []
     while (feed := reader.get_next()) is not None:  # NCHW batches of one image -> NHWC
@@ -176,7 +187,7 @@ def quantize_tflite(
             result = engine.quantize(engine.calibrate({"serving_default": feeds}, num_threads=1))
         description = (
             f"int8 static (ai-edge-quantizer static_wi8_ai8 on the network: int8 per-channel weights, int8 "
-            f"activations), calibrated on {len(feeds)} images of {Path(calibration_images).name}/ in "
+            f"activations), calibrated on {len(feeds)} images of {reader.folder.name}/ in "
             f"{time.perf_counter() - started:.0f} s; decoding, NMS, input and outputs float32"
         )
     except Exception as error:  # the quantizer's failures have no common type
