@@ -8,6 +8,11 @@ An exporter of the full package builds a ``ModelInfo`` from the model and from t
 it back with :meth:`ModelInfo.from_metadata`, so a runtime needs nothing but the file: class names, category ids,
 input size, input scaling, default boxes, postprocess settings, whether decoding and NMS are inside the graph.
 
+A file's metadata is untrusted input: ``from_metadata`` checks every key's type and range (the input size against
+:data:`MIN_IMAGE_SIZE` .. :data:`MAX_IMAGE_SIZE`, the one definition training builds models with), and a backend
+compares it with what its graph says (:meth:`ModelInfo.check_graph`: class count, default boxes, input side). Each
+failure is one ValueError naming the file and the key (:func:`metadata_error`).
+
 Keys (all strings; JSON where the value is not a plain number or word):
 
 ===================  ==================================================================================
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
@@ -48,9 +54,13 @@ __all__ = [
     "DETECTION_OUTPUT_NAMES",
     "FORMAT_VERSION",
     "INPUT_NAME",
+    "MAX_COUNT",
+    "MAX_IMAGE_SIZE",
+    "MIN_IMAGE_SIZE",
     "RAW_OUTPUT_NAMES",
     "TFLITE_OUTPUT_NAMES",
     "ModelInfo",
+    "metadata_error",
     "setting_inputs",
 ]
 
@@ -62,6 +72,21 @@ TFLITE_OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores
 """The signature outputs of an ssdlite .tflite file, in tensor order: the names of TensorFlow's detection models
 (Android's layout), written by the TFLite exporter's graph and read by the TFLite backend."""
 _SETTINGS = ("score_threshold", "nms_iou", "topk_per_class", "max_detections")
+
+MIN_IMAGE_SIZE = 64
+"""Smallest input side of a model (and of a file's ``input_size``): the last extra layer (stride 512) still has a
+1x1 map, and BatchNorm sees more than one value. The one definition: ``ssdlite.models`` builds models within
+[MIN_IMAGE_SIZE, MAX_IMAGE_SIZE] and the runtime refuses a file whose metadata is outside it."""
+
+MAX_IMAGE_SIZE = 2048
+"""Largest input side of a model (and of a file's ``input_size``): 6.4 times the paper's 320 (41 times the pixels),
+above the 1280-1536 that the largest single-stage detectors train at (YOLOv5-P6, EfficientDet-D7). Activations grow
+with the square of the side, and building a model runs one forward pass to size its feature maps: a side of 100000
+asked for 120 GB there (and a runtime's input batch for 112 GiB)."""
+
+MAX_COUNT = 1_000_000
+"""Largest ``topk_per_class`` / ``max_detections`` a file's metadata may state: far above any real setting (300 for
+evaluation), and small enough that a padded output of that many rows fits in memory."""
 
 
 def setting_inputs(settings: PostprocessSettings) -> dict[str, np.ndarray]:
@@ -189,15 +214,20 @@ class ModelInfo:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], *, source: str) -> ModelInfo:
-        """The ``ModelInfo`` an exported file's metadata describes.
+        """The ``ModelInfo`` an exported file's metadata describes, every key checked for its type and range.
+
+        The metadata is read as untrusted input: lists must hold elements of the right type and count, the input
+        size is an integer from :data:`MIN_IMAGE_SIZE` to :data:`MAX_IMAGE_SIZE` (the sizes a model is built for),
+        thresholds are finite numbers in [0, 1], counts integers from 1 to :data:`MAX_COUNT`. What the graph itself
+        says (its class count, default boxes, input size) is compared by the backend with :meth:`check_graph`.
 
         Args:
             metadata: the file's ``{key: string}`` metadata.
-            source: the file, for messages.
+            source: the file that holds it, for messages.
 
         Raises:
-            ValueError: no ssdlite metadata, or a key missing or unreadable (names the file and the key; the fix is
-                to export the file again).
+            ValueError: no ssdlite metadata, or a key missing, unreadable, of the wrong type or out of range (one
+                line naming the file and the key; the fix is to export the file again).
         """
         if "ssdlite_format" not in metadata:
             raise ValueError(
@@ -205,54 +235,197 @@ class ModelInfo:
                 "output layout); export it with `tools/export.py --checkpoint MODEL.ckpt --out FILE`"
             )
         reader = _MetadataReader(metadata, source)
-        with_nms = bool(reader.json("with_nms", default=False))
+        class_names = reader.list_of("class_names", str, "class names (strings)", min_length=1)
+        category_ids = reader.list_of("category_ids", int, "dataset category ids (integers)")
+        if len(category_ids) != len(class_names):
+            raise reader.error(
+                "category_ids", f"holds {len(category_ids)} ids but 'class_names' {len(class_names)} names (one "
+                "id per class)"
+            )
+        with_nms = reader.boolean("with_nms", default=False)
+        variances = reader.list_of(  # a file with NMS inside may leave them out (empty): it decodes itself
+            "variances", float, "box-coding variances [centre, size] (numbers > 0)",
+            length=(0, 2) if with_nms else (2,), low=0.0,
+        )
         return cls(
-            reader.json("class_names"),
-            reader.json("category_ids"),
-            int(reader.text("input_size")),
-            mean=reader.json("mean"),
-            scale=reader.json("scale"),
+            class_names,
+            category_ids,
+            reader.integer("input_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, why="the input sides a model is built for"),
+            mean=reader.list_of("mean", float, "per-channel means (numbers)", length=(3,)),
+            scale=reader.list_of("scale", float, "per-channel scales (non-zero numbers)", length=(3,), nonzero=True),
             with_nms=with_nms,
             default_boxes=reader.default_boxes(required=not with_nms),
-            variances=tuple(reader.json("variances")) or None,
-            postprocess=PostprocessSettings(**{name: reader.number(name) for name in _SETTINGS}),
-            quantization=metadata.get("quantization", "none"),
-            model_config=reader.json("model_config", default={}),
-            feature_sizes=tuple(tuple(size) for size in reader.json("feature_sizes", default=[])),
+            variances=tuple(variances) or None,
+            postprocess=PostprocessSettings(
+                score_threshold=reader.fraction("score_threshold"),
+                nms_iou=reader.fraction("nms_iou"),
+                topk_per_class=reader.integer("topk_per_class", 1, MAX_COUNT, why="a count of boxes"),
+                max_detections=reader.integer("max_detections", 1, MAX_COUNT, why="a count of boxes"),
+            ),
+            quantization=str(metadata.get("quantization", "none")),
+            model_config=reader.mapping("model_config"),
+            feature_sizes=reader.feature_sizes(),
         )
+
+    def check_graph(
+        self,
+        *,
+        source: str,
+        num_classes: int | None = None,
+        num_anchors: int | None = None,
+        image_size: int | None = None,
+        shown: str = "",
+    ) -> None:
+        """Compare the metadata with what the file's graph says (whatever of it the format tells; None: unknown).
+
+        Args:
+            source: the file, for messages.
+            num_classes: K of the graph (e.g. the last dimension of its ``cls_logits`` output, minus 1).
+            num_anchors: A, the boxes the graph predicts per image.
+            image_size: the side of the graph's square input.
+            shown: where the graph says so, e.g. "its output cls_logits is [1, 96, 5]", for the message.
+
+        Raises:
+            ValueError: the metadata disagrees with the graph (names the file, the key and both numbers).
+        """
+        where = f" ({shown})" if shown else ""
+        if num_classes is not None and num_classes != self.num_classes:
+            raise metadata_error(
+                source, "class_names", f"lists {self.num_classes} classes but the graph has {num_classes}{where}; "
+                "the metadata is not this graph's"
+            )
+        if num_anchors is not None and self.default_boxes is not None and num_anchors != len(self.default_boxes):
+            raise metadata_error(
+                source, "default_boxes", f"holds {len(self.default_boxes)} boxes but the graph predicts "
+                f"{num_anchors}{where}; the metadata is not this graph's"
+            )
+        if image_size is not None and image_size != self.image_size:
+            raise metadata_error(
+                source, "input_size", f"is {self.image_size} but the graph's input is {image_size} x {image_size}"
+                f"{where}; the metadata is not this graph's"
+            )
+
+
+REEXPORT = "export the file again with this version (`tools/export.py --checkpoint MODEL.ckpt --out FILE`)"
+"""The fix for a file whose metadata is damaged or not its graph's."""
+
+
+def metadata_error(source: str, key: str, problem: str) -> ValueError:
+    """The one-line error about one key of a file's metadata: ``FILE: ssdlite metadata 'KEY' PROBLEM; FIX``. Every
+    metadata error is made here, so each names the file and the key the same way."""
+    return ValueError(f"{source}: ssdlite metadata {key!r} {problem}; {REEXPORT}")
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: its JSON (or repr), at most 60 characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class _MetadataReader:
-    """Reads the values of one file's metadata; every failure is a ValueError naming the file and the key."""
+    """Reads the values of one file's metadata, each checked; every failure is :func:`metadata_error` (a ValueError
+    naming the file and the key)."""
 
     def __init__(self, metadata: Mapping[str, str], source: str) -> None:
         self.metadata = metadata
         self.source = source
 
-    def _error(self, key: str, problem: str) -> ValueError:
-        return ValueError(
-            f"{self.source}: its ssdlite metadata {problem} {key!r}; export the file again with this version "
-            "(`tools/export.py --checkpoint MODEL.ckpt --out FILE`)"
-        )
+    def error(self, key: str, problem: str) -> ValueError:
+        return metadata_error(self.source, key, problem)
 
     def text(self, key: str) -> str:
         if key not in self.metadata:
-            raise self._error(key, "has no")
-        return self.metadata[key]
+            raise self.error(key, "is missing")
+        value = self.metadata[key]
+        if not isinstance(value, str):
+            raise self.error(key, f"is a {type(value).__name__}, not text")
+        return value
 
     def json(self, key: str, default: Any = None) -> Any:
         if key not in self.metadata and default is not None:
             return default
+        text = self.text(key)
         try:
-            return json.loads(self.text(key))
-        except json.JSONDecodeError:
-            raise self._error(key, "has an unreadable") from None
+            return json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            raise self.error(key, f"is not valid JSON ({_shown(text)})") from None
 
-    def number(self, key: str) -> float:
-        value = self.json(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise self._error(key, "has a non-numeric")
+    def boolean(self, key: str, *, default: bool) -> bool:
+        value = self.json(key, default=default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"is {_shown(value)}, not true or false")
         return value
+
+    def integer(self, key: str, low: int, high: int, *, why: str) -> int:
+        value = self.json(key)
+        whole = isinstance(value, int) or (_is_number(value) and float(value).is_integer())
+        if isinstance(value, bool) or not whole or not low <= value <= high:
+            raise self.error(key, f"is {_shown(value)}, not an integer from {low} to {high} ({why})")
+        return int(value)
+
+    def fraction(self, key: str) -> float:
+        value = self.json(key)
+        if not _is_number(value) or not 0.0 <= value <= 1.0:
+            raise self.error(key, f"is {_shown(value)}, not a number from 0 to 1")
+        return float(value)
+
+    def list_of(
+        self,
+        key: str,
+        element: type,
+        what: str,
+        *,
+        length: tuple[int, ...] | None = None,
+        min_length: int = 0,
+        low: float | None = None,
+        nonzero: bool = False,
+    ) -> list[Any]:
+        """A JSON list of ``element`` (str, int or float: finite, ``> low``, non-zero if asked), ``len`` in
+        ``length`` (or at least ``min_length``)."""
+        value = self.json(key)
+        counts = " or ".join(str(count) for count in length if count) if length else ""  # 0: may be left empty
+        expected = f"a JSON list of {counts + ' ' if counts else ''}{what}"
+        if not isinstance(value, list):
+            raise self.error(key, f"is {_shown(value)}, not {expected}")
+        if element is str:
+            wrong = [item for item in value if not isinstance(item, str)]
+        elif element is int:
+            wrong = [item for item in value if isinstance(item, bool) or not isinstance(item, int)]
+        else:
+            wrong = [
+                item for item in value
+                if not _is_number(item) or (low is not None and not item > low) or (nonzero and item == 0)
+            ]
+        if wrong:
+            raise self.error(key, f"holds {_shown(wrong[0])}, not {expected}")
+        if (length is not None and len(value) not in length) or len(value) < min_length:
+            raise self.error(key, f"holds {len(value)} values, not {expected}")
+        return value
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.json(key, default={})
+        if not isinstance(value, dict):
+            raise self.error(key, f"is {_shown(value)}, not a JSON object")
+        return value
+
+    def feature_sizes(self) -> tuple[tuple[int, int], ...]:
+        value = self.json("feature_sizes", default=[])
+        pairs = isinstance(value, list) and all(
+            isinstance(pair, list) and len(pair) == 2
+            and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in pair)
+            for pair in value
+        )
+        if not pairs:
+            raise self.error("feature_sizes", f"is {_shown(value)}, not a JSON list of [height, width] pairs of "
+                             "positive integers")
+        return tuple((height, width) for height, width in value)
 
     def default_boxes(self, *, required: bool) -> np.ndarray | None:
         if "default_boxes" not in self.metadata and not required:
@@ -260,8 +433,10 @@ class _MetadataReader:
         try:
             data = base64.b64decode(self.text("default_boxes"), validate=True)
         except ValueError:  # binascii.Error
-            raise self._error("default_boxes", "has an unreadable") from None
-        if len(data) % 16:
-            raise self._error("default_boxes", "has a truncated")
-        return np.frombuffer(data, dtype="<f4").reshape(-1, 4).astype(np.float32)
-
+            raise self.error("default_boxes", "is not base64 text") from None
+        if not data or len(data) % 16:
+            raise self.error("default_boxes", f"holds {len(data)} bytes, not float32 [A, 4] (16 bytes a box)")
+        boxes = np.frombuffer(data, dtype="<f4").reshape(-1, 4).astype(np.float32)
+        if not np.isfinite(boxes).all():
+            raise self.error("default_boxes", "holds values that are not finite numbers")
+        return boxes

@@ -33,6 +33,7 @@ from ssdlite_runtime.backends.base import (
     backend_for_path,
     load_backend,
 )
+from ssdlite_runtime.metadata import metadata_error
 from ssdlite_runtime.postprocess import PostprocessSettings, postprocess_raw_outputs
 from ssdlite_runtime.preprocess import preprocess_images
 from ssdlite_runtime.records import predictions_to_coco_results
@@ -231,18 +232,51 @@ class Predictor:
 
     def _predict_batch(self, images: list[np.ndarray]) -> list[Detections]:
         outputs = self.backend.run(self.preprocess(images))
+        info = self.backend.info
         if isinstance(outputs, RawOutputs):
-            info = self.backend.info
+            self._check_raw_outputs(outputs)
             outputs = postprocess_raw_outputs(
                 outputs.cls_logits, outputs.box_deltas, info.default_boxes, info.variances, self.postprocess
             )
-        detections = [
-            _to_image_pixels(_as_detections(result), image.shape[:2]) for result, image in zip(outputs, images)
-        ]
+        detections = [_as_detections(result) for result in outputs]
+        self._check_labels(detections)
+        detections = [_to_image_pixels(result, image.shape[:2]) for result, image in zip(detections, images)]
         detections = [_keep(result, result["scores"] > self.score_threshold) for result in detections]
         if self.kept_labels is not None:
             detections = [_keep(result, np.isin(result["labels"], self.kept_labels)) for result in detections]
         return detections
+
+    # -- what the graph returned against what its metadata says (a backend checks what its format tells at load)
+
+    @property
+    def _source(self) -> str:
+        """The model file, for messages (the backend's description where it has no file)."""
+        path = getattr(self.backend, "path", None)
+        return str(path) if path is not None else self.backend.describe()
+
+    def _check_raw_outputs(self, outputs: RawOutputs) -> None:
+        """``cls_logits`` of [B, A, K + 1], K the metadata's classes and A its default boxes."""
+        info = self.backend.info
+        logits = outputs.cls_logits
+        if logits.ndim == 3:
+            info.check_graph(
+                source=self._source, num_classes=logits.shape[2] - 1, num_anchors=logits.shape[1],
+                shown=f"its output cls_logits is {list(logits.shape)}, [B, A, K + 1]",
+            )
+
+    def _check_labels(self, detections: list[Detections]) -> None:
+        """Labels in 1..K: a graph that decodes itself returns labels of its own class count."""
+        labels = [result["labels"] for result in detections if result["labels"].size]
+        if not labels:
+            return
+        lowest, highest = min(int(part.min()) for part in labels), max(int(part.max()) for part in labels)
+        if lowest < 1 or highest > self.backend.info.num_classes:
+            bad = highest if highest > self.backend.info.num_classes else lowest
+            raise metadata_error(
+                self._source, "class_names", f"lists {self.backend.info.num_classes} classes (labels 1 to "
+                f"{self.backend.info.num_classes}) but the graph returned label {bad}; the metadata is not this "
+                "graph's"
+            )
 
     # -- results
 

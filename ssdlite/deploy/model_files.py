@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssdlite_runtime.backends.base import file_kind
+from ssdlite_runtime.backends.base import check_regular_file, file_kind, misnamed_model_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,18 +30,23 @@ def load_checkpoint_for_inference(path: str | Path, *, map_location: Any = "cpu"
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is not an ssdlite checkpoint, or not one this code can rebuild (names the file and
-            what was wrong), or a file of another backend (names the backend).
+            what was wrong), or a file of another backend (names the backend; an ONNX or TFLite file without its
+            suffix is recognised by its first bytes), or not a regular file (a FIFO, a device).
     """
     from ssdlite.models import load_checkpoint
     from ssdlite.models.weights import NotACheckpointError
 
     path = Path(path)
+    check_regular_file(path)  # a FIFO or a device: said as such, never opened
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     other = file_kind(path)
     if other is not None:
         backend, kind = other
         raise ValueError(f"{path} is {kind}; load it with backend={backend!r}, not as a training checkpoint")
+    misnamed = misnamed_model_file(path)  # an exported file without its suffix: its bytes say which
+    if misnamed is not None:
+        raise ValueError(misnamed)
     try:
         return load_checkpoint(path, map_location=map_location)
     except NotACheckpointError:
@@ -84,8 +89,10 @@ def export_checkpoint(
 ) -> Path:
     """A training checkpoint written as ``format``, with its class names and category ids (``ssdlite-export``).
 
-    The calibration folder is checked before the checkpoint is loaded, so a wrong path fails at once. The other
-    arguments are :func:`ssdlite.deploy.export.export_model`'s (``max_calibration_images`` None: its default).
+    The calibration folder and limit, and an ``out`` whose files would overwrite the checkpoint, are checked before
+    the checkpoint is loaded, so they fail at once (the output name and folder are checked before converting). The
+    other arguments are :func:`ssdlite.deploy.export.export_model`'s (``max_calibration_images`` None: its
+    default).
 
     Returns:
         The written path.
@@ -100,6 +107,11 @@ def export_checkpoint(
     if calibration_images is not None and not Path(calibration_images).is_dir():
         raise FileNotFoundError(f"calibration folder not found: {calibration_images}")
     from ssdlite.deploy.export import export_model
+    from ssdlite.deploy.export.base import check_calibration_limit, check_not_overwriting
+
+    if max_calibration_images is not None:
+        check_calibration_limit(max_calibration_images)
+    check_not_overwriting(out, [checkpoint], format=format, int8=int8)
 
     model, meta = load_checkpoint_for_inference(checkpoint)
     limit = {} if max_calibration_images is None else {"max_calibration_images": max_calibration_images}

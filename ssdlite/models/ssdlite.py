@@ -13,16 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from ssdlite.core.anchors import DefaultBoxConfig, boxes_per_location, default_boxes
+from ssdlite_runtime.metadata import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE  # defined once, in the runtime
 
 from .blocks import extra_block, prediction_block
-
-MIN_IMAGE_SIZE = 64
-"""Smallest input side: the last extra layer (stride 512) still has a 1x1 map, and BatchNorm sees >1 value."""
-
-MAX_IMAGE_SIZE = 2048
-"""Largest input side: 6.4 times the paper's 320 (41 times the pixels), above the 1280-1536 that the largest
-single-stage detectors train at (YOLOv5-P6, EfficientDet-D7). Activations grow with the square of the side, and
-building a model runs one forward pass to size its feature maps: a side of 100000 asked for 120 GB there."""
 
 EXTRA_CHANNELS = (512, 256, 256, 128)
 """Output channels of the four extra layers appended to the stride-32 map (MobileNetV2 paper, TF config)."""

@@ -67,3 +67,97 @@ def test_a_checkpoint_whose_image_size_is_absurd_is_one_line_naming_it(tmp_path)
     [line] = completed.stderr.splitlines()
     assert line.startswith(f"eval_coco.py: error: checkpoint '{checkpoint}' holds a model config this package "
                            "cannot build: image_size 100000 is larger than 2048")
+
+
+# -- an exported file without its suffix, and a path that is not a regular file (issue 21, item 7)
+
+
+def run_script(script: str, arguments_: list[str], cwd: Path) -> str:
+    """The one stderr line of ``script`` run with ``arguments_``, which must exit 2 within a minute."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *arguments_], cwd=cwd, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    [line] = completed.stderr.splitlines()
+    return line
+
+
+def detect_arguments(model: Path) -> list[str]:
+    images, _ = tiny.scenes_coco_dataset()
+    return ["image", str(next(images.iterdir())), "--model", str(model), "--no-show"]
+
+
+def onnx_file(path: Path) -> Path:
+    """A real (if trivial) ONNX model, saved by the onnx package, under whatever name ``path`` has."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def tflite_file(path: Path) -> Path:
+    """A real (if empty) TFLite flatbuffer, built with the schema LiteRT ships, under whatever name ``path`` has."""
+    pytest.importorskip("ai_edge_litert")
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT()
+    model.version, model.subgraphs, model.buffers = 3, [schema.SubGraphT()], [schema.BufferT()]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    return path
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model"])
+def test_an_onnx_file_without_its_suffix_is_named_as_onnx_with_the_suffix_to_give_it(name, tmp_path):
+    model = onnx_file(tmp_path / name)
+    line = run_script("detect.py", detect_arguments(model), tmp_path)
+    assert line.startswith(f"detect.py: error: {model} looks like an ONNX file (it starts as an ONNX ModelProto "
+                           "does), not a training checkpoint, but its name does not end in .onnx; give it that "
+                           f"suffix (e.g. mv {model} {tmp_path / 'model.onnx'}) or choose its backend (--backend ort"), line
+    assert "not a checkpoint" not in line
+
+
+def test_an_onnx_file_with_its_suffix_given_to_the_eager_backend_is_told_to_use_its_own(tmp_path):
+    from ssdlite_runtime.backends.base import load_backend
+
+    model = onnx_file(tmp_path / "model.onnx")
+    with pytest.raises(ValueError) as error:
+        load_backend("eager", model)
+    assert str(error.value) == (
+        f"{model} is an ONNX file (it starts as an ONNX ModelProto does), not a training checkpoint, which is all "
+        "the eager backend reads; leave --backend out or pass --backend ort (Predictor(..., backend='ort'))"
+    )
+
+
+def test_a_tflite_file_without_its_suffix_is_named_as_tflite_also_by_export(tmp_path):
+    model = tflite_file(tmp_path / "model.bin")
+    line = run_script("detect.py", detect_arguments(model), tmp_path)
+    assert line.startswith(f"detect.py: error: {model} looks like a TFLite file (its bytes 4..8 are the TFLite "
+                           "identifier TFL3), not a training checkpoint, but its name does not end in .tflite; give "
+                           f"it that suffix (e.g. mv {model} {tmp_path / 'model.tflite'}) or choose its backend "
+                           "(--backend tflite"), line
+    line = run_script("tools/export.py", ["--checkpoint", str(model), "--out", str(tmp_path / "out.onnx")], tmp_path)
+    assert line.startswith(f"export.py: error: {model} looks like a TFLite file"), line
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_fifo_or_a_device_named_onnx_is_not_a_regular_file_and_is_never_opened(tmp_path):
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)  # opening it would wait for a writer: the 60 s timeout of run_script would fail the test
+    line = run_script("detect.py", detect_arguments(fifo), tmp_path)
+    assert line == (f"detect.py: error: {fifo} is not a regular file but a named pipe (FIFO); pass the model file "
+                    "itself"), line
+    device = tmp_path / "random.onnx"
+    device.symlink_to("/dev/urandom")
+    line = run_script("detect.py", detect_arguments(device), tmp_path)
+    assert line == (f"detect.py: error: {device} is not a regular file but a character device; pass the model file "
+                    "itself"), line

@@ -27,6 +27,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,12 @@ __all__ = [
     "available_backends",
     "backend_for_path",
     "check_file_on_cpu",
+    "check_regular_file",
     "file_kind",
     "load_backend",
+    "misnamed_model_file",
     "register_backend",
+    "sniffed_suffix",
 ]
 
 Detections = dict[str, np.ndarray]
@@ -312,15 +316,95 @@ def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
     return backend, spec.file_kind
 
 
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """A ValueError if ``path`` (links followed) is a FIFO, a device or a socket: not a model file, and opening a
+    FIFO would wait for a writer. Checked with ``os.stat``, which never opens it. A missing path or a folder passes:
+    the loaders say "not found" and what a folder is not, in their own words."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, unreadable folder above it, a NUL in the name: the loader says so
+        return
+    for test, kind in _SPECIAL_FILES:
+        if test(mode):
+            raise ValueError(f"{path} is not a regular file but {kind}; pass the model file itself")
+
+
+_ONNX_FIELDS_AFTER_IR_VERSION = frozenset((0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72))
+"""Tags of the ModelProto fields serialised after ``ir_version`` (field 1, tag 0x08): producer_name (2),
+producer_version (3), domain (4), model_version (5), doc_string (6), graph (7), opset_import (8), metadata_props (14).
+Protobuf writers emit fields in number order, so a saved ONNX file starts ``08 <ir_version> <one of these>``."""
+
+
+def sniffed_suffix(path: str | os.PathLike) -> str | None:
+    """The suffix of the model format that ``path``'s first bytes show, whatever its name says, or None.
+
+    Conservative: ".tflite" for a flatbuffer with the TFLite identifier ``TFL3`` at bytes 4..8; ".onnx" for a file
+    that starts as a serialised ONNX ModelProto does (``ir_version``, a one-byte varint from 1 to 127, then a tag of
+    a field that follows it). A training checkpoint (a zip archive, ``PK``, or a pickle, ``0x80``) matches neither.
+    Only a regular file is read (call :func:`check_regular_file` first for a message about the others).
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except (OSError, ValueError):
+        return None
+    if len(head) == 8 and head[4:8] == b"TFL3":
+        return ".tflite"
+    if len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 0x7F and head[2] in _ONNX_FIELDS_AFTER_IR_VERSION:
+        return ".onnx"
+    return None
+
+
+def misnamed_model_file(path: str | os.PathLike) -> str | None:
+    """For a file read as a training checkpoint (no backend claims its name) whose bytes are another model format:
+    one line saying which format it looks like and which suffix or backend to give it; None otherwise."""
+    suffix = sniffed_suffix(path)
+    if suffix is None:
+        return None
+    _discover()
+    backend = backend_for_path(f"model{suffix}")
+    spec = _REGISTRATIONS.get(backend)
+    kind = spec.file_kind if spec is not None and spec.file_kind else f"a {suffix} file"
+    if suffix == ".tflite":
+        evidence = "its bytes 4..8 are the TFLite identifier TFL3"
+    else:
+        evidence = "it starts as an ONNX ModelProto does"
+    name = Path(path)
+    if name.name.lower().endswith(suffix):
+        return (
+            f"{path} is {kind} ({evidence}), not a training checkpoint, which is all the {EAGER.name} backend reads; "
+            f"leave --backend out or pass --backend {backend} (Predictor(..., backend={backend!r}))"
+        )
+    renamed = name.with_name(name.stem + suffix) if name.suffix else name.with_name(name.name + suffix)
+    return (
+        f"{path} looks like {kind} ({evidence}), not a training checkpoint, but its name does not end in {suffix}; "
+        f"give it that suffix (e.g. mv {path} {renamed}) or choose its backend (--backend {backend}, "
+        f"Predictor(..., backend={backend!r}))"
+    )
+
+
 def load_backend(name: str, model_or_path: Any, *, device: Any = "cpu", **options: Any) -> Backend:
     """The backend ``name`` loaded on ``model_or_path`` (a file, or what the loader accepts, e.g. a model).
 
     Raises:
-        ValueError: unknown backend name (lists the known ones); a Core ML file (it runs on Apple platforms only).
+        ValueError: unknown backend name (lists the known ones); a Core ML file (it runs on Apple platforms only); a
+            path that is not a regular file (a FIFO, a device); for "eager", a file whose bytes are an ONNX or
+            TFLite model under another name (says which suffix to give it).
         MissingPackageError: the backend's package is not installed (names the file, the format and the extra).
     """
     _discover()
-    if isinstance(model_or_path, (str, os.PathLike)) and Path(model_or_path).name.lower().endswith(APPLE_ONLY_SUFFIXES):
+    is_path = isinstance(model_or_path, (str, os.PathLike))
+    if is_path and Path(model_or_path).name.lower().endswith(APPLE_ONLY_SUFFIXES):
         raise ValueError(
             f"{model_or_path} is a Core ML model: Core ML files run on Apple platforms only (Core ML / Vision on "
             "macOS, iOS), no backend here runs them; on this machine export the checkpoint to another format "
@@ -328,6 +412,11 @@ def load_backend(name: str, model_or_path: Any, *, device: Any = "cpu", **option
         )
     if name not in _BACKENDS and name not in _REGISTRATIONS:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
+    if is_path:
+        check_regular_file(model_or_path)
+        misnamed = misnamed_model_file(model_or_path) if name == EAGER.name else None
+        if misnamed is not None:
+            raise ValueError(misnamed)
     spec = _REGISTRATIONS.get(name)
     if spec is not None:
         _require(spec, model_or_path, missing_packages(spec.packages))

@@ -11,6 +11,11 @@ these backends, and exports it first.)
   ``ssdlite-benchmark --only latency`` compares the two).
 * A raw-network file returns ``RawOutputs``; the Predictor decodes them against the default boxes of the metadata.
 
+The metadata is checked against the graph at load (``ModelInfo.check_graph``): the input side, and the class count
+and default boxes -- from the raw ``cls_logits`` output's shape [B, A, K + 1], or for a graph with NMS from its
+padded output size A * K, which one run on a blank image asked for every candidate gives (:func:`nms_output_rows`;
+it costs one forward pass at load).
+
 Session: ``ORT_ENABLE_ALL`` graph optimisation (on x86 this includes the NCHWc layout transform, which runs these
 depthwise convolutions much faster than ``ORT_ENABLE_EXTENDED`` leaves them), sequential execution, ``threads``
 intra-op threads (default: ONNX Runtime's choice, the physical cores), one inter-op thread.
@@ -39,6 +44,7 @@ from ssdlite_runtime.metadata import (
     INPUT_NAME,
     RAW_OUTPUT_NAMES,
     ModelInfo,
+    metadata_error,
     setting_inputs,
 )
 from ssdlite_runtime.postprocess import PostprocessSettings
@@ -99,6 +105,32 @@ def load_onnx_session(path: str | os.PathLike, *, threads: int | None = None) ->
     return session, metadata
 
 
+ALL_CANDIDATES = 2**31
+"""``max_detections`` fed to count a graph's candidates: more than any A * K, and twice it still fits in int64 (the
+graph takes the ``2 * max_detections`` best scores)."""
+
+
+def nms_output_rows(session: Any, batch: int, side: int) -> int:
+    """The rows D of a with-NMS graph's padded outputs when it is asked for :data:`ALL_CANDIDATES` detections on a
+    blank batch: D = min(max_detections, A * K) = A * K, the default boxes times the classes of the graph (nothing
+    passes the score threshold of 1, so NMS has no work). ONNX Runtime's own errors pass through (a graph that
+    does not run): the caller names the file.
+    """
+    feed = {
+        INPUT_NAME: np.zeros((batch, 3, side, side), np.float32),
+        **setting_inputs(PostprocessSettings(score_threshold=1.0, topk_per_class=1, max_detections=1)),
+    }
+    feed["max_detections"] = np.array([ALL_CANDIDATES], np.int64)
+    names = _feedable(session)
+    [boxes] = session.run([DETECTION_OUTPUT_NAMES[0]], {name: value for name, value in feed.items() if name in names})
+    return int(boxes.shape[1])
+
+
+def _feedable(session: Any) -> set[str]:
+    """The names a session takes: its inputs and its overridable initializers (the setting inputs of our graphs)."""
+    return {item.name for item in [*session.get_inputs(), *session.get_overridable_initializers()]}
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an ssdlite ONNX file (float or INT8) with ONNX Runtime on the CPU.
 
@@ -124,6 +156,46 @@ class OnnxRuntimeBackend(Backend):
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.output_names = list(DETECTION_OUTPUT_NAMES if self.with_nms else RAW_OUTPUT_NAMES)
         self.settings: dict[str, np.ndarray] = {}
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        """The metadata against the graph: its input side, and its class count and default boxes -- the raw
+        ``cls_logits`` output's shape [B, A, K + 1], or for a graph with NMS the padded output size A * K that the
+        graph gives when asked for more detections than it has candidates (one run on a blank image; see
+        :func:`nms_output_rows`)."""
+        source = str(self.path)
+        inputs = {item.name: item.shape for item in self.session.get_inputs()}
+        side = inputs[INPUT_NAME][-1] if len(inputs[INPUT_NAME]) == 4 else None
+        if isinstance(side, int):
+            self.info.check_graph(source=source, image_size=side, shown=f"input {INPUT_NAME} {inputs[INPUT_NAME]}")
+        if not self.with_nms:
+            shape = next(item.shape for item in self.session.get_outputs() if item.name == RAW_OUTPUT_NAMES[0])
+            if len(shape) == 3:
+                columns, anchors = shape[2], shape[1]
+                shown = f"its output {RAW_OUTPUT_NAMES[0]} is {shape}, [B, A, K + 1]"
+                self.info.check_graph(
+                    source=source,
+                    num_classes=columns - 1 if isinstance(columns, int) else None,
+                    num_anchors=anchors if isinstance(anchors, int) else None,
+                    shown=shown,
+                )
+            return
+        boxes = self.info.default_boxes
+        if boxes is None or "max_detections" not in _feedable(self.session) or self.fixed_batch not in (None, 1):
+            return  # settings folded into constants, or no default boxes to divide by: nothing to compare
+        try:
+            rows = nms_output_rows(self.session, 1, side if isinstance(side, int) else self.info.image_size)
+        except Exception as error:  # onnxruntime's Fail, InvalidArgument, ...: a graph that does not run
+            reason = one_line(error)[:300] or type(error).__name__
+            raise ValueError(f"{source} does not run in ONNX Runtime ({reason}); export it again with "
+                             f"`{EXPORT_COMMAND}`") from error
+        if rows % len(boxes):
+            raise metadata_error(
+                source, "default_boxes", f"holds {len(boxes)} boxes, but asked for every candidate the graph's NMS "
+                f"outputs have {rows} rows, not a multiple of {len(boxes)}; the metadata is not this graph's"
+            )
+        shown = f"asked for every candidate, its NMS outputs have {rows} rows = A x K, A = {len(boxes)} default boxes"
+        self.info.check_graph(source=source, num_classes=rows // len(boxes), shown=shown)
 
     @property
     def with_nms(self) -> bool:

@@ -123,6 +123,36 @@ def _reason(error: BaseException) -> str:
     return one_line(" ".join(useful or lines))[:300] or type(error).__name__
 
 
+def _tensor_shape(model: Any, name: str) -> list[int | None] | None:
+    """The shape of the tensor called ``name`` anywhere in the model (an output, or inside the graph: the raw
+    ``cls_logits`` of an IR with NMS), None for a dynamic dimension; None if there is no such tensor."""
+    for op in model.get_ops():
+        for output in op.outputs():
+            if name in output.get_names():
+                shape = output.get_partial_shape()
+                if shape.rank.is_dynamic:
+                    return None
+                return [dim.get_length() if dim.is_static else None for dim in shape]
+    return None
+
+
+def _check_graph(model: Any, info: ModelInfo, source: str) -> None:
+    """The metadata against the IR: the input side, and the class count and default boxes of ``cls_logits``
+    [B, A, K + 1] (an output of a raw IR, a tensor inside one with NMS)."""
+    images = _tensor_shape(model, INPUT_NAME)
+    if images is not None and len(images) == 4 and images[3] is not None:
+        info.check_graph(source=source, image_size=images[3], shown=f"input {INPUT_NAME} {images}")
+    logits = _tensor_shape(model, RAW_OUTPUT_NAMES[0])
+    if logits is not None and len(logits) == 3:
+        columns, anchors = logits[2], logits[1]
+        info.check_graph(
+            source=source,
+            num_classes=None if columns is None else columns - 1,
+            num_anchors=anchors,
+            shown=f"its tensor {RAW_OUTPUT_NAMES[0]} is {logits}, [B, A, K + 1]",
+        )
+
+
 class OpenVinoBackend(Backend):
     """Runs an ssdlite OpenVINO IR (float or INT8) on the CPU.
 
@@ -152,6 +182,7 @@ class OpenVinoBackend(Backend):
                 f"{INPUT_NAME!r} and outputs {sorted(expected)} (its metadata says with_nms={self.with_nms}); "
                 "export it again"
             )
+        _check_graph(model, self.info, str(self.path))
         self.setting_names = [name for name in inputs if name != INPUT_NAME]
         batch_dim = model.input(INPUT_NAME).get_partial_shape()[0]
         self.fixed_batch = batch_dim.get_length() if batch_dim.is_static else None
