@@ -11,7 +11,9 @@ Examples:
 Exported files (.onnx, ...) run with this package alone, without PyTorch; a checkpoint (.ckpt) needs the full
 ssdlite package. From a checkout, ``python detect.py`` is the same command. Without --model the newest checkpoint
 under runs/ is used (best*.ckpt first). Errors are one line on stderr with exit status 2 (see
-ssdlite_runtime/errors.py); Ctrl+C or q stops a stream cleanly.
+ssdlite_runtime/errors.py). q (exit status 0), Ctrl+C (130) or SIGTERM (143, e.g. from a job scheduler) stops a
+stream cleanly: the saved video and the --json / --mot files hold every frame processed, and the last line says
+what stopped it, e.g. "stopped (SIGTERM): 120 frames in 9.8 s".
 
 --track (video and webcam) follows objects across frames with ByteTrack (supervision; pip install
 'ssdlite-runtime[tracking]'), one tracker per class or, with --track-classes any, one for all classes with each
@@ -22,8 +24,10 @@ text format, --json NAME.jsonl one JSON line per frame.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
+import sys
 
 # Before cv2 loads: keep OpenCV / FFmpeg from printing their own messages next to our one-line errors.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -42,31 +46,82 @@ def _class_list(value: str) -> list[str]:
     return names
 
 
+MAX_TRACK_FPS = 1000.0
+"""--track-fps at most (cameras deliver up to a few hundred frames a second)."""
+MAX_TRACK_BUFFER = 1_000_000
+"""--track-buffer at most, in frames (over 9 hours at 30 FPS)."""
+MAX_TRAIL = 10_000
+"""--trail at most, in points per track."""
+MAX_TIMEOUT_S = 3600.0
+"""--timeout at most, in seconds."""
+
+# The option types below check the whole range at parse time, so a value no setting can take (inf, nan, a number
+# too large for the library that gets it) is argparse's one-line usage error naming the option, exit status 2.
+
+
+def _whole_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+
+
+def _real_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    return number
+
+
 def _positive_int(value: str) -> int:
-    number = int(value)
+    number = _whole_number(value)
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
     return number
 
 
 def _unit_interval(value: str) -> float:
-    number = float(value)
+    number = _real_number(value)
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return number
 
 
 def _non_negative_int(value: str) -> int:
-    number = int(value)
+    number = _whole_number(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return number
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+def _track_buffer(value: str) -> int:
+    number = _non_negative_int(value)
+    if number > MAX_TRACK_BUFFER:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRACK_BUFFER} frames, got {value}")
+    return number
+
+
+def _frame_rate(value: str) -> float:
+    number = _real_number(value)
+    if not 0.0 < number <= MAX_TRACK_FPS:
+        raise argparse.ArgumentTypeError(f"must be a frame rate above 0 and at most {MAX_TRACK_FPS:g}, got {value}")
+    return number
+
+
+def _trail(value: str) -> int:
+    number = _positive_int(value)
+    if number > MAX_TRAIL:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRAIL} points, got {value}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = _real_number(value)
+    if not 0.0 < number <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {value}")
     return number
 
 
@@ -75,11 +130,12 @@ _TRACKER_OPTIONS = (
     ("--track-activation", "track_activation_threshold", _unit_interval, "S",
      "ByteTrack's track_activation_threshold: detections scoring at least S are matched first (and start tracks "
      "from S + 0.1); weaker ones, down to --score-threshold (default 0.1 with --track), only extend tracks"),
-    ("--track-buffer", "lost_track_buffer", _non_negative_int, "FRAMES",
-     "lost_track_buffer: frames a lost track waits to be found again"),
+    ("--track-buffer", "lost_track_buffer", _track_buffer, "FRAMES",
+     f"lost_track_buffer: frames a lost track waits to be found again, at most {MAX_TRACK_BUFFER}"),
     ("--track-match", "minimum_matching_threshold", _unit_interval, "T",
      "minimum_matching_threshold: the largest IoU distance (1 - IoU, fused with the score) of a match"),
-    ("--track-fps", "frame_rate", _positive_float, "FPS", "frame_rate: scales --track-buffer by FPS / 30"),
+    ("--track-fps", "frame_rate", _frame_rate, "FPS",
+     f"frame_rate: scales --track-buffer by FPS / 30; above 0, at most {MAX_TRACK_FPS:g}"),
     ("--track-min-frames", "minimum_consecutive_frames", _positive_int, "N",
      "minimum_consecutive_frames: frames an object must be tracked before it gets an id"),
 )
@@ -113,13 +169,13 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
         f"renames its track (default: {'each' if DEFAULT_PER_CLASS else 'any'}; a small detector's class confusions cost per-class tracking duplicate tracks and new ids: IDF1 0.89 any vs 0.84 each with the demo model, see the README)",
     )
     group.add_argument(
-        "--trail", type=_positive_int, default=DEFAULT_TRAIL_LENGTH, metavar="N",
-        help=f"recent centres drawn per track (default: {DEFAULT_TRAIL_LENGTH})",
+        "--trail", type=_trail, default=DEFAULT_TRAIL_LENGTH, metavar="N",
+        help=f"recent centres drawn per track (default: {DEFAULT_TRAIL_LENGTH}; at most {MAX_TRAIL})",
     )
 
 
 def _port(value: str) -> int:
-    number = int(value)
+    number = _whole_number(value)
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value} (0 = any free port)")
     return number
@@ -138,7 +194,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     common.add_argument("--runs-dir", default="runs", metavar="DIR", help="where to look for checkpoints without --model")
     common.add_argument("--device", default="cpu", help="torch device of the eager backend, e.g. cuda (default: cpu)")
-    common.add_argument("--score-threshold", type=float, default=None, metavar="S", help="minimum score (default: 0.4; 0.1 with --track)")
+    common.add_argument("--score-threshold", type=_unit_interval, default=None, metavar="S", help="minimum score, 0 to 1 (default: 0.4; 0.1 with --track)")
     common.add_argument(
         "--classes", type=_class_list, action="extend", metavar="NAME[,NAME...]", help="keep only these classes"
     )
@@ -173,7 +229,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     webcam.add_argument("--camera", default="0", metavar="INDEX|URL|FILE", help="camera index, stream URL, or a video file (default: 0)")
     webcam.add_argument("--loop", action="store_true", help="with a video file as camera: start over at the end")
     webcam.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS", help="wait this long for a camera or URL (default: 10)"
+        "--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        help=f"wait this long for a camera or URL (default: 10; at most {MAX_TIMEOUT_S:g})",
     )
     return parser
 
@@ -182,7 +239,8 @@ _TRACKER_SETTINGS = {flag[2:].replace("-", "_"): setting for flag, setting, *_ i
 """argparse destination -> ByteTrack setting."""
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> object:
+    """Runs the subcommand; returns what its job returns (a ``StreamSummary`` for video and webcam)."""
     from ssdlite_runtime import jobs
     from ssdlite_runtime.tracking import DEFAULT_PER_CLASS, DEFAULT_TRAIL_LENGTH
 
@@ -208,30 +266,42 @@ def run(args: argparse.Namespace) -> None:
         mot_path=getattr(args, "mot_path", None),
     )
     if args.command == "image":
-        jobs.detect_images(args.paths, options)
-    elif args.command == "dir":
-        jobs.detect_folder(args.folder, options)
-    elif args.command == "video":
-        jobs.detect_video(args.video, options, max_frames=args.max_frames, serve_port=args.serve, host=args.host)
-    else:
-        jobs.detect_camera(
-            args.camera,
-            options,
-            max_frames=args.max_frames,
-            serve_port=args.serve,
-            host=args.host,
-            loop=args.loop,
-            open_timeout_s=args.timeout,
-        )
+        return jobs.detect_images(args.paths, options)
+    if args.command == "dir":
+        return jobs.detect_folder(args.folder, options)
+    if args.command == "video":
+        return jobs.detect_video(args.video, options, max_frames=args.max_frames, serve_port=args.serve, host=args.host)
+    return jobs.detect_camera(
+        args.camera,
+        options,
+        max_frames=args.max_frames,
+        serve_port=args.serve,
+        host=args.host,
+        loop=args.loop,
+        open_timeout_s=args.timeout,
+    )
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops a stream as cleanly as Ctrl+C: camera released, video finished
+def _stop_on_signal(signum: int, frame: object) -> None:
+    from ssdlite_runtime.stream import StopSignal  # imported by main before this handler is installed
+
+    raise StopSignal(signum)  # stops a stream as cleanly as Ctrl+C (camera released, video finished), named
 
 
 @command(PROG)
-def main(argv: list[str] | None = None, *, prog: str = PROG) -> None:
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    """Exit status: 0 done (or q), 2 bad input, 130 Ctrl+C, 143 SIGTERM (after a stream stopped cleanly, or at once
+    before one started), 1 an unexpected error."""
     args = build_parser(prog).parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    run(args)
+    from ssdlite_runtime.stream import StopSignal, StreamSummary, signal_name
 
+    previous = signal.signal(signal.SIGTERM, _stop_on_signal)
+    try:
+        result = run(args)
+    except StopSignal as stop:  # outside a stream's loop (loading the model, an image job): nothing to finish
+        print(f"{prog}: terminated ({signal_name(stop.signum)})", file=sys.stderr, flush=True)
+        return 128 + stop.signum
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
+    return result.exit_status if isinstance(result, StreamSummary) else 0

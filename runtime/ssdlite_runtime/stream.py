@@ -9,19 +9,30 @@ Sources:
 
 Display: ``OpenCVWindow`` where the installed OpenCV has GUI support and a display, else ``StreamServer``, a
 small page at http://127.0.0.1:PORT with the annotated stream (MJPEG, multipart/x-mixed-replace), the FPS and the
-current detections (``/stats.json``, polled by the page; with tracking, the live track ids). The server gives each connection a thread, so it bounds
-them: a client that sends nothing or stops reading is dropped after a socket timeout, and connections beyond a cap
-are answered 503 from the accepting thread, without a thread of their own.
+current detections (``/stats.json``, polled by the page; with tracking, the live track ids). The server gives each
+connection a thread, so it bounds them: a client that sends nothing or stops reading is dropped after a socket
+timeout, one that has not sent its whole request line and headers within a deadline from its connection is dropped
+too (however slowly it keeps sending: a socket timeout alone restarts with every byte), and connections beyond a
+cap are answered 503 from the accepting thread, without a thread of their own.
+
+Stopping: ``run_stream`` ends cleanly on Ctrl+C (KeyboardInterrupt) and on :class:`StopSignal`, which a signal
+handler raises for another signal (``ssdlite-detect`` does for SIGTERM); the summary names the signal and gives
+the shell's exit status for it (130, 143).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import io
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import select
+import signal
 import socket
 import sys
 import threading
@@ -47,6 +58,9 @@ DEFAULT_MAX_CLIENTS = 32
 DEFAULT_CLIENT_TIMEOUT_S = 10.0
 """Seconds a web view connection may send nothing (no request) or read nothing (a stalled viewer) before it is
 dropped."""
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+"""Seconds from a web view connection's start to the end of its request headers, however slowly it sends them; then
+it is dropped (a slowloris client dribbling a byte at a time would otherwise hold a slot for ever)."""
 VIDEO_WRITER_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
@@ -325,6 +339,37 @@ setInterval(poll, 500); poll();
 """
 
 
+class _HeaderDeadlineInput(io.RawIOBase):
+    """A connection's input whose reads, until :meth:`headers_received`, all end by one deadline.
+
+    A socket timeout bounds each read, so a client that sends one byte per timeout could take for ever over its
+    request; here each read waits at most until ``deadline`` (``time.monotonic()``), then raises TimeoutError,
+    which ``BaseHTTPRequestHandler`` answers by closing the connection.
+    """
+
+    def __init__(self, connection: socket.socket, *, deadline: float, idle_timeout_s: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._idle_timeout_s = idle_timeout_s
+        self.deadline: float | None = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the request headers did not arrive in time")
+            self._connection.settimeout(min(remaining, self._idle_timeout_s))
+        return self._connection.recv_into(buffer)
+
+    def headers_received(self) -> None:
+        """From now on only the idle timeout applies (the response may stream for as long as it is read)."""
+        self.deadline = None
+        self._connection.settimeout(self._idle_timeout_s)
+
+
 class _BoundedHTTPServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer with at most ``max_clients`` handler threads.
 
@@ -410,8 +455,9 @@ class StreamServer:
     """The MJPEG web view: ``/`` (page), ``/stream.mjpg``, ``/frame.jpg`` (latest frame), ``/stats.json``.
 
     Each connection is served by a thread, at most ``max_clients`` at once; more are answered 503. A connection
-    that sends no request, or stops reading the stream, for ``client_timeout_s`` is closed, so idle sockets cannot
-    hold threads.
+    that sends no request, or stops reading the stream, for ``client_timeout_s`` is closed, and so is one whose
+    request line and headers are not complete ``header_timeout_s`` after it started, so neither idle nor slowly
+    dribbling sockets can hold the threads.
 
     Args:
         host: interface to bind; 127.0.0.1 keeps it local (pass 0.0.0.0 to share it on the network).
@@ -420,9 +466,10 @@ class StreamServer:
         jpeg_quality: 1..100.
         max_clients: connections served at once (>= 1).
         client_timeout_s: seconds a connection may stay silent or stalled (> 0).
+        header_timeout_s: seconds from a connection's start to the end of its request headers (> 0).
 
     Raises:
-        ValueError: the port is taken or cannot be bound, or a limit is not positive.
+        ValueError: the port is taken or cannot be bound, or a limit is not a positive number.
     """
 
     boundary = "ssdliteframe"
@@ -436,14 +483,17 @@ class StreamServer:
         jpeg_quality: int = 80,
         max_clients: int = DEFAULT_MAX_CLIENTS,
         client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
     ):
         if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
             raise ValueError(f"max_clients must be an integer >= 1 (connections served at once), got {max_clients!r}")
-        if not client_timeout_s > 0:
-            raise ValueError(f"client_timeout_s must be > 0 seconds, got {client_timeout_s!r}")
+        for name, seconds in (("client_timeout_s", client_timeout_s), ("header_timeout_s", header_timeout_s)):
+            if not (isinstance(seconds, numbers.Real) and 0 < seconds < math.inf):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {seconds!r}")
         self.title = title
         self.jpeg_quality = jpeg_quality
         self.client_timeout_s = float(client_timeout_s)
+        self.header_timeout_s = float(header_timeout_s)
         self._condition = threading.Condition()
         self._jpeg: bytes | None = None
         self._stats: dict[str, Any] = {"fps": 0.0, "latency_ms": 0.0, "frame": 0, "detections": []}
@@ -510,6 +560,21 @@ class StreamServer:
 
         class Handler(BaseHTTPRequestHandler):
             timeout = server.client_timeout_s  # socket timeout: a silent or stalled client frees its thread
+
+            def setup(self) -> None:
+                super().setup()
+                self.rfile.close()  # the socket's own reader: replaced by one that keeps the header deadline
+                self._input = _HeaderDeadlineInput(
+                    self.connection,
+                    deadline=time.monotonic() + server.header_timeout_s,
+                    idle_timeout_s=server.client_timeout_s,
+                )
+                self.rfile = io.BufferedReader(self._input)
+
+            def parse_request(self) -> bool:  # reads the headers (the request line is read before it)
+                parsed = super().parse_request()
+                self._input.headers_received()
+                return parsed
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet: no line per request
                 pass
@@ -591,6 +656,84 @@ def open_video_writer(path: str | Path, *, fps: float, frame_size: tuple[int, in
     return writer
 
 
+class StopSignal(KeyboardInterrupt):
+    """Raised by a signal's handler to stop ``run_stream`` as cleanly as Ctrl+C, naming the signal.
+
+    A KeyboardInterrupt, so whatever stops cleanly on Ctrl+C stops on it too; ``run_stream`` records ``signum``
+    in its summary (a plain KeyboardInterrupt is recorded as SIGINT, "Ctrl+C").
+
+    Example:
+        >>> def stop(signum, frame):
+        ...     raise StopSignal(signum)
+        >>> signal.signal(signal.SIGTERM, stop)  # doctest: +SKIP
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal_name(self.signum))
+
+
+def signal_name(signum: int) -> str:
+    """``"SIGTERM"`` for 15; ``"signal 99"`` for a number without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+"""The signals a :class:`SignalGate` holds off."""
+
+
+class SignalGate:
+    """Holds off SIGINT and SIGTERM while a block runs: their handlers run once it has finished, so a frame's
+    outputs are written whole (and counted), or not at all.
+
+    :meth:`install` puts :meth:`_receive` in front of the Python handlers of these signals (only from the main
+    thread, where Python runs signal handlers; SIG_DFL and SIG_IGN are left alone); outside :meth:`hold` it hands a
+    signal straight on, so a forwarder left behind changes nothing. :meth:`uninstall` puts the handlers back.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[int, Callable[[int, Any], Any]] = {}
+        self._held = False
+        self._pending: tuple[int, Any] | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in HELD_SIGNALS:
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                self._handlers[signum] = handler
+                signal.signal(signum, self._receive)
+
+    def uninstall(self) -> None:
+        for signum, handler in self._handlers.items():
+            if signal.getsignal(signum) == self._receive:
+                signal.signal(signum, handler)
+
+    def _receive(self, signum: int, frame: Any) -> None:
+        if self._held:
+            if self._pending is None:
+                self._pending = (signum, frame)
+            return
+        self._handlers[signum](signum, frame)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Runs the block with the signals held; one that arrived meanwhile goes to its handler (which raises
+        KeyboardInterrupt or :class:`StopSignal`) after the block."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+        if self._pending is not None:
+            (signum, frame), self._pending = self._pending, None
+            self._handlers[signum](signum, frame)
+
+
 @dataclass
 class StreamSummary:
     """What a run of ``run_stream`` did.
@@ -599,7 +742,9 @@ class StreamSummary:
         frames: frames processed (detected, drawn, saved).
         seconds: wall time of the loop.
         dropped_frames: frames a live source captured that the model had no time for.
-        stop_reason: "end of stream", "max frames", "q" (window), "Ctrl+C" or "stop requested" (``stop_event``).
+        stop_reason: "end of stream", "max frames", "q" (window), "stop requested" (``stop_event``), "Ctrl+C"
+            (KeyboardInterrupt) or the name of the signal that raised :class:`StopSignal`, e.g. "SIGTERM".
+        stop_signal: the signal that stopped the loop (SIGINT for Ctrl+C), None if none did.
         records: COCO-style detections per processed frame (image_id = frame index), if collected; with a
             tracker, the tracked objects, each with its ``track_id``.
     """
@@ -608,11 +753,18 @@ class StreamSummary:
     seconds: float = 0.0
     dropped_frames: int = 0
     stop_reason: str = "end of stream"
+    stop_signal: int | None = None
     records: list[dict] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_status(self) -> int:
+        """A command's status for this run: 0, or 128 + the signal that stopped it (130 Ctrl+C, 143 SIGTERM), as
+        the shell reports a command the signal ended, so a scheduler does not take a stopped run for a finished one."""
+        return 0 if self.stop_signal is None else 128 + self.stop_signal
 
 
 def run_stream(
@@ -632,7 +784,9 @@ def run_stream(
     """Detect, draw (boxes + FPS/latency overlay) and show / serve / save every frame of ``source``.
 
     Stops at the end of the stream, after ``max_frames``, on q / Esc / window closed, when ``stop_event`` is
-    set, or on Ctrl+C (KeyboardInterrupt is caught: the summary comes back and the saved video is complete).
+    set, or on Ctrl+C or a :class:`StopSignal` (KeyboardInterrupt is caught: the summary comes back, naming the
+    signal, and the saved video is complete). SIGINT and SIGTERM wait while a frame's outputs are written
+    (:class:`SignalGate`), so every output holds the same frames, as many as the summary counts.
     The caller closes ``source``, ``window`` and ``server``.
 
     Args:
@@ -654,7 +808,9 @@ def run_stream(
     meter = FpsMeter()
     writer: cv2.VideoWriter | None = None
     started = last_report = time.perf_counter()
+    gate = SignalGate()
     try:
+        gate.install()
         while max_frames is None or summary.frames < max_frames:
             if stop_event is not None and stop_event.is_set():
                 summary.stop_reason = "stop requested"
@@ -676,19 +832,20 @@ def run_stream(
             if tracker is not None:
                 for record, track_id in zip(records, detections["track_ids"].tolist()):
                     record["track_id"] = track_id
-            if on_frame is not None:
-                on_frame(frame, detections, records)
-            if collect_records:
-                summary.records.extend(records)
-            if save_path is not None:
-                if writer is None:
-                    height, width = annotated.shape[:2]
-                    writer = open_video_writer(save_path, fps=source.fps or 25.0, frame_size=(width, height))
-                writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-            if server is not None:
-                stats = {"fps": fps, "latency_ms": latency_ms, "frame": frame.index, "detections": records}
-                server.publish(annotated, stats)
-            summary.frames += 1
+            with gate.hold():  # a frame's outputs are written whole, and it is counted, or none of them is
+                if on_frame is not None:
+                    on_frame(frame, detections, records)
+                if collect_records:
+                    summary.records.extend(records)
+                if save_path is not None:
+                    if writer is None:
+                        height, width = annotated.shape[:2]
+                        writer = open_video_writer(save_path, fps=source.fps or 25.0, frame_size=(width, height))
+                    writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+                if server is not None:
+                    stats = {"fps": fps, "latency_ms": latency_ms, "frame": frame.index, "detections": records}
+                    server.publish(annotated, stats)
+                summary.frames += 1
             if window is not None and not window.show(annotated):
                 summary.stop_reason = "q"
                 break
@@ -698,9 +855,11 @@ def run_stream(
                 last_report = now
         else:
             summary.stop_reason = "max frames"
-    except KeyboardInterrupt:
-        summary.stop_reason = "Ctrl+C"
+    except KeyboardInterrupt as interrupt:
+        summary.stop_signal = int(getattr(interrupt, "signum", signal.SIGINT))
+        summary.stop_reason = "Ctrl+C" if summary.stop_signal == signal.SIGINT else signal_name(summary.stop_signal)
     finally:
+        gate.uninstall()
         if writer is not None:
             writer.release()
         summary.seconds = time.perf_counter() - started

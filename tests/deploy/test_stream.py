@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -14,6 +16,7 @@ import pytest
 
 from ssdlite_runtime.stream import (
     LiveCameraSource,
+    StopSignal,
     StreamServer,
     VideoFileSource,
     open_camera,
@@ -268,3 +271,119 @@ def test_no_gui_without_a_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert opencv_gui_available() is False
+
+
+def reply_until_closed(connection: socket.socket, timeout_s: float = 5.0) -> bytes:
+    """``read_until_closed``, where a reset (the client's bytes arriving after the server closed) is a close too."""
+    try:
+        return read_until_closed(connection, timeout_s)
+    except ConnectionResetError:
+        return b""
+
+
+def test_slow_header_senders_are_dropped_at_the_header_deadline_and_a_normal_get_is_then_served():
+    """Slowloris: more connections than slots, each sending its request one header byte at a time (well within the
+    socket timeout, which restarts with every byte), hold every slot; the whole-request header deadline closes them
+    while they are still sending, so a normal GET / is answered again."""
+    max_clients, deadline_s = 4, 2.0
+    stop = threading.Event()
+    request = b"GET / HTTP/1.0\r\nX-Slow: " + b"a" * 10_000  # never ends its headers
+    with StreamServer(port=0, max_clients=max_clients, client_timeout_s=5.0, header_timeout_s=deadline_s) as server:
+        address = server._httpd.server_address[:2]
+        slow = [socket.create_connection(address, timeout=5) for _ in range(max_clients + 3)]
+        closed_by_server: set[int] = set()
+
+        def dribble() -> None:
+            for position in range(len(request)):
+                for index, connection in enumerate(slow):
+                    if index not in closed_by_server:
+                        try:
+                            connection.send(request[position : position + 1])
+                        except OSError:  # the server closed it (reset when bytes arrive after its close)
+                            closed_by_server.add(index)
+                if stop.wait(0.1):
+                    return
+
+        dribbler = threading.Thread(target=dribble, daemon=True)
+        dribbler.start()
+        try:
+            assert http_get(server, "/")[0] == 503  # every slot is held by a slow sender
+            statuses = []
+            give_up = time.monotonic() + deadline_s + 15.0  # generous on a loaded machine; 1-2 s is typical
+            while time.monotonic() < give_up:
+                statuses.append(http_get(server, "/")[0])
+                if statuses[-1] == 200:
+                    break
+                time.sleep(0.1)
+            assert statuses[-1] == 200, f"{len(statuses)} GET / after the header deadline, the last: {statuses[-3:]}"
+            assert dribbler.is_alive()  # the slow senders were still sending: the deadline, not silence, cut them
+            held = slow[:max_clients]  # accepted first, so they got the slots
+            assert [reply_until_closed(connection) for connection in held] == [b""] * max_clients  # no answer
+        finally:
+            stop.set()
+            dribbler.join()
+            for connection in slow:
+                connection.close()
+
+
+def test_the_header_deadline_must_be_a_positive_finite_number():
+    for bad in (0, -1.0, float("inf"), float("nan"), "10"):
+        with pytest.raises(ValueError, match="header_timeout_s must be a finite number of seconds > 0"):
+            StreamServer(port=0, header_timeout_s=bad)
+
+
+class InterruptedSource(VideoFileSource):
+    """The clip, with ``interrupt`` raised on the read after ``after`` frames (as a signal's handler raises it)."""
+
+    def __init__(self, path, interrupt: BaseException, after: int) -> None:
+        super().__init__(path)
+        self.interrupt, self.after = interrupt, after
+
+    def read(self):
+        if self._next_index == self.after:
+            raise self.interrupt
+        return super().read()
+
+
+def test_run_stream_names_the_signal_that_stopped_it_and_its_exit_status(clip):
+    cases = [
+        (KeyboardInterrupt(), "Ctrl+C", signal.SIGINT, 130),
+        (StopSignal(signal.SIGTERM), "SIGTERM", signal.SIGTERM, 143),
+    ]
+    for interrupt, reason, signum, status in cases:
+        with InterruptedSource(clip, interrupt, after=4) as source:
+            summary = run_stream(StandInPredictor(), source)
+        assert (summary.frames, summary.stop_reason, summary.stop_signal, summary.exit_status) == (
+            4, reason, signum, status
+        )
+    with VideoFileSource(clip) as source:
+        summary = run_stream(StandInPredictor(), source)
+    assert (summary.stop_reason, summary.stop_signal, summary.exit_status) == ("end of stream", None, 0)
+
+
+def test_a_signal_while_a_frames_outputs_are_written_stops_the_stream_after_that_frame(clip):
+    """A real SIGTERM to this process in the middle of a frame's outputs (inside ``on_frame``): the frame's outputs
+    are finished and it is counted, then the stream stops, naming SIGTERM; the handler in place before is back."""
+    written = []
+
+    def on_frame(frame, detections, records) -> None:
+        if frame.index == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the signal arrives in here; a handler raising at once would cut this frame short
+        written.append(frame.index)
+
+    def stop(signum, frame):
+        raise StopSignal(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    try:
+        with VideoFileSource(clip) as source:
+            summary = run_stream(StandInPredictor(), source, on_frame=on_frame)
+        after = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGTERM, previous)
+    assert written == [0, 1, 2]
+    assert (summary.frames, summary.stop_reason, summary.exit_status) == (3, "SIGTERM", 143)
+    assert after is stop
