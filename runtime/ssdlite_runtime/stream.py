@@ -23,7 +23,6 @@ the shell's exit status for it (130, 143).
 from __future__ import annotations
 
 import abc
-import contextlib
 import io
 import json
 import logging
@@ -48,6 +47,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ssdlite_runtime.signals import signals_deferred
 from ssdlite_runtime.visualize import draw_detections, draw_stream_overlay, draw_tracks
 
 logger = logging.getLogger(__name__)
@@ -681,59 +681,6 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
-"""The signals a :class:`SignalGate` holds off."""
-
-
-class SignalGate:
-    """Holds off SIGINT and SIGTERM while a block runs: their handlers run once it has finished, so a frame's
-    outputs are written whole (and counted), or not at all.
-
-    :meth:`install` puts :meth:`_receive` in front of the Python handlers of these signals (only from the main
-    thread, where Python runs signal handlers; SIG_DFL and SIG_IGN are left alone); outside :meth:`hold` it hands a
-    signal straight on, so a forwarder left behind changes nothing. :meth:`uninstall` puts the handlers back.
-    """
-
-    def __init__(self) -> None:
-        self._handlers: dict[int, Callable[[int, Any], Any]] = {}
-        self._held = False
-        self._pending: tuple[int, Any] | None = None
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in HELD_SIGNALS:
-            handler = signal.getsignal(signum)
-            if callable(handler):
-                self._handlers[signum] = handler
-                signal.signal(signum, self._receive)
-
-    def uninstall(self) -> None:
-        for signum, handler in self._handlers.items():
-            if signal.getsignal(signum) == self._receive:
-                signal.signal(signum, handler)
-
-    def _receive(self, signum: int, frame: Any) -> None:
-        if self._held:
-            if self._pending is None:
-                self._pending = (signum, frame)
-            return
-        self._handlers[signum](signum, frame)
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Runs the block with the signals held; one that arrived meanwhile goes to its handler (which raises
-        KeyboardInterrupt or :class:`StopSignal`) after the block."""
-        self._held = True
-        try:
-            yield
-        finally:
-            self._held = False
-        if self._pending is not None:
-            (signum, frame), self._pending = self._pending, None
-            self._handlers[signum](signum, frame)
-
-
 @dataclass
 class StreamSummary:
     """What a run of ``run_stream`` did.
@@ -786,7 +733,8 @@ def run_stream(
     Stops at the end of the stream, after ``max_frames``, on q / Esc / window closed, when ``stop_event`` is
     set, or on Ctrl+C or a :class:`StopSignal` (KeyboardInterrupt is caught: the summary comes back, naming the
     signal, and the saved video is complete). SIGINT and SIGTERM wait while a frame's outputs are written
-    (:class:`SignalGate`), so every output holds the same frames, as many as the summary counts.
+    (:func:`ssdlite_runtime.signals.signals_deferred`), so every output holds the same frames, as many as the summary
+    counts.
     The caller closes ``source``, ``window`` and ``server``.
 
     Args:
@@ -808,9 +756,7 @@ def run_stream(
     meter = FpsMeter()
     writer: cv2.VideoWriter | None = None
     started = last_report = time.perf_counter()
-    gate = SignalGate()
     try:
-        gate.install()
         while max_frames is None or summary.frames < max_frames:
             if stop_event is not None and stop_event.is_set():
                 summary.stop_reason = "stop requested"
@@ -832,7 +778,7 @@ def run_stream(
             if tracker is not None:
                 for record, track_id in zip(records, detections["track_ids"].tolist()):
                     record["track_id"] = track_id
-            with gate.hold():  # a frame's outputs are written whole, and it is counted, or none of them is
+            with signals_deferred():  # a frame's outputs are written whole, and it is counted, or none of them is
                 if on_frame is not None:
                     on_frame(frame, detections, records)
                 if collect_records:
@@ -859,7 +805,6 @@ def run_stream(
         summary.stop_signal = int(getattr(interrupt, "signum", signal.SIGINT))
         summary.stop_reason = "Ctrl+C" if summary.stop_signal == signal.SIGINT else signal_name(summary.stop_signal)
     finally:
-        gate.uninstall()
         if writer is not None:
             writer.release()
         summary.seconds = time.perf_counter() - started

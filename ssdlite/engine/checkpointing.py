@@ -35,10 +35,8 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
@@ -47,6 +45,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ssdlite_runtime.signals import signals_deferred
 
 logger = logging.getLogger(__name__)
 
@@ -79,31 +79,6 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Pat
         raise
     _fsync_folder(path.parent)
     return path
-
-
-@contextmanager
-def signals_deferred(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """Holds ``signals`` until the block ends, then delivers them to the handlers they would have reached.
-
-    For a write that must not be cut in the middle by a Python signal handler (a KeyboardInterrupt raised inside
-    ``torch.save``'s writer leaves torch's RuntimeError, not a clean stop). Only in the main thread, where Python
-    runs signal handlers; elsewhere the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {signum: signal.getsignal(signum) for signum in signals}
-    previous = {signum: handler for signum, handler in previous.items() if handler is not None}
-    for signum in previous:
-        signal.signal(signum, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in received:
-            signal.raise_signal(signum)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
@@ -410,6 +385,5 @@ __all__ = [
     "TrainingStopped",
     "as_next_epoch_start",
     "remove_stale_temporaries",
-    "signals_deferred",
     "write_atomically",
 ]
