@@ -22,6 +22,7 @@ from torchvision.models import mobilenet_v2
 from ssdlite.core.anchors import DefaultBoxConfig
 
 from ._registry import model_entrypoint
+from .blocks import BATCHNORM_EPS, TORCHVISION_BATCHNORM_EPS
 from .mobilenet_v1 import MobileNetV1, MobileNetV1Backbone
 from .mobilenet_v2 import MobileNetV2Backbone
 from .ssdlite import EXTRA_CHANNELS, SSDLite, check_image_size, check_num_classes
@@ -59,6 +60,10 @@ class SSDLiteConfig:
             ``max(16, int(c * width_mult))`` for c in (512, 256, 256, 128) (see :attr:`resolved_extra_channels`).
         pretrained_backbone: None, "imagenet" (MobileNetV2 width 1.0 only) or a path to a local ``.pth``.
         shallow: MobileNetV1 only: drop the five 14x14x512 blocks.
+        backbone_bn_eps: the backbone's BatchNorm epsilon. None resolves to torchvision's 1e-5 when
+            ``pretrained_backbone`` is set (the epsilon its weights were trained with: thousands of their channels
+            have running variances below 1e-3, which the detector's 1e-3 would flatten) and to the detector's 1e-3
+            otherwise; checkpoints store the resolved value.
     """
 
     name: str | None = None
@@ -70,6 +75,7 @@ class SSDLiteConfig:
     extra_channels: tuple[int, ...] | None = None
     pretrained_backbone: str | None = None
     shallow: bool = False
+    backbone_bn_eps: float | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -85,6 +91,12 @@ class SSDLiteConfig:
             self._set("extra_channels", tuple(int(channels) for channels in self.extra_channels))
         if self.pretrained_backbone is not None:
             self._set("pretrained_backbone", str(self.pretrained_backbone))
+        if self.backbone_bn_eps is not None:
+            if isinstance(self.backbone_bn_eps, bool) or not (
+                isinstance(self.backbone_bn_eps, (int, float)) and 0 < self.backbone_bn_eps < 1
+            ):
+                raise ValueError(f"backbone_bn_eps must be a number in (0, 1), got {self.backbone_bn_eps!r}")
+            self._set("backbone_bn_eps", float(self.backbone_bn_eps))
         if not isinstance(self.default_boxes, DefaultBoxConfig):
             layout = box_config_from(self.default_boxes, num_feature_maps=self.num_feature_maps)
             self._set("default_boxes", self.default_boxes if isinstance(self.default_boxes, str) else layout)
@@ -98,6 +110,13 @@ class SSDLiteConfig:
         if self.extra_channels is None:
             return tuple(default_extra_channels(self.width_mult))
         return self.extra_channels
+
+    @property
+    def resolved_backbone_bn_eps(self) -> float:
+        """The backbone's BatchNorm epsilon: ``backbone_bn_eps``, or the rule given for it when None."""
+        if self.backbone_bn_eps is not None:
+            return self.backbone_bn_eps
+        return TORCHVISION_BATCHNORM_EPS if self.pretrained_backbone is not None else BATCHNORM_EPS
 
     @property
     def num_feature_maps(self) -> int:
@@ -132,6 +151,7 @@ class SSDLiteConfig:
             fields["aspect_ratios"] = [list(ratios) for ratios in self.default_boxes.aspect_ratios]
             config["default_boxes"] = fields
         config["extra_channels"] = list(self.resolved_extra_channels)
+        config["backbone_bn_eps"] = self.resolved_backbone_bn_eps
         return config
 
 
@@ -211,12 +231,17 @@ def model_config(name: str, **overrides: Any) -> SSDLiteConfig:
 
 
 def build_backbone(config: SSDLiteConfig) -> nn.Module:
-    """The backbone module a config describes."""
+    """The backbone module a config describes, its BatchNorm layers with ``config.resolved_backbone_bn_eps``."""
     if config.backbone == "mobilenet_v2":
-        return MobileNetV2Backbone(width_mult=config.width_mult, pretrained=config.pretrained_backbone)
-    return MobileNetV1Backbone(
-        width_mult=config.width_mult, shallow=config.shallow, pretrained=config.pretrained_backbone
-    )
+        backbone = MobileNetV2Backbone(width_mult=config.width_mult, pretrained=config.pretrained_backbone)
+    else:
+        backbone = MobileNetV1Backbone(
+            width_mult=config.width_mult, shallow=config.shallow, pretrained=config.pretrained_backbone
+        )
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = config.resolved_backbone_bn_eps
+    return backbone
 
 
 def build_model_from_config(config: SSDLiteConfig | Mapping[str, Any]) -> SSDLite:

@@ -14,6 +14,8 @@ from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 BATCHNORM_EPS = 1e-3
+TORCHVISION_BATCHNORM_EPS = 1e-5
+"""The epsilon of torchvision's ImageNet-trained MobileNetV2 (``nn.BatchNorm2d``'s default), kept for its weights."""
 BATCHNORM_MOMENTUM = 0.03
 CONV_INIT_STD = 0.03
 

@@ -6,15 +6,13 @@ that need the file skip when it is not in the cache (``python data/download.py w
 read it. The photos are the raccoon set (../shared/data/raccoon, skipped when absent); the feature comparison also
 runs on a generated picture, so it runs without the raccoon set too.
 
-Our backbone's BatchNorm layers use the detector's eps 1e-3 (``blocks.batch_norm``), torchvision's 1e-5, the eps
-these weights were trained with. The comparisons that check where every tensor lands and which layers the taps are
-give our backbone torchvision's eps (:func:`with_torchvision_eps`); the strict xfail at the end records what the
-detector's eps does to the same weights.
+The backbone under test is the detector's, built from a model config (``build_backbone``): with ImageNet weights
+its BatchNorm layers take torchvision's eps 1e-5, the one the weights were trained with (the detector's 1e-3 flattens
+the thousands of channels whose running variance is below it, and the top-5 changes).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from torch import nn
 from torchvision.models import MobileNet_V2_Weights
 
 from ssdlite.data import download as weights_download
+from ssdlite.models._builder import SSDLiteConfig, build_backbone, model_config
 from ssdlite.models.mobilenet_v2 import IMAGENET_WEIGHTS, STRIDE16_BLOCK, MobileNetV2Backbone
 
 RACCOON_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "raccoon" / "JPEGImages"
@@ -71,20 +70,18 @@ def reference(cached_file) -> nn.Module:
     return torchvision.models.mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1).eval()
 
 
+def detector_backbone(**overrides) -> nn.Module:
+    """The backbone of the ``ssdlite_mobilenet_v2`` detector with ImageNet weights, as training builds it."""
+    return build_backbone(model_config("ssdlite_mobilenet_v2", pretrained_backbone="imagenet", **overrides)).eval()
+
+
 @pytest.fixture(scope="module")
-def backbone(cached_file) -> MobileNetV2Backbone:
-    return MobileNetV2Backbone(pretrained="imagenet").eval()
+def backbone(cached_file) -> nn.Module:
+    return detector_backbone()
 
 
-def with_torchvision_eps(backbone: nn.Module, reference: nn.Module) -> nn.Module:
-    """A copy of ``backbone`` whose BatchNorm eps is the reference's (1e-5) instead of the detector's 1e-3."""
-    (eps,) = {module.eps for module in reference.modules() if isinstance(module, nn.BatchNorm2d)}
-    assert eps == 1e-5
-    matched = copy.deepcopy(backbone)
-    for module in matched.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eps = eps
-    return matched
+def batchnorm_eps(module: nn.Module) -> set[float]:
+    return {layer.eps for layer in module.modules() if isinstance(layer, nn.BatchNorm2d)}
 
 
 def imagenet_batch(images: list[np.ndarray]) -> torch.Tensor:
@@ -163,7 +160,7 @@ def test_taps_are_torchvisions_features(reference, backbone, picture):
     batch = imagenet_batch(images)
     expected, _ = torchvision_taps(reference, batch)
     with torch.no_grad():
-        ours = with_torchvision_eps(backbone, reference)(batch)
+        ours = backbone(batch)
     assert [tuple(tap.shape) for tap in ours] == [(len(images), 576, 14, 14), (len(images), 1280, 7, 7)]
     for tap, wanted in zip(ours, expected):
         assert wanted.abs().max() > 1  # real activations, not zeros
@@ -173,7 +170,7 @@ def test_taps_are_torchvisions_features(reference, backbone, picture):
 def test_raccoon_photos_get_torchvisions_top5_through_our_taps(reference, backbone):
     batch = imagenet_batch(read_photos(PHOTOS))
     _, expected = torchvision_taps(reference, batch)
-    ours = classify_our_taps(reference, with_torchvision_eps(backbone, reference), batch)
+    ours = classify_our_taps(reference, backbone, batch)
     print(dict(zip(PHOTOS, top5(expected))))
     assert top5(ours) == top5(expected)
     for name, labels in zip(PHOTOS, top5(expected)):
@@ -181,11 +178,21 @@ def test_raccoon_photos_get_torchvisions_top5_through_our_taps(reference, backbo
             assert labels[0] in RACCOON_LIKE, (name, labels)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the detector's BatchNorm eps 1e-3 (blocks.batch_norm) is not the 1e-5 torchvision trained these weights with; "
-    "5,527 of the file's 17,056 BatchNorm channels have running_var < 1e-3, so the taps differ and the top-5 with "
-    "them (see the report of issue 22)"))
-def test_raccoon_top5_with_the_detectors_batchnorm_eps(reference, backbone):
+def test_imagenet_weights_keep_torchvisions_batchnorm_eps_and_checkpoints_record_it(reference, backbone):
+    assert batchnorm_eps(reference) == batchnorm_eps(backbone) == {1e-5}
+    pretrained = model_config("ssdlite_mobilenet_v2", pretrained_backbone="imagenet")
+    assert pretrained.to_dict()["backbone_bn_eps"] == 1e-5
+    # A checkpoint's config is rebuilt without the download: the stored eps stays.
+    reloaded = SSDLiteConfig.from_dict({**pretrained.to_dict(), "pretrained_backbone": None})
+    assert reloaded.resolved_backbone_bn_eps == 1e-5
+    # From scratch (and configs stored before the key existed): the detector's eps.
+    assert batchnorm_eps(build_backbone(model_config("ssdlite_mobilenet_v2"))) == {1e-3}
+    old = {key: value for key, value in reloaded.to_dict().items() if key != "backbone_bn_eps"}
+    assert SSDLiteConfig.from_dict(old).resolved_backbone_bn_eps == 1e-3
+
+
+def test_raccoon_top5_differs_with_the_detectors_batchnorm_eps(reference, cached_file):
+    """Why the eps is kept: with the detector's 1e-3 the same weights classify the photos differently."""
     batch = imagenet_batch(read_photos(PHOTOS))
     _, expected = torchvision_taps(reference, batch)
-    assert top5(classify_our_taps(reference, backbone, batch)) == top5(expected)
+    assert top5(classify_our_taps(reference, detector_backbone(backbone_bn_eps=1e-3), batch)) != top5(expected)
