@@ -75,6 +75,8 @@ class SSDLiteModule(L.LightningModule):
         init_from: checkpoint to initialise from (fine-tuning): every weight whose name and shape fit is copied,
             the class head is re-initialised when the classes differ.
         freeze_backbone: train the extra layers and heads only (backbone weights and BatchNorm statistics fixed).
+        backbone_lr_factor: a factor on the backbone's learning rate (say 0.1 for a pretrained backbone, so that
+            the new layers learn at the full rate without the ImageNet features being washed out).
         optimizer: "sgd", "adamw" or "rmsprop".
         lr: peak learning rate for a global batch of ``base_batch_size`` images.
         base_batch_size: the batch ``lr`` is given for; the run's lr is ``lr * global_batch / base_batch_size``.
@@ -115,6 +117,7 @@ class SSDLiteModule(L.LightningModule):
         pretrained_backbone: str | None = None,
         init_from: str | None = None,
         freeze_backbone: bool = False,
+        backbone_lr_factor: float = 1.0,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
         base_batch_size: int | None = None,
@@ -158,7 +161,10 @@ class SSDLiteModule(L.LightningModule):
             _info_on_rank_zero(transfer.summary())
         if freeze_backbone:
             _info_on_rank_zero(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
-        parameter_groups(self.model, weight_decay=weight_decay, overrides=weight_decay_overrides)  # names checked now
+        parameter_groups(  # names and values checked now
+            self.model, weight_decay=weight_decay, overrides=weight_decay_overrides,
+            lr_factors={"backbone": backbone_lr_factor},
+        )
         self.class_names = class_names
         self.category_ids = category_ids
         self.criterion = MultiBoxLoss(neg_pos_ratio=neg_pos_ratio, box_loss=box_loss, cls_target=cls_target)
@@ -368,7 +374,8 @@ class SSDLiteModule(L.LightningModule):
         optimizer = build_optimizer(
             hparams.optimizer,
             parameter_groups(
-                self.model, weight_decay=hparams.weight_decay, overrides=hparams.weight_decay_overrides
+                self.model, weight_decay=hparams.weight_decay, overrides=hparams.weight_decay_overrides,
+                lr_factors={"backbone": hparams.backbone_lr_factor},
             ),
             lr=lr,
             momentum=hparams.momentum,
@@ -391,6 +398,7 @@ class SSDLiteModule(L.LightningModule):
             f"{hparams.optimizer}: lr {lr:g}{scaling}; warm-up {scheduler.warmup_steps} steps, cosine decay "
             f"{length}; weight decay {hparams.weight_decay:g}"
             + "".join(f", {decay:g} in {name}" for name, decay in (hparams.weight_decay_overrides or {}).items())
+            + (f"; backbone lr x {hparams.backbone_lr_factor:g}" if hparams.backbone_lr_factor != 1.0 else "")
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -19,49 +19,62 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw", "rmsprop")
 
 
 def parameter_groups(
-    model: nn.Module, *, weight_decay: float, overrides: Mapping[str, float] | None = None
+    model: nn.Module,
+    *,
+    weight_decay: float,
+    overrides: Mapping[str, float] | None = None,
+    lr_factors: Mapping[str, float] | None = None,
 ) -> list[dict]:
-    """Splits the trainable parameters of ``model`` into groups by weight decay.
+    """Splits the trainable parameters of ``model`` into groups by weight decay and learning-rate factor.
 
     Args:
         model: the network.
         weight_decay: decay of the conv / linear weights (parameters with ``ndim >= 2``).
         overrides: decay of the conv / linear weights under a module, by its dotted name in ``model`` (say
             ``{"regression_head": 4e-5}``); the longest matching name wins. Norms and biases stay undecayed.
+        lr_factors: a factor on the learning rate of every parameter under a module, by its dotted name (say
+            ``{"backbone": 0.1}`` for a pretrained backbone); the longest matching name wins; others get 1.
 
     Returns:
-        One group per distinct decay, ``{"params": [...], "weight_decay": d}``, the main weights first and the
-        norms and biases (decay 0) last; empty groups left out; frozen parameters (``requires_grad=False``) are not
-        included.
+        One group per distinct (decay, factor), ``{"params": [...], "weight_decay": d, "lr_factor": f}``, the main
+        weights first and the norms and biases (decay 0) last; empty groups left out; frozen parameters
+        (``requires_grad=False``) are not included. :func:`build_optimizer` turns ``lr_factor`` into the group's
+        learning rate.
 
     Raises:
         ValueError: an override names no module of ``model``, or a decay is negative or not finite.
     """
     overrides = dict(overrides or {})
+    lr_factors = dict(lr_factors or {})
     for key, decay in [("weight_decay", weight_decay), *((f"weight_decay_overrides.{n}", d) for n, d in overrides.items())]:
         if not math.isfinite(decay) or decay < 0:
             raise ValueError(f"{key} must be a finite number >= 0, got {decay}")
+    for name, factor in lr_factors.items():
+        if not math.isfinite(factor) or factor < 0:
+            raise ValueError(f"the learning-rate factor of {name} must be a finite number >= 0, got {factor}")
     modules = dict(model.named_modules())
-    unknown = sorted(name for name in overrides if not name or name not in modules)
-    if unknown:
-        children = ", ".join(name for name, _ in model.named_children())
-        raise ValueError(
-            f"weight_decay_overrides: no module named {', '.join(map(repr, unknown))} in "
-            f"{type(model).__name__}; use a dotted module name such as one of: {children}"
-        )
-    decays = {weight_decay: [], **{decay: [] for decay in overrides.values()}}
-    not_decayed = []
+    for option, names in (("weight_decay_overrides", overrides), ("learning-rate factors", lr_factors)):
+        unknown = sorted(name for name in names if not name or name not in modules)
+        if unknown:
+            children = ", ".join(name for name, _ in model.named_children())
+            raise ValueError(
+                f"{option}: no module named {', '.join(map(repr, unknown))} in "
+                f"{type(model).__name__}; use a dotted module name such as one of: {children}"
+            )
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        if parameter.ndim < 2:
-            not_decayed.append(parameter)
-            continue
-        owners = [prefix for prefix in overrides if name.startswith(prefix + ".")]
-        decays[overrides[max(owners, key=len)] if owners else weight_decay].append(parameter)
-    groups = [{"params": params, "weight_decay": decay} for decay, params in decays.items()]
-    groups.append({"params": not_decayed, "weight_decay": 0.0})
-    return [group for group in groups if group["params"]]
+        decay = 0.0 if parameter.ndim < 2 else _longest_match(name, overrides, weight_decay)
+        groups.setdefault((decay, _longest_match(name, lr_factors, 1.0)), []).append(parameter)
+    ordered = sorted(groups.items(), key=lambda item: item[0][0] == 0.0)  # stable: decayed weights first
+    return [{"params": params, "weight_decay": decay, "lr_factor": factor} for (decay, factor), params in ordered]
+
+
+def _longest_match(name: str, values: Mapping[str, float], default: float) -> float:
+    """The value of the longest module name in ``values`` that parameter ``name`` lies under, else ``default``."""
+    owners = [prefix for prefix in values if name.startswith(prefix + ".")]
+    return values[max(owners, key=len)] if owners else default
 
 
 def build_optimizer(
@@ -84,7 +97,10 @@ def build_optimizer(
     Raises:
         ValueError: unknown optimizer name, or no trainable parameter.
     """
-    groups = list(groups)
+    groups = [
+        {**{key: value for key, value in group.items() if key != "lr_factor"}, "lr": lr * group.get("lr_factor", 1.0)}
+        for group in groups
+    ]
     if not groups:
         raise ValueError("the model has no trainable parameter (everything frozen?); unfreeze some layers")
     if name == "sgd":

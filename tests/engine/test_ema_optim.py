@@ -81,7 +81,7 @@ def test_weight_decay_overrides_follow_the_longest_module_name_and_reject_unknow
         assert decay_of[id(parameter)] == expected, name
     assert sum(1 for name, p in model.named_parameters() if p.ndim >= 2 and name.startswith("regression_head.")) > 2
     optimizer = build_optimizer("sgd", groups, lr=0.01)
-    assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.0, 0.0, 4e-5, 5e-4]
+    assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.0, 4e-5, 5e-4]
     for bad in ({"regresion_head": 4e-5}, {"": 4e-5}, {"regression": 4e-5}):
         with pytest.raises(ValueError, match="no module named .*regression_head"):
             parameter_groups(model, weight_decay=5e-4, overrides=bad)
@@ -89,6 +89,24 @@ def test_weight_decay_overrides_follow_the_longest_module_name_and_reject_unknow
     for decay, overrides in ((-1e-4, None), (float("nan"), None), (5e-4, {"regression_head": -4e-5})):
         with pytest.raises(ValueError, match="weight_decay.* must be a finite number >= 0"):
             parameter_groups(model, weight_decay=decay, overrides=overrides)
+
+
+def test_a_backbone_learning_rate_factor_scales_the_backbone_groups_only():
+    model = build_model("ssdlite_mobilenet_v2", num_classes=3, width_mult=0.35, image_size=128)
+    groups = parameter_groups(model, weight_decay=5e-4, lr_factors={"backbone": 0.1})
+    optimizer = build_optimizer("sgd", groups, lr=0.02)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(lr_of) == len(list(model.parameters()))
+    for name, parameter in model.named_parameters():
+        assert lr_of[id(parameter)] == pytest.approx(0.002 if name.startswith("backbone.") else 0.02), name
+        assert decay_of[id(parameter)] == (0.0 if parameter.ndim < 2 else 5e-4), name
+    assert all("lr_factor" not in group for group in optimizer.param_groups)
+    for bad in ({"backbone": -0.1}, {"backbone": float("inf")}):
+        with pytest.raises(ValueError, match="learning-rate factor of backbone must be a finite number >= 0"):
+            parameter_groups(model, weight_decay=5e-4, lr_factors=bad)
+    with pytest.raises(ValueError, match="learning-rate factors: no module named 'backbones'"):
+        parameter_groups(model, weight_decay=5e-4, lr_factors={"backbones": 0.1})
 
 
 def save_model_file(model, path, class_names):
