@@ -38,13 +38,19 @@ TRUNCATED_JPEG = "truncated JPEG (no end-of-image marker)"
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
+TOO_LARGE = "too_large"
+"""The ``kind`` of an :class:`ImageReadError` for an image with more pixels than the decoder opens (OpenCV's
+2**30, Pillow's decompression-bomb guard): datasets stop on it rather than skip the image."""
+
+
 class ImageReadError(OSError):
     """An image file is missing, truncated or not an image.
 
     Args:
         path: the file that could not be read.
         reason: what went wrong, in a few words.
-        kind: "missing", "truncated" or "unreadable" (empty, corrupt, not an image).
+        kind: "missing", "truncated", "too_large" (:data:`TOO_LARGE`: more pixels than the decoder opens) or
+            "unreadable" (empty, corrupt, not an image).
 
     Attributes:
         path (str): the offending file, so callers can report or skip it.
@@ -76,7 +82,8 @@ def read_image(path: str | Path) -> np.ndarray:
         size, i.e. after rotation).
 
     Raises:
-        ImageReadError: the file is missing, empty, truncated or cannot be decoded; the message names the file.
+        ImageReadError: the file is missing, empty, truncated, too large to decode or cannot be decoded; the
+            message names the file.
     """
     path = Path(path)
     try:
@@ -89,7 +96,14 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(path, "the file is empty")
     if is_truncated_jpeg(data):
         raise ImageReadError(path, TRUNCATED_JPEG, "truncated")
-    image = _decode(data)
+    try:
+        image = _decode(data)
+    except cv2.error as error:  # e.g. over OpenCV's pixel limit (CV_IO_MAX_IMAGE_PIXELS)
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
+            raise ImageReadError(path, "the image has more pixels than OpenCV decodes (2**30 unless the environment "
+                                 "variable OPENCV_IO_MAX_IMAGE_PIXELS sets another limit); resize the image or remove "
+                                 "it from the set", TOO_LARGE) from None
+        raise ImageReadError(path, f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
     if image is None:
         raise ImageReadError(path, "truncated or corrupt image data, or not an image format OpenCV can decode")
     return image

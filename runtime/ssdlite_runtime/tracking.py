@@ -390,14 +390,23 @@ def mot_lines(frame_number: int, tracks: Mapping[str, np.ndarray]) -> list[str]:
 
     Returns:
         ``frame,id,x,y,w,h,score,-1,-1,-1`` lines (box left, top, width, height in pixels), without newlines.
+        Coordinates have 2 decimals; a width or height below 0.005 px gets as many as it takes not to read as 0
+        (``0.004``), and a negative one (x2 < x1) is written as 0: ``ssdlite-eval-mot`` reads a zero size as an
+        empty box (a false positive) but refuses a negative one.
     """
     if frame_number < 1:
         raise ValueError(f"MOT frame numbers start at 1, got {frame_number}")
+
+    def size(value: float) -> str:
+        text = f"{max(value, 0.0):.2f}"
+        return f"{value:.3g}" if value > 0 and float(text) == 0 else text
+
     lines = []
     for track_id, (x1, y1, x2, y2), score in zip(
         np.asarray(tracks["track_ids"]).tolist(),
         np.asarray(tracks["boxes"], dtype=np.float64).reshape(-1, 4).tolist(),
         np.asarray(tracks["scores"], dtype=np.float64).tolist(),
     ):
-        lines.append(f"{frame_number},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1")
+        box = f"{x1:.2f},{y1:.2f},{size(x2 - x1)},{size(y2 - y1)}"
+        lines.append(f"{frame_number},{track_id},{box},{score:.4f},-1,-1,-1")
     return lines

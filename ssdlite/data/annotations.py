@@ -15,9 +15,12 @@ import dataclasses
 import re
 import warnings
 from collections.abc import Sequence
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
+
+from ssdlite.data.image_io import TOO_LARGE
 
 __all__ = [
     "DatasetWarning",
@@ -26,8 +29,10 @@ __all__ = [
     "Problem",
     "ProblemLog",
     "box_coverage_problem",
+    "image_side",
     "read_class_names_file",
     "records_to_coco",
+    "report_image_error",
     "sanitize_boxes",
     "stable_image_ids",
 ]
@@ -38,6 +43,7 @@ MISSING_ANNOTATION = "missing_annotation"
 MISSING_IMAGE = "missing_image"
 UNREADABLE_IMAGE = "unreadable_image"
 TRUNCATED_IMAGE = "truncated_image"
+IMAGE_TOO_LARGE = "image_too_large"
 SIZE_MISMATCH = "size_mismatch"
 DEGENERATE_BOX = "degenerate_box"
 OUT_OF_IMAGE_BOX = "out_of_image_box"
@@ -52,11 +58,37 @@ IMAGES_WITHOUT_BOXES = "images_without_boxes"
 OUT_OF_IMAGE_TOLERANCE_PIXELS = 1.0
 # Overshoot below this is rounding of normalised coordinates (YOLO's 6 decimals): clipped without a report.
 ROUNDING_TOLERANCE_PIXELS = 0.01
+# The largest image width or height an annotation file may state (larger values are not a size: the readers then
+# read the image header); it keeps height * width within int64.
+MAX_IMAGE_SIDE = 2**31 - 1
 
 
 def image_problem_kind(error) -> str:
     """The problem kind of an :class:`~ssdlite_runtime.image_io.ImageReadError`."""
-    return {"missing": MISSING_IMAGE, "truncated": TRUNCATED_IMAGE}.get(error.kind, UNREADABLE_IMAGE)
+    return {"missing": MISSING_IMAGE, "truncated": TRUNCATED_IMAGE, TOO_LARGE: IMAGE_TOO_LARGE}.get(
+        error.kind, UNREADABLE_IMAGE
+    )
+
+
+def report_image_error(log: ProblemLog, error, message: str) -> None:
+    """Reports an image whose size a reader could not read (an :class:`~ssdlite_runtime.image_io.ImageReadError`).
+
+    An image over Pillow's decompression-bomb limit stops a reader (``ValueError`` naming the image and what to do,
+    through :meth:`ProblemLog.malformed`) and is an error in the checker; any other unreadable image is recorded with
+    ``message`` (which says it was skipped) and the reader goes on.
+    """
+    if error.kind == TOO_LARGE:
+        log.malformed(error.path, error.reason, kind=IMAGE_TOO_LARGE)
+    else:
+        log.add(image_problem_kind(error), error.path, message)
+
+
+def image_side(value) -> int | None:
+    """An image width or height stated in an annotation file, as an int: a number in 1..MAX_IMAGE_SIDE (fractions
+    truncated, as ``int``), else None (not a number, NaN, infinite, too large): the caller reads the image header."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 1 <= value <= MAX_IMAGE_SIDE:
+        return None  # the comparison is False for NaN and converts nothing, so a huge int cannot overflow
+    return int(value)
 
 
 class DatasetWarning(UserWarning):

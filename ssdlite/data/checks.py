@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ssdlite.data.annotations import (
+    IMAGE_TOO_LARGE,
     MISSING_IMAGE,
     SIZE_MISMATCH,
     ImageRecord,
@@ -218,8 +219,10 @@ def _check_images(records: list[ImageRecord], log: ProblemLog, num_workers: int)
         for record, outcome in zip(records, pool.map(_decoded_size, records)):
             if isinstance(outcome, ImageReadError):
                 kind = image_problem_kind(outcome)
-                message = f"image listed in {record.source} does not exist" if kind == MISSING_IMAGE else (
-                    f"{outcome.reason}; re-download, re-encode or remove the image")
+                message = {
+                    MISSING_IMAGE: f"image listed in {record.source} does not exist",
+                    IMAGE_TOO_LARGE: outcome.reason,  # which says what to do
+                }.get(kind, f"{outcome.reason}; re-download, re-encode or remove the image")
                 log.add(kind, record.path, message)
             elif outcome != (record.height, record.width):
                 log.add(SIZE_MISMATCH, record.path, f"image is {outcome[1]}x{outcome[0]} (w x h) but "

@@ -6,9 +6,9 @@ import collections
 import contextlib
 import io
 import json
-import math
+import shlex
+import sys
 from collections.abc import Callable
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from ssdlite.data.annotations import (
     ImageRecord,
     ParsedDataset,
     ProblemLog,
-    image_problem_kind,
+    image_side,
+    report_image_error,
     sanitize_boxes,
 )
 from ssdlite.data.detection_dataset import DetectionDataset, UnreadableMode
@@ -49,8 +50,9 @@ class CocoDetection(DetectionDataset):
             (training) or "raise"; see :class:`DetectionDataset`.
 
     Raises:
-        FileNotFoundError: missing annotation file or images folder.
-        ValueError: malformed json (with line and column) or malformed entries (with their index and id).
+        FileNotFoundError: missing annotation file or images folder, or in training (``unreadable="substitute"``), no image file of the set exists.
+        ValueError: malformed json (with line and column) or malformed entries (with their index and id), or an
+            image without a size in the json that is over Pillow's decompression-bomb limit.
     """
 
     def __init__(
@@ -68,6 +70,8 @@ class CocoDetection(DetectionDataset):
             raise FileNotFoundError(f"COCO images folder {images_dir} does not exist; pass the folder of the images")
         log = ProblemLog(raise_malformed=True)
         parsed = load_coco_records(images_dir, annotation_file, log=log)
+        self.images_dir = images_dir
+        self.annotation_file = Path(annotation_file)
         super().__init__(
             parsed.records,
             class_names=parsed.class_names,
@@ -79,7 +83,10 @@ class CocoDetection(DetectionDataset):
             name=f"CocoDetection({annotation_file})",
         )
         log.warn_summary(self.name)
-        self.annotation_file = Path(annotation_file)
+
+    def check_command(self) -> str:
+        return shlex.join(["ssdlite-check-dataset", "--format", "coco", "--images", str(self.images_dir),
+                           "--annotations", str(self.annotation_file)])
 
 
 def load_coco_records(images_dir: str | Path, annotation_file: str | Path, *, log: ProblemLog) -> ParsedDataset:
@@ -164,6 +171,12 @@ def _valid_structure(dataset, annotation_file: Path, log: ProblemLog) -> bool:
                 log.malformed(annotation_file, f"{key}[{index}] has non-integer {bad_ids}: "
                               f"{[entry[field] for field in bad_ids]}; COCO ids are integers")
                 return False
+            huge_ids = [field for field in required
+                        if field.endswith("id") and not _INT64_MIN <= entry[field] <= _INT64_MAX]
+            if huge_ids:
+                log.malformed(annotation_file, f"{key}[{index}] has {huge_ids} {[entry[field] for field in huge_ids]} "
+                              "outside the 64-bit integers that ids are stored in; renumber them")
+                return False
     for key in ("categories", "images", "annotations"):
         ids = [entry["id"] for entry in dataset[key]]
         if len(set(ids)) != len(ids):
@@ -209,7 +222,8 @@ def _image_record(
             continue
         annotations.append(annotation)
     xywh = np.array([annotation["bbox"] for annotation in annotations], dtype=np.float64).reshape(-1, 4)
-    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    with np.errstate(over="ignore"):  # x + w beyond float64 is inf: a degenerate box, reported by sanitize_boxes
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     boxes, keep = sanitize_boxes(xyxy, height=height, width=width, file=f"{annotation_file} ({path.name})", log=log)
     areas = [annotation.get("area") for annotation in annotations]
     record = ImageRecord(
@@ -221,7 +235,7 @@ def _image_record(
         boxes=boxes,
         labels=np.array([label_of_category[a["category_id"]] for a in annotations], dtype=np.int64),
         iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool),
-        areas=np.array(areas, dtype=np.float64) if all(type(a) in _JSON_NUMBERS for a in areas) else None,
+        areas=np.array(areas, dtype=np.float64) if all(_is_number(a) for a in areas) else None,
         annotation_ids=np.array([a["id"] for a in annotations], dtype=np.int64),
         source=str(annotation_file),
     )
@@ -229,28 +243,31 @@ def _image_record(
 
 
 _JSON_NUMBERS = (int, float)  # exact types: json gives int / float, and bool must not pass as a number
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = sys.float_info.max  # a larger int does not fit a float64 (OverflowError)
+
+
+def _is_number(value) -> bool:
+    """A JSON number that a float64 holds (json reads integers of any size)."""
+    return type(value) in _JSON_NUMBERS and (type(value) is float or -_FLOAT_MAX <= value <= _FLOAT_MAX)
 
 
 def _is_xywh(bbox) -> bool:
-    return type(bbox) is list and len(bbox) == 4 and all(type(value) in _JSON_NUMBERS for value in bbox)
+    return type(bbox) is list and len(bbox) == 4 and all(_is_number(value) for value in bbox)
 
 
 def _image_size(image_info: dict, path: Path, annotation_file: Path, log: ProblemLog) -> tuple[int, int] | None:
     """(height, width) from the file, else from the image header; None (reported) when neither is usable."""
-    height, width = image_info.get("height"), image_info.get("width")
-    if _positive_number(height) and _positive_number(width):
-        return int(height), int(width)
+    height, width = image_side(image_info.get("height")), image_side(image_info.get("width"))
+    if height is not None and width is not None:
+        return height, width
     try:
         return read_image_size(path)
     except ImageReadError as error:
-        log.add(image_problem_kind(error), path, f"{annotation_file} gives no height/width for image id "
-                f"{image_info['id']} and the image cannot be read ({error.reason}); image skipped")
+        report_image_error(log, error, f"{annotation_file} gives no height/width for image id {image_info['id']} "
+                           f"and the image cannot be read ({error.reason}); image skipped")
         return None
 
 
 def _is_integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -13,10 +14,26 @@ from torch.utils.data import Dataset
 from ssdlite.data.annotations import DatasetWarning, ImageRecord, records_to_coco
 from ssdlite_runtime.image_io import ImageReadError, read_image
 
-__all__ = ["UNREADABLE_MODES", "DetectionDataset", "UnreadableMode"]
+__all__ = [
+    "LISTED_IMAGE_PROBLEMS", "UNREADABLE_MODES", "DetectionDataset", "NoReadableImageError", "UnreadableMode",
+]
 
 UnreadableMode = Literal["placeholder", "substitute", "raise"]
 UNREADABLE_MODES: tuple[str, ...] = ("placeholder", "substitute", "raise")
+LISTED_IMAGE_PROBLEMS = 10
+"""Unreadable images (and images of another size than annotated) a dataset reports one warning each; after that one
+more warning says how to list them all, and the rest are silent (a set of 50,000 missing images would otherwise
+print 50,000 warnings)."""
+
+
+class NoReadableImageError(ImageReadError):
+    """No image of a dataset can be read, so training has nothing to substitute for an unreadable one.
+
+    ``path`` is the dataset's name; the message counts the images per reason and names the first few."""
+
+    def __init__(self, path: str, reason: str = "none of its images can be read", kind: str = "unreadable") -> None:
+        super().__init__(path, reason, kind)
+        self.args = (f"{path}: {reason}",)
 
 
 class DetectionDataset(Dataset):
@@ -28,14 +45,18 @@ class DetectionDataset(Dataset):
     applied to that dict; a transform with ``draw_extra_indices(dataset_size)`` (a mixing augmentation such as the
     mosaic) also gets the Samples of the other images it asks for.
 
-    An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file), and ``unreadable``
-    says what takes its place:
+    An image that cannot be read is reported once (a :class:`DatasetWarning` naming the file; after
+    :data:`LISTED_IMAGE_PROBLEMS` of them, one more warning points to ``ssdlite-check-dataset`` for the full list and
+    the rest are not reported), and ``unreadable`` says what takes its place:
 
     * ``"placeholder"`` (the default; evaluation): a Sample of the same ``image_id``, ``file_name`` and
       ``orig_size`` with black pixels, no boxes and ``unreadable=True``. Evaluation drops its detections, so the
       image counts as one with no detections (its ground truth is missed) -- scored once, never in another's name;
     * ``"substitute"`` (training only): the Sample of the next readable image, under that image's own id. Fine for
-      learning (one image is seen twice that epoch) but wrong for scoring, where that image would count twice;
+      learning (one image is seen twice that epoch) but wrong for scoring, where that image would count twice.
+      A set none of whose image files exists is refused when it is made (FileNotFoundError), and one none of whose
+      images can be decoded at the first sample (:class:`NoReadableImageError`), each with the count and the first
+      few;
     * ``"raise"``: the :class:`ImageReadError` is raised (``strict=True`` means the same).
 
     :meth:`cache_images` decodes every image once into memory (Ultralytics' ``cache=ram``), for small datasets
@@ -80,7 +101,11 @@ class DetectionDataset(Dataset):
         self.keep_difficult = keep_difficult
         self.name = name
         self._reported_paths: set[str] = set()
+        self._reports: collections.Counter[str] = collections.Counter()  # warnings given, per kind of problem
+        self._unreadable_indices: set[int] = set()  # what "substitute" no longer tries
         self._image_cache: dict[int, np.ndarray] = {}
+        if self.unreadable == "substitute":
+            self._require_an_image_file()
 
     @property
     def num_classes(self) -> int:
@@ -120,15 +145,24 @@ class DetectionDataset(Dataset):
         except ImageReadError as error:
             if self.unreadable == "raise":
                 raise
-            self._report_unreadable(error)
+            failures = {index: error}
         if self.unreadable == "placeholder":
+            self._report_unreadable(failures[index])
             return self.placeholder_sample(index)
         for offset in range(1, len(self)):
+            other = (index + offset) % len(self)
+            if other in self._unreadable_indices:
+                continue
             try:
-                return self.load_sample((index + offset) % len(self))
-            except ImageReadError as error:
-                self._report_unreadable(error)
-        raise ImageReadError(self.name, "none of its images can be read")
+                sample = self.load_sample(other)
+            except ImageReadError as other_error:
+                failures[other] = other_error
+                continue
+            for failed, failure in failures.items():
+                self._unreadable_indices.add(failed)
+                self._report_unreadable(failure)
+            return sample
+        raise self._no_readable_image(failures)
 
     def placeholder_sample(self, index: int) -> dict:
         """The Sample that stands in for unreadable image ``index``: black pixels of the annotated size, no boxes,
@@ -222,25 +256,64 @@ class DetectionDataset(Dataset):
             self.records, class_names=self.class_names, category_ids=self.category_ids, description=self.name
         )
 
-    def _report_unreadable(self, error: ImageReadError) -> None:
-        if error.path in self._reported_paths:
+    def _require_an_image_file(self) -> None:
+        """Raises FileNotFoundError, naming the count and the first few, when not one image file of the set exists
+        (a wrong images folder): training could only stop at its first batch, and from inside a DataLoader worker."""
+        if not self.records or any(record.path.is_file() for record in self.records):
             return
-        self._reported_paths.add(error.path)
+        first = [str(record.path) for record in self.records[:LISTED_IMAGE_PROBLEMS]]
+        named = f"the first {len(first)}" if len(self.records) > len(first) else "they are"
+        raise FileNotFoundError(
+            f"{self.name}: none of its {len(self.records)} image files exists ({named}: {', '.join(first)}); check "
+            f"the images folder, or restore the images. {self.check_command()} lists every problem of the set"
+        )
+
+    def check_command(self) -> str:
+        """The ``ssdlite-check-dataset`` command that lists every problem of this set (the warnings point to it)."""
+        return "ssdlite-check-dataset (with this set's --format, --images and --annotations)"
+
+    def _report_unreadable(self, error: ImageReadError) -> None:
         instead = {
             "placeholder": "it is evaluated as an image with no detections",
             "substitute": "another image takes its place in training",
         }[self.unreadable]
-        warnings.warn(f"{self.name}: {error}; {instead}", DatasetWarning, stacklevel=3)
+        self._report_image_problem("unreadable", error.path, f"{error}; {instead}")
 
     def _report_size_mismatch(self, record: ImageRecord, height: int, width: int) -> None:
-        if str(record.path) in self._reported_paths:
-            return
-        self._reported_paths.add(str(record.path))
-        warnings.warn(
-            f"{self.name}: {record.path} is {width}x{height} but {record.source or 'its annotation'} says "
+        self._report_image_problem(
+            "of another size than annotated",
+            str(record.path),
+            f"{record.path} is {width}x{height} but {record.source or 'its annotation'} says "
             f"{record.width}x{record.height}; boxes were clipped to the real image. Fix the annotation.",
-            DatasetWarning,
-            stacklevel=3,
+        )
+
+    def _report_image_problem(self, kind: str, path: str, message: str) -> None:
+        """One DatasetWarning per image, for the first LISTED_IMAGE_PROBLEMS images of a kind; then one saying the
+        rest are not reported; then nothing."""
+        if path in self._reported_paths:
+            return
+        self._reported_paths.add(path)
+        self._reports[kind] += 1
+        if self._reports[kind] <= LISTED_IMAGE_PROBLEMS:
+            warnings.warn(f"{self.name}: {message}", DatasetWarning, stacklevel=4)
+        elif self._reports[kind] == LISTED_IMAGE_PROBLEMS + 1:
+            warnings.warn(
+                f"{self.name}: more than {LISTED_IMAGE_PROBLEMS} images are {kind}; the others are not reported one "
+                f"by one. {self.check_command()} lists them all.",
+                DatasetWarning,
+                stacklevel=4,
+            )
+
+    def _no_readable_image(self, failures: dict[int, ImageReadError]) -> NoReadableImageError:
+        """The error for a set none of whose images can be read: the count per reason and the first few files."""
+        reasons = collections.Counter(error.reason for error in failures.values())
+        counts = ", ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+        first = [failures[index].path for index in sorted(failures)[:LISTED_IMAGE_PROBLEMS]]
+        named = f"the first {len(first)}" if len(failures) > len(first) else "they are"
+        return NoReadableImageError(
+            self.name,
+            f"none of its {len(failures)} images can be read ({counts}; {named}: {', '.join(first)}); "
+            f"{self.check_command()} lists them all. Check the images folder, or restore the images",
         )
 
     def __repr__(self) -> str:

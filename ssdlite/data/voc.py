@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import shlex
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -19,8 +21,9 @@ from ssdlite.data.annotations import (
     ParsedDataset,
     ProblemLog,
     check_class_names,
-    image_problem_kind,
+    image_side,
     read_class_names_file,
+    report_image_error,
     sanitize_boxes,
     stable_image_ids,
 )
@@ -61,8 +64,10 @@ class VOCDetection(DetectionDataset):
             (training) or "raise"; see :class:`DetectionDataset`.
 
     Raises:
-        FileNotFoundError: missing root / Annotations folder, or an id of the split without its XML.
-        ValueError: malformed XML (file and line).
+        FileNotFoundError: missing root / Annotations folder, an id of the split without its XML, or
+            in training (``unreadable="substitute"``), no image file of the set exists.
+        ValueError: malformed XML (file and line), or an image without a <size> that is over Pillow's
+            decompression-bomb limit.
     """
 
     def __init__(
@@ -88,7 +93,7 @@ class VOCDetection(DetectionDataset):
         self._setup(
             root / "JPEGImages", root / "Annotations", ids=ids, class_names=class_names, transform=transform,
             keep_difficult=keep_difficult, strict=strict, unreadable=unreadable, name=f"VOCDetection({root}, {split})",
-            log=log,
+            log=log, split_file=split_file if ids is not None else None,
         )
         self.root = root
         self.split = split
@@ -128,21 +133,27 @@ class VOCDetection(DetectionDataset):
         dataset._setup(
             Path(images_dir), Path(annotations_dir), ids=ids, class_names=class_names, transform=transform,
             keep_difficult=keep_difficult, strict=strict, unreadable=unreadable,
-            name=f"VOCDetection({annotations_dir})", log=log,
+            name=f"VOCDetection({annotations_dir})", log=log, split_file=split_file,
         )
         dataset.root = Path(annotations_dir).parent
         dataset.split = Path(split_file).stem if split_file is not None else None
         return dataset
 
     def _setup(
-        self, images_dir, annotations_dir, *, ids, class_names, transform, keep_difficult, strict, unreadable, name, log
+        self, images_dir, annotations_dir, *, ids, class_names, transform, keep_difficult, strict, unreadable, name, log,
+        split_file=None,
     ):
         parsed = load_voc_records(images_dir, annotations_dir, ids=ids, class_names=class_names, log=log)
+        split = ["--split", str(split_file)] if split_file is not None else []
+        self._check_arguments = ["--images", str(images_dir), "--annotations", str(annotations_dir), *split]
         DetectionDataset.__init__(
             self, parsed.records, class_names=parsed.class_names, category_ids=parsed.category_ids,
             transform=transform, strict=strict, unreadable=unreadable, keep_difficult=keep_difficult, name=name,
         )
         log.warn_summary(self.name)
+
+    def check_command(self) -> str:
+        return shlex.join(["ssdlite-check-dataset", "--format", "voc", *self._check_arguments])
 
 
 def _warn_missing_split(split_file: Path) -> None:
@@ -257,11 +268,15 @@ def _parse_xml(xml_path: Path, image_id: str, images_dir: Path, log: ProblemLog)
             if not name:
                 raise ValueError("has no <name>")
             box = [float(value) for value in coordinates]
-            is_difficult = bool(int(float(element.findtext("difficult") or 0)))
         except (TypeError, ValueError) as error:
             reason = str(error) if "name" in str(error) else f"has bndbox {dict(zip(_COORDINATES, coordinates))}"
             log.malformed(xml_path, f"object {index} {reason}; expected <name> and numeric "
                           "<bndbox><xmin/><ymin/><xmax/><ymax/></bndbox>", line=_object_line(xml_path, index))
+            continue
+        is_difficult = _difficult_flag(element.findtext("difficult"))
+        if is_difficult is None:
+            log.malformed(xml_path, f"object {index} has <difficult>{element.findtext('difficult')}</difficult>; "
+                          "expected 0 or 1", line=_object_line(xml_path, index))
             continue
         names.append(name)
         boxes.append([box[0] - 1.0, box[1] - 1.0, box[2], box[3]])  # 1-based inclusive -> 0-based continuous
@@ -282,19 +297,34 @@ def _find_image(images_dir: Path, image_id: str, xml_file_name: str | None) -> P
     return next((path for path in candidates if path.is_file()), candidates[0])
 
 
+def _difficult_flag(text: str | None) -> bool | None:
+    """<difficult> as a bool (absent or empty: False; a number: its integer part is nonzero), None when it is not a
+    finite number."""
+    try:
+        value = float(text or 0)
+    except ValueError:
+        return None
+    return bool(int(value)) if math.isfinite(value) else None
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def _image_size(root: ET.Element, image_path: Path, xml_path: Path, log: ProblemLog) -> tuple[int, int] | None:
     """(height, width) from <size>, else from the image header; None (reported) when neither works."""
-    try:
-        width, height = int(float(root.findtext("size/width"))), int(float(root.findtext("size/height")))
-        if width > 0 and height > 0:
-            return height, width
-    except (TypeError, ValueError):
-        pass
+    width = image_side(_number(root.findtext("size/width")))
+    height = image_side(_number(root.findtext("size/height")))
+    if width is not None and height is not None:
+        return height, width
     try:
         return read_image_size(image_path)
     except ImageReadError as error:
-        log.add(image_problem_kind(error), image_path, f"{xml_path.name} has no usable <size> and the image "
-                f"cannot be read ({error.reason}); image skipped")
+        report_image_error(log, error, f"{xml_path.name} has no usable <size> and the image cannot be read "
+                           f"({error.reason}); image skipped")
         return None
 
 

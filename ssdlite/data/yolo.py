@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from ssdlite.data.annotations import (
     ParsedDataset,
     ProblemLog,
     check_class_names,
-    image_problem_kind,
     read_class_names_file,
+    report_image_error,
     sanitize_boxes,
     stable_image_ids,
 )
@@ -51,7 +52,8 @@ class YOLODetection(DetectionDataset):
 
     Raises:
         FileNotFoundError: missing folder or classes file.
-        ValueError: malformed label line (file and line) or classes file.
+        ValueError: malformed label line (file and line) or classes file, or an image over Pillow's
+            decompression-bomb limit (named, with what to do).
     """
 
     def __init__(
@@ -66,6 +68,8 @@ class YOLODetection(DetectionDataset):
     ) -> None:
         log = ProblemLog(raise_malformed=True)
         parsed = load_yolo_records(images_dir, labels_dir, classes=classes, log=log)
+        self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
+        self._classes_file = str(classes) if isinstance(classes, str | Path) else "NAMES_FILE"
         super().__init__(
             parsed.records,
             class_names=parsed.class_names,
@@ -76,7 +80,10 @@ class YOLODetection(DetectionDataset):
             name=f"YOLODetection({labels_dir})",
         )
         log.warn_summary(self.name)
-        self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
+
+    def check_command(self) -> str:
+        return shlex.join(["ssdlite-check-dataset", "--format", "yolo", "--images", str(self.images_dir),
+                           "--annotations", str(self.labels_dir), "--classes", self._classes_file])
 
 
 def load_yolo_class_names(classes: Sequence[str] | str | Path) -> list[str]:
@@ -150,7 +157,7 @@ def _image_record(
     try:
         height, width = read_image_size(path)
     except ImageReadError as error:
-        log.add(image_problem_kind(error), path, f"{error.reason}; image skipped")
+        report_image_error(log, error, f"{error.reason}; image skipped")
         return None
     classes, normalised = _read_label_file(label_path, log) if label_path.is_file() else ([], [])
     classes = np.array(classes, dtype=np.int64)
@@ -158,8 +165,10 @@ def _image_record(
     for class_index in sorted(set(classes[~known].tolist())):
         log.add(UNKNOWN_CLASS, label_path, f"class index {class_index} is outside 0..{num_classes - 1} of the "
                 "class list; its boxes were dropped")
-    cxcywh = np.array(normalised, dtype=np.float64).reshape(-1, 4) * [width, height, width, height]
-    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a coordinate such as 1e308 becomes inf or NaN: a
+        # degenerate box, reported by sanitize_boxes
+        cxcywh = np.array(normalised, dtype=np.float64).reshape(-1, 4) * [width, height, width, height]
+        xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
     boxes, valid = sanitize_boxes(xyxy, height=height, width=width, file=label_path, log=log)
     record = ImageRecord(
         image_id=image_id,
@@ -189,23 +198,31 @@ def _read_label_file(label_path: Path, log: ProblemLog) -> tuple[list[int], list
         if not fields:
             continue
         parsed = _parse_label_line(fields)
-        if parsed is None:
-            log.malformed(label_path, f"expected 'class cx cy w h' (integer class, 4 numbers), got {line.strip()!r}",
-                          line=line_number)
+        if isinstance(parsed, str):
+            log.malformed(label_path, f"{parsed}, got {line.strip()!r}", line=line_number)
             continue
         classes.append(parsed[0])
         boxes.append(parsed[1])
     return classes, boxes
 
 
-def _parse_label_line(fields: list[str]) -> tuple[int, list[float]] | None:
+def _parse_label_line(fields: list[str]) -> tuple[int, list[float]] | str:
+    """(class index, [cx, cy, w, h]) of a label line's fields, or what is wrong with them."""
+    expected = "expected 'class cx cy w h' (integer class, 4 numbers)"
     if len(fields) != 5:
-        return None
+        return expected
     try:
         class_value = float(fields[0])
         values = [float(field) for field in fields[1:]]
     except ValueError:
-        return None
+        return expected
     if not math.isfinite(class_value) or class_value != int(class_value):
-        return None
+        return expected
+    if abs(class_value) >= _CLASS_INDEX_LIMIT:  # int64 (the labels' type) would not even hold 1e30
+        return f"class {fields[0]} is not a class index (0, 1, 2, ...); {expected}"
     return int(class_value), values
+
+
+_CLASS_INDEX_LIMIT = 2**31
+"""A class index at least this large (either sign) is a corrupt line, not a class; one outside 0..K-1 but below it
+is an unknown class, whose boxes are dropped with a warning."""

@@ -172,3 +172,57 @@ def test_results_read_the_tracker_output_format_and_ignore_its_score_columns(tmp
     assert tracks.frames.tolist() == [1, 2] and tracks.ids.tolist() == [4, 4]
     np.testing.assert_array_equal(tracks.boxes[0], [10.5, 20.25, 30, 40])
     assert tracks.consider.all()
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        ("3,1e300,10,10,20,20,1,1,1", "id '1e300' is too large (ids are 64-bit integers)"),
+        ("1e300,1,10,10,20,20,1,1,1", "frame '1e300' is too large (frames are 64-bit integers)"),
+        ("3,-1e19,10,10,20,20,1,1,1", "id '-1e19' is too large (ids are 64-bit integers)"),
+    ],
+)
+def test_a_frame_or_id_beyond_int64_is_a_line_error_not_an_overflow(tmp_path, capsys, bad_line, reason):
+    for ground_truth in (True, False):
+        bad = tmp_path / "bad.txt"
+        bad.write_text("1,1,10,10,20,20,1,1,1\n" + bad_line + "\n")
+        good = _write(tmp_path / "good.txt", [(1, 1, 10.0, 10.0, 20.0, 20.0)], gt=not ground_truth)
+        gt, results = (bad, good) if ground_truth else (good, bad)
+        assert eval_mot.main(["--gt", str(gt), "--results", str(results)], prog="eval_mot.py") == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"eval_mot.py: error: {bad}, line 2: {reason}; MOT Challenge "), line
+
+
+def test_a_box_narrower_than_a_hundredth_of_a_pixel_goes_from_the_writer_through_eval_mot(tmp_path, capsys):
+    """ssdlite-detect --mot wrote w=0.00 for a 0.004 px wide box, and eval_mot then refused the whole file."""
+    from ssdlite_runtime.tracking import mot_lines
+
+    tracks = {"boxes": np.array([[10, 20, 10.004, 60], [30, 30, 60, 30.002], [70, 5, 70, 25], [90, 8, 120, 40]],
+                                np.float32),
+              "scores": np.array([0.9, 0.8, 0.7, 0.6], np.float32), "track_ids": np.array([1, 2, 3, 4])}
+    lines = mot_lines(1, tracks)
+    assert [line.split(",")[4:6] for line in lines] == [["0.004", "40.00"], ["30.00", "0.002"], ["0.00", "20.00"],
+                                                        ["30.00", "32.00"]]
+    results = tmp_path / "tracks.txt"
+    results.write_text("\n".join(lines) + "\n")
+    read = read_mot_file(results, ground_truth=False)
+    np.testing.assert_allclose(read.boxes[:, 2:], [[0.004, 40], [30, 0.002], [0, 20], [30, 32]])
+
+    gt = _write(tmp_path / "gt.txt", [(1, 4, 90.0, 8.0, 30.0, 32.0)], gt=True)
+    assert eval_mot.main(["--gt", str(gt), "--results", str(results)], prog="eval_mot.py") == 0
+    metrics = evaluate_mot(gt, results)["overall"]
+    # The three thin or empty boxes overlap nothing: false positives, as in py-motmetrics and TrackEval.
+    assert (metrics["num_false_positives"], metrics["num_misses"], metrics["recall"]) == (3, 0, 1.0)
+    assert "error" not in capsys.readouterr().err
+
+
+def test_an_empty_ground_truth_box_is_a_miss_and_a_negative_one_an_error(tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,20,1,1,1\n1,2,50,50,0,20,1,1,1\n")
+    results = _write(tmp_path / "res.txt", [(1, 1, 10.0, 10.0, 20.0, 20.0)], gt=False)
+    metrics = evaluate_mot(gt, results)["overall"]
+    assert (metrics["num_objects"], metrics["num_misses"], metrics["num_false_positives"]) == (2, 1, 0)
+    gt.write_text("1,1,10,10,20,20,1,1,1\n1,2,50,50,-0.5,20,1,1,1\n")
+    with pytest.raises(ValueError, match=r"gt\.txt, line 2: box width and height must be > 0, or 0 for an empty box; "
+                                         r"got w=-0\.5, h=20"):
+        evaluate_mot(gt, results)
