@@ -212,7 +212,7 @@ def check_local_install(line: str, arguments: list[str]) -> None:
 SUBCOMMANDS = {
     "detect.py": ("image", "dir", "video", "webcam"),
     "tools/convert.py": ("voc2coco", "yolo2coco"),
-    "data/download.py": ("coco", "voc"),
+    "data/download.py": ("coco", "voc", "weights"),
 }
 
 

@@ -86,6 +86,8 @@ class SSDLiteModule(L.LightningModule):
         weight_decay_overrides: another decay for the conv weights under a module of the network, by dotted name
             (say ``{regression_head: 4.0e-5}``); the longest matching name wins.
         warmup_epochs: length of the linear warm-up, in epochs (fractions allowed).
+        warmup_steps: length of the linear warm-up in optimizer steps, instead of ``warmup_epochs`` (for a schedule
+            in steps, whose warm-up should not depend on the size of the data set).
         warmup_start_factor: learning-rate factor at the first step.
         min_lr_factor: learning-rate factor at the end of the cosine decay.
         ema: keep an exponential moving average of the weights for validation and export.
@@ -125,6 +127,7 @@ class SSDLiteModule(L.LightningModule):
         weight_decay: float = 4e-5,
         weight_decay_overrides: dict[str, float] | None = None,
         warmup_epochs: float = 1.0,
+        warmup_steps: int | None = None,
         warmup_start_factor: float = 0.001,
         min_lr_factor: float = 0.0,
         ema: bool = True,
@@ -142,6 +145,8 @@ class SSDLiteModule(L.LightningModule):
             f"class_{label}" for label in range(1, num_classes + 1)
         ]
         category_ids = [int(i) for i in category_ids] if category_ids else list(range(1, num_classes + 1))
+        if warmup_steps is not None and (isinstance(warmup_steps, bool) or warmup_steps < 0):
+            raise ValueError(f"warmup_steps must be a whole number >= 0 (or null to use warmup_epochs), got {warmup_steps}")
         if not len(class_names) == len(category_ids) == num_classes:
             raise ValueError(
                 f"num_classes={num_classes} but got {len(class_names)} class_names and {len(category_ids)} "
@@ -426,7 +431,10 @@ class SSDLiteModule(L.LightningModule):
             self.trainer.fit_loop.setup_data()  # estimated_stepping_batches skips it when max_epochs is -1
         batches = self.trainer.num_training_batches
         steps_per_epoch = 1 if math.isinf(batches) else max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
-        warmup_steps = round(self.hparams.warmup_epochs * steps_per_epoch)
+        if self.hparams.get("warmup_steps") is not None:
+            warmup_steps = int(self.hparams.warmup_steps)
+        else:
+            warmup_steps = round(self.hparams.warmup_epochs * steps_per_epoch)
         if math.isinf(total):
             return None, warmup_steps
         return max(1, int(total)), min(warmup_steps, max(0, int(total) - 1))

@@ -30,10 +30,12 @@ def test_a_locked_run_folder_is_refused_naming_the_holder_and_free_again_after_r
 def test_a_second_run_with_the_same_name_is_refused_and_a_killed_runs_lock_is_stale(config_factory, tmp_path, capsys):
     config = config_factory(trainer={"max_epochs": 1000})
     arguments = ["--config", str(config), "--name", "dup"]
-    first = TrainingProcess([*arguments, REPORTER], cwd=tmp_path)
-    first.wait_for_step(1)  # it holds runs/dup and has no checkpoint yet
+    # Without checkpoints the first run's folder stays one a fresh run would pick (one holding checkpoints sends a
+    # fresh run to dup-2): the two started together, as the issue's.
+    first = TrainingProcess([*arguments, "--trainer.enable_checkpointing", "false", REPORTER], cwd=tmp_path)
+    first.wait_for_step(1)  # it holds runs/dup
 
-    assert train_main(arguments) == 2
+    assert train_main([*arguments, "--trainer.max_steps", "1"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1, error
     assert f"runs/dup is in use by another training run (pid {first.process.pid})" in error[0]
