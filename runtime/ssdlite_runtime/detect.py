@@ -28,6 +28,8 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 # Before cv2 loads: keep OpenCV / FFmpeg from printing their own messages next to our one-line errors.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -76,53 +78,29 @@ def _real_number(value: str) -> float:
     return number
 
 
-def _positive_int(value: str) -> int:
-    number = _whole_number(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return number
+def _checked(parse: Callable[[str], Any], accept: Callable[[Any], bool], requirement: str) -> Callable[[str], Any]:
+    """An option type: ``parse``, then the range ``accept`` checks; outside it "must be REQUIREMENT, got VALUE"."""
+
+    def check(value: str) -> Any:
+        number = parse(value)
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
+        return number
+
+    return check
 
 
-def _unit_interval(value: str) -> float:
-    number = _real_number(value)
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = _whole_number(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return number
-
-
-def _track_buffer(value: str) -> int:
-    number = _non_negative_int(value)
-    if number > MAX_TRACK_BUFFER:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRACK_BUFFER} frames, got {value}")
-    return number
-
-
-def _frame_rate(value: str) -> float:
-    number = _real_number(value)
-    if not 0.0 < number <= MAX_TRACK_FPS:
-        raise argparse.ArgumentTypeError(f"must be a frame rate above 0 and at most {MAX_TRACK_FPS:g}, got {value}")
-    return number
-
-
-def _trail(value: str) -> int:
-    number = _positive_int(value)
-    if number > MAX_TRAIL:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRAIL} points, got {value}")
-    return number
-
-
-def _seconds(value: str) -> float:
-    number = _real_number(value)
-    if not 0.0 < number <= MAX_TIMEOUT_S:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {value}")
-    return number
+_positive_int = _checked(_whole_number, lambda n: n > 0, "a positive number")
+_unit_interval = _checked(_real_number, lambda n: 0.0 <= n <= 1.0, "between 0 and 1")
+_non_negative_int = _checked(_whole_number, lambda n: n >= 0, "0 or more")
+_track_buffer = _checked(_non_negative_int, lambda n: n <= MAX_TRACK_BUFFER, f"at most {MAX_TRACK_BUFFER} frames")
+_frame_rate = _checked(
+    _real_number, lambda n: 0.0 < n <= MAX_TRACK_FPS, f"a frame rate above 0 and at most {MAX_TRACK_FPS:g}"
+)
+_trail = _checked(_positive_int, lambda n: n <= MAX_TRAIL, f"at most {MAX_TRAIL} points")
+_seconds = _checked(
+    _real_number, lambda n: 0.0 < n <= MAX_TIMEOUT_S, f"a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}"
+)
 
 
 _TRACKER_OPTIONS = (

@@ -452,6 +452,7 @@ def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFact
     best = _best_checkpoint_callback(trainer)
     best_score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
     scheduler = module._scheduler()
+    program = _command_prefix()
     data = {
         "format": datamodule.format,
         "train": f"{datamodule.train_images} + {datamodule.train_annotations} "
@@ -489,8 +490,8 @@ def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFact
         metrics=result.metrics,
         best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
         best_score=best_score,
-        command=shlex.join([*_command_prefix(), *argv]),
-        program=shlex.join(_command_prefix()),
+        command=shlex.join([*program, *argv]),
+        program=shlex.join(program),
     )
 
 
