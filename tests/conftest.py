@@ -7,12 +7,18 @@ Subprocesses started by tests inherit OMP_NUM_THREADS=1 for the same reason.
 One thread is set when this file is imported, so module- and session-scoped fixtures (the tiny shapes datasets,
 the overfitted tiny detector) run with it too, and :func:`single_thread` puts it back around every test; test
 files and helpers rely on this fixture and do not set the thread count themselves.
+
+Under ``--dist loadgroup`` the tests of one ``xdist_group`` run on one worker (see
+:func:`pytest_collection_modifyitems`), so the module fixtures they share are built once; artefacts that tests of
+several groups use are built once per run across the workers (tests/shared_files.py).
 """
 
 import os
 
 import pytest
 import torch
+
+from tests import shared_files
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
@@ -24,3 +30,33 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_run_folder(tmp_path_factory):
+    """Points tests/shared_files.py at this run's temporary folder, before any test asks for a shared file."""
+    shared_files.use_run_folder(tmp_path_factory.getbasetemp())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keeps the tests of each ``xdist_group`` on one worker under ``--dist loadgroup``, as pytest-xdist documents.
+
+    An xdist worker names a test's group by appending ``@GROUP`` to its node id, and the scheduler sends the tests
+    with one suffix to one worker. pytest 9.2 keeps node ids in a structured field that pytest-xdist 3.8 does not
+    write, so no suffix was added and every group was spread over both workers, each building the group's module
+    fixtures (pytest-dev/pytest-xdist#1386). This adds the suffix where xdist's did not take, and does nothing where
+    it did (older pytest, a fixed xdist).
+    """
+    if not getattr(config.option, "loadgroup", False):  # set on the workers of --dist loadgroup only
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest before 9.2: xdist's own suffix works
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = NodeId.parse(item.nodeid + suffix)

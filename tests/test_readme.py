@@ -4,42 +4,184 @@ Shell blocks preceded by ``<!-- runnable -->`` run exactly as written; blocks pr
 ``<!-- runnable: tiny -->`` run with tiny settings appended to their long commands (fewer images, two training
 steps at width 0.35 and 128 px, ``--smoke`` for the benchmark). All run in README order in one scratch workspace
 that links the repository's code, configs and virtual environment, so later blocks use what earlier ones wrote,
-as a reader would. Every other command the README shows (blocks not marked, inline ``.venv/bin/python ...``
-spans) is checked statically: the script exists and each ``--option`` it uses is one the script's ``--help`` lists.
+as a reader would. Every other command the README shows (blocks not marked, inline spans) is checked statically:
+the command exists and each ``--option`` it uses is one its ``--help`` lists.
+
+A command of this repository, shown as its installed name (``ssdlite-train``) or as its checkout script
+(``python tools/train.py``, ``python detect.py``), runs in this process through the ``main`` the installed script
+or the checkout script calls (see the two pyprojects' ``[project.scripts]``), with what a command may change in
+its process (working folder, environment, ``sys.argv``, signal handlers, logging, warning filters, torch's threads)
+put back after it: a process for each would spend most of its time importing torch and Lightning again. Any other
+program a runnable block shows runs as a process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
+import io
+import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import pytest
 import tomllib
+import torch
 import yaml
+
+from ssdlite.engine.callbacks import RUN_DIR_ENV
+from ssdlite_runtime.logs import PACKAGE_LOGGERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("readme")]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
 SHARED = REPO_ROOT.parent / "shared"
+PYPROJECTS = (REPO_ROOT / "pyproject.toml", REPO_ROOT / "runtime" / "pyproject.toml")
+CHECKOUT_SCRIPTS = ("tools/*.py", "detect.py", "data/download.py")
 BLOCK = re.compile(r"(?:<!-- runnable(?P<tiny>: tiny)? -->\n)?```bash\n(?P<body>.*?)```", re.S)
-INLINE = re.compile(r"`((?:\.venv/bin/)?python [^`]+)`")
+FENCED = re.compile(r"^```.*?^```", re.S | re.M)
+INLINE = re.compile(r"`([^`]+)`")
 TRAIN_TINY = [
     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
     "--trainer.max_time", "null", "--model.width_mult", "0.35", "--model.image_size", "128",
     "--model.bn_calibration_batches", "1", "--data.batch_size", "4", "--data.num_workers", "0",
 ]
 TINY = {
-    "tools/make_shapes.py": ["--num-train", "48", "--num-val", "8", "--size", "128"],
-    "tools/train.py": TRAIN_TINY,
-    "tools/benchmark.py": ["--smoke"],
+    "ssdlite-make-shapes": ["--num-train", "48", "--num-val", "8", "--size", "128"],
+    "ssdlite-train": TRAIN_TINY,
+    "ssdlite-benchmark": ["--smoke"],
 }
+"""Per command: the tiny settings appended to it in a ``runnable: tiny`` block."""
 LINKED = (".venv", "tools", "configs", "ssdlite", "detect.py", "pyproject.toml", "data/download.py")
+OTHER_PROGRAMS = ("make", "tensorboard")
+"""Programs the README shows besides the commands of this repository."""
+
+
+# ------------------------------------------------------------------------------------------------ the commands
+
+
+@cache
+def declared_commands() -> dict[str, str]:
+    """``{"ssdlite-train": "ssdlite.commands.train:main", ...}``: the commands the two pyprojects declare."""
+    scripts = {}
+    for pyproject in PYPROJECTS:
+        scripts.update(tomllib.loads(pyproject.read_text())["project"]["scripts"])
+    return scripts
+
+
+@cache
+def checkout_scripts() -> dict[str, str]:
+    """``{"tools/train.py": "ssdlite-train", ...}``: each checkout script and the command whose ``main`` it runs (the
+    script imports the command's module)."""
+    targets = {target: name for name, target in declared_commands().items()}
+    scripts = {}
+    for pattern in CHECKOUT_SCRIPTS:
+        for script in REPO_ROOT.glob(pattern):
+            for match in re.finditer(r"^from ([\w.]+) import (\w+)$", script.read_text(), re.MULTILINE):
+                name = targets.get(f"{match[1]}.{match[2]}:main")
+                if name is not None:
+                    scripts[script.relative_to(REPO_ROOT).as_posix()] = name
+    return scripts
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A command line of this repository as the README shows it.
+
+    Attributes:
+        name: the installed command (``ssdlite-train``), or the one whose ``main`` the shown script runs.
+        arguments: what follows the command (or the script).
+        script: the checkout script when shown as one (``tools/train.py``), else None.
+    """
+
+    name: str
+    arguments: tuple[str, ...]
+    script: str | None = None
+
+    @property
+    def program(self) -> str:
+        """``sys.argv[0]`` of the command started from a shell in the repository root."""
+        return self.script or str(Path(sys.executable).parent / self.name)
+
+    def main(self) -> Callable[[list[str]], int | None]:
+        """The ``main(argv)`` the command runs: the checkout script's own, or the installed command's target."""
+        if self.script is not None:
+            spec = importlib.util.spec_from_file_location(f"readme_{Path(self.script).stem}", REPO_ROOT / self.script)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.main
+        module, _, attribute = declared_commands()[self.name].partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+def shown(tokens: list[str]) -> Shown | None:
+    """The command of this repository that ``tokens`` runs (``ssdlite-train ...``, ``.venv/bin/python tools/train.py
+    ...``); None for any other program."""
+    if tokens and tokens[0] in declared_commands():
+        return Shown(tokens[0], tuple(tokens[1:]))
+    if len(tokens) >= 2 and Path(tokens[0]).name.startswith("python") and tokens[1] in checkout_scripts():
+        return Shown(checkout_scripts()[tokens[1]], tuple(tokens[2:]), script=tokens[1])
+    return None
+
+
+def tiny_arguments(command: Shown) -> list[str]:
+    subcommand = f"{command.name}-{command.arguments[0]}" if command.arguments else ""  # `ssdlite train`, if ever
+    extra = list(TINY.get(command.name, TINY.get(subcommand, [])))
+    if "--ckpt_path" in command.arguments:  # a resumed run goes one epoch further than the tiny run it resumes
+        extra[extra.index("--trainer.max_epochs") + 1] = "2"
+    return extra
+
+
+@contextlib.contextmanager
+def isolated(argv: list[str]) -> Iterator[None]:
+    """Runs a command's ``main`` here as in a process of its own (``sys.argv`` = ``argv``, the environment a test
+    process gives: one OpenMP thread, Matplotlib without a display, no inherited run folder), then puts back what it
+    may have changed: the environment, ``sys.argv``, the SIGINT and SIGTERM handlers, the packages' loggers, the
+    warning filters and torch's thread count."""
+    environment, previous_argv, threads = dict(os.environ), sys.argv, torch.get_num_threads()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    loggers = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in PACKAGE_LOGGERS}
+    os.environ.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    os.environ.pop(RUN_DIR_ENV, None)
+    sys.argv = argv
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+        sys.argv = previous_argv
+        torch.set_num_threads(threads)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for name, (level, kept) in loggers.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.handlers[:] = kept
+
+
+def run_here(command: Shown, arguments: list[str]) -> int:
+    """``main(arguments)`` of ``command`` in this process (see :func:`isolated`); its exit status."""
+    with isolated([command.program, *arguments]):
+        try:
+            status = command.main()(arguments)
+        except SystemExit as exit_:  # argparse's --help and usage errors
+            status = exit_.code
+    return 0 if status is None else status
+
+
+# ------------------------------------------------------------------------------------------------ the README
 
 
 def commands(text: str) -> list[str]:
@@ -59,20 +201,6 @@ def readme_blocks() -> list[tuple[str | None, list[str]]]:
 
 
 RUNNABLE = [(mode, lines) for mode, lines in readme_blocks() if mode]
-
-
-def script_of(tokens: list[str]) -> str | None:
-    """``tools/train.py`` of ``[".venv/bin/python", "tools/train.py", ...]``; None for other programs."""
-    if len(tokens) >= 2 and Path(tokens[0]).name == "python" and tokens[1].endswith(".py"):
-        return tokens[1]
-    return None
-
-
-def tiny_arguments(tokens: list[str]) -> list[str]:
-    extra = list(TINY.get(script_of(tokens) or "", []))
-    if "--ckpt_path" in tokens:  # a resumed run goes one epoch further than the tiny run it resumes
-        extra[extra.index("--trainer.max_epochs") + 1] = "2"
-    return extra
 
 
 def make_workspace(root: Path, *, shared: Path = SHARED) -> Path:
@@ -115,12 +243,16 @@ def missing_shared_data(lines: list[str], workspace: Path) -> list[str]:
 
 
 def test_the_readme_marks_the_quick_guide_commands_as_runnable():
-    marked = [line for _, lines in RUNNABLE for line in lines]
-    for expected in ("tools/make_shapes.py", "tools/train.py", "--ckpt_path", "--model.init_from", "tools/eval_coco.py",
-                     "--results", "tools/export.py", "--int8", "detect.py image", "detect.py dir", "tools/summary.py",
-                     "tools/check_dataset.py", "tools/convert.py"):
-        assert any(expected in line for line in marked), expected
-    assert all(line.startswith(".venv/bin/python ") for line in marked)
+    marked = [shlex.split(line, comments=True) for _, lines in RUNNABLE for line in lines]
+    assert all(shown(tokens) for tokens in marked), "every runnable line is a command of this repository"
+    runs = [(command.name, command.arguments) for command in map(shown, marked)]
+    for name, argument in (("ssdlite-make-shapes", None), ("ssdlite-train", None), ("ssdlite-train", "--ckpt_path"),
+                           ("ssdlite-train", "--model.init_from"), ("ssdlite-eval", None), ("ssdlite-eval", "--results"),
+                           ("ssdlite-export", None), ("ssdlite-export", "--int8"), ("ssdlite-detect", "image"),
+                           ("ssdlite-detect", "dir"), ("ssdlite-summary", None), ("ssdlite-check-dataset", None),
+                           ("ssdlite-convert", None)):
+        assert any(shown_name == name and argument in (None, *arguments) for shown_name, arguments in runs), (
+            name, argument)
 
 
 def test_blocks_skip_when_the_shared_data_is_absent_even_if_shared_exists(tmp_path):
@@ -144,28 +276,35 @@ def test_blocks_skip_when_the_shared_data_is_absent_even_if_shared_exists(tmp_pa
     assert not any(missing_shared_data(lines, workspace) for lines in reads_shared)
 
 
-def test_runnable_blocks_run_in_order(tmp_path):
+def test_runnable_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     """One test for all blocks: later blocks use what earlier ones wrote (pytest-xdist may split a module's tests
     between workers, so a shared fixture across tests would not see the earlier blocks' files)."""
     workspace = make_workspace(tmp_path)
+    monkeypatch.chdir(workspace)
     skipped = []
     for mode, lines in RUNNABLE:
         if missing_shared_data(lines, workspace):
             skipped.append(lines)  # ../shared/data/raccoon is absent
             continue
-        run_block(mode, lines, workspace)
+        run_block(mode, lines, workspace, capsys)
     assert len(skipped) < len(RUNNABLE)
 
 
-def run_block(mode: str, lines: list[str], workspace: Path) -> None:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+def run_block(mode: str, lines: list[str], workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for line in lines:
         tokens = shlex.split(line, comments=True)
-        if mode == "tiny":
-            tokens += tiny_arguments(tokens)
-        completed = subprocess.run(tokens, cwd=workspace, env=environment, capture_output=True, text=True,
-                                   timeout=600)
-        assert completed.returncode == 0, f"{shlex.join(tokens)}\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
+        command = shown(tokens)
+        extra = tiny_arguments(command) if mode == "tiny" and command is not None else []
+        if command is None:
+            environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+            completed = subprocess.run(tokens, cwd=workspace, env=environment, capture_output=True, text=True,
+                                       timeout=600)
+            status, out, err = completed.returncode, completed.stdout, completed.stderr
+        else:
+            capsys.readouterr()
+            status = run_here(command, [*command.arguments, *extra])
+            out, err = capsys.readouterr()
+        assert status == 0, f"{shlex.join(tokens + extra)}\n{out[-2000:]}\n{err[-3000:]}"
     for line in lines:  # what the commands say they write is there
         tokens = shlex.split(line, comments=True)
         for option in ("--out", "--save", "--json", "--plot"):
@@ -174,26 +313,17 @@ def run_block(mode: str, lines: list[str], workspace: Path) -> None:
                 assert (workspace / value[0]).exists(), f"{line}: {value[0]} was not written"
 
 
-@cache
-def help_text(script: str, subcommand: str | None) -> str:
-    arguments = [sys.executable, str(REPO_ROOT / script), *([subcommand] if subcommand else []), "--help"]
-    completed = subprocess.run(arguments, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, f"{script} {subcommand or ''} --help failed: {completed.stderr[-2000:]}"
-    return completed.stdout
+# ------------------------------------------------------------------------------------------------ every command shown
 
 
 @cache
-def installed_commands() -> dict[str, str]:
-    """``{"ssdlite-detect": "detect.py", ...}``: each command the pyprojects declare, and the checkout script that runs
-    the same main (the script imports the command's module)."""
-    scripts = {}
-    for pyproject in (REPO_ROOT / "pyproject.toml", REPO_ROOT / "runtime" / "pyproject.toml"):
-        scripts.update(tomllib.loads(pyproject.read_text())["project"]["scripts"])
-    checkouts = {}
-    for script in [*REPO_ROOT.glob("tools/*.py"), REPO_ROOT / "detect.py", REPO_ROOT / "data" / "download.py"]:
-        for match in re.finditer(r"^from ([\w.]+) import (\w+)$", script.read_text(), re.MULTILINE):
-            checkouts[f"{match[1]}.{match[2]}:main"] = script.relative_to(REPO_ROOT).as_posix()
-    return {name: checkouts[target] for name, target in scripts.items() if target in checkouts}
+def help_text(name: str, script: str | None, subcommand: str | None) -> str:
+    """What ``COMMAND [SUBCOMMAND] --help`` prints (run here, see :func:`run_here`)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()) as errors:
+        status = run_here(Shown(name, (), script), [*([subcommand] if subcommand else []), "--help"])
+    assert status == 0, f"{script or name} {subcommand or ''} --help failed: {errors.getvalue()[-2000:]}"
+    return printed.getvalue()
 
 
 def check_local_install(line: str, arguments: list[str]) -> None:
@@ -209,18 +339,20 @@ def check_local_install(line: str, arguments: list[str]) -> None:
             assert extra in declared, f"{line}: {folder} declares no extra {extra!r}"
 
 
-SUBCOMMANDS = {
-    "detect.py": ("image", "dir", "video", "webcam"),
-    "tools/convert.py": ("voc2coco", "yolo2coco"),
-    "data/download.py": ("coco", "voc", "weights"),
-}
-
-
 def every_shown_command() -> list[str]:
+    """The command lines of every bash block, and the inline spans that start with a command of this repository
+    (its installed name, or python and a checkout script)."""
     text = README.read_text(encoding="utf-8")
-    shown = [line for _, lines in readme_blocks() for line in lines]
-    shown += [span for span in INLINE.findall(text) if script_of(shlex.split(span))]
-    return shown
+    shown_lines = [line for _, lines in readme_blocks() for line in lines]
+    for span in INLINE.findall(FENCED.sub("", text)):
+        span = " ".join(span.split())  # a span may break across lines
+        try:
+            tokens = shlex.split(span.replace("...", "X"), comments=True)
+        except ValueError:
+            continue
+        if shown(tokens) is not None:
+            shown_lines.append(span)
+    return shown_lines
 
 
 @pytest.mark.parametrize("line", every_shown_command())
@@ -229,21 +361,17 @@ def test_every_shown_command_uses_an_existing_script_and_options(line):
     if tokens[:2] == ["pip", "install"]:
         check_local_install(line, tokens[2:])
         return
-    if tokens[0] in installed_commands():  # an installed ssdlite-* command: check it as its checkout script
-        tokens = [sys.executable, installed_commands()[tokens[0]], *tokens[1:]]
-    script = script_of(tokens)
-    if script is None:
-        assert tokens[0] in ("make", "tensorboard"), line
+    command = shown(tokens)
+    if command is None:
+        assert tokens[0] in OTHER_PROGRAMS, f"{line}: neither a command of this repository nor {OTHER_PROGRAMS}"
         return
-    assert (REPO_ROOT / script).is_file(), f"{line}: no {script}"
-    subcommand = tokens[2] if script in SUBCOMMANDS and len(tokens) > 2 else None
-    if subcommand is not None:
-        assert subcommand in SUBCOMMANDS[script], line
-    text = help_text(script, subcommand)
-    for token in tokens[2:]:
+    first = command.arguments[0] if command.arguments else None
+    subcommand = first if first is not None and not first.startswith("-") else None  # or a positional argument
+    text = help_text(command.name, command.script, subcommand)
+    for token in command.arguments:
         option = token.split("=")[0]
         if option.startswith("--"):
-            assert re.search(re.escape(option) + r"(?![\w.-])", text), f"{line}: {script} has no option {option}"
+            assert re.search(re.escape(option) + r"(?![\w.-])", text), f"{line}: {command.name} has no option {option}"
     for token in tokens:
         if token.startswith("configs/"):
             assert (REPO_ROOT / token).is_file(), f"{line}: no {token}"

@@ -12,8 +12,9 @@ Example::
 Modules:
     predictor     ``Predictor``: input checks, preprocessing, the backend, decoding + NMS where the file has none,
                   boxes in image pixels, class names, COCO-style records
-    backends/     one module per runtime, found by a registry that imports a module only when its kind of file is
-                  opened; ``backends.base``: the ``Backend`` protocol, ``RawOutputs``, the registry
+    backends/     one module per runtime: ONNX Runtime (float and INT8 ``.onnx``), OpenVINO (``.xml``), LiteRT
+                  (``.tflite``) and NCNN (``.ncnn.param``), each imported only when its kind of file is opened;
+                  ``backends.base``: the ``Backend`` protocol, ``RawOutputs``, the registry
     metadata      ``ModelInfo`` and the metadata keys every exported file carries (the exporters of the full
                   package write them, the backends read them)
     preprocess    resize to S x S and the file's input scaling (numpy, cv2)
@@ -21,19 +22,21 @@ Modules:
     records       COCO-style result records (``--json``)
     image_io      reading images (EXIF orientation, truncated files) and listing a folder's
     visualize     drawing boxes, labels and the FPS read-out
-    stream        frame sources (video files, cameras, stream URLs), the OpenCV window, the MJPEG web view, the loop
+    tracking      ByteTrack (supervision) over the Predictor's detections: persistent ids, trails
+    stream/       live detection: frame sources, the OpenCV window, the MJPEG web view, the loop
+    signals       holding off stop signals while a frame's outputs or a checkpoint are written
     jobs          what ``ssdlite-detect`` does for images, a folder, a video, a camera
     detect        the ``ssdlite-detect`` command (argument parsing and ``main``)
     errors, logs  the one-line errors and the console logging of every command (the full package's too)
-    plugins       checking a backend's (or an exporter's) optional packages
+    plugins       checking the optional packages of a backend, an export format or a feature
 
 This package never imports torch, torchvision, lightning or ``ssdlite`` (tests/deploy/test_import_graph.py; the
-tests under tests/runtime run ``detect.py`` where importing torch fails). A training checkpoint (``.ckpt``) runs
-through the "eager" backend of the full ``ssdlite`` package, which the registry knows by module path.
+tests under tests/runtime run ``ssdlite-detect`` where importing torch fails). A training checkpoint (``.ckpt``) runs
+through the "eager" backend, which the full ``ssdlite`` package adds through the ``ssdlite_runtime.backends``
+entry-point group. Core ML files run on Apple platforms only, through Apple's own frameworks, so no backend here
+reads them.
 
-Adding a backend (OpenVINO, LiteRT, NCNN, CoreML, ...) is one module in ``backends/``: a ``Backend`` subclass and a
-loader decorated with ``@register_backend("name", suffixes=(".xml",), packages=("openvino",), extra="openvino",
-file_kind="an OpenVINO IR file")``, importing its runtime's package inside the loader; then add the extra to
+Adding a backend (TensorRT, ...) is one module in ``backends/`` and one entry in the registry; then add its extra to
 runtime/pyproject.toml. The Predictor, ``ssdlite-detect --model`` and the webcam loop take the new files from
 there. :mod:`ssdlite_runtime.backends` spells out an example and the rules.
 """

@@ -120,31 +120,20 @@ _TRACKER_OPTIONS = (
 
 
 def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
-    """--mot and the tracker's settings, with supervision's ByteTrack defaults (read from the installed library)."""
-    from ssdlite_runtime.tracking import (
-        DEFAULT_CLASS_NMS_IOU,
-        DEFAULT_PER_CLASS,
-        DEFAULT_TRAIL_LENGTH,
-        byte_track_defaults,
-    )
-
-    defaults = byte_track_defaults()  # {} without supervision: then --track says what to install
-
-    def default(name: str) -> str:
-        return f"default: {defaults[name]:g}, supervision's" if name in defaults else "default: supervision's"
+    """--mot and the tracker's settings; one left out is not passed, so supervision's ByteTrack default applies."""
+    from ssdlite_runtime.tracking import DEFAULT_CLASS_NMS_IOU, DEFAULT_PER_CLASS, DEFAULT_TRAIL_LENGTH
 
     group = parser.add_argument_group("tracking (with --track)")
     group.add_argument("--mot", dest="mot_path", metavar="PATH", help="write the tracks as MOT Challenge text "
                        "(frame,id,x,y,w,h,score,-1,-1,-1; frames from 1), e.g. for tools/eval_mot.py")
-    for flag, setting, kind, metavar, text in _TRACKER_OPTIONS:
-        group.add_argument(flag, type=kind, default=defaults.get(setting), metavar=metavar,
-                           help=f"{text} ({default(setting)})")
+    for flag, _, kind, metavar, text in _TRACKER_OPTIONS:
+        group.add_argument(flag, type=kind, metavar=metavar, help=f"{text} (default: supervision's)")
     group.add_argument(
         "--track-classes", choices=("each", "any"), default="each" if DEFAULT_PER_CLASS else "any",
         help="each: one ByteTrack per class (a track only matches its own class's detections); any: one ByteTrack "
         f"for all classes after a class-agnostic NMS (IoU {DEFAULT_CLASS_NMS_IOU:g}), each track's class voted by "
         "the scores of the detections it matched, so a detector flipping an object's class neither splits nor "
-        f"renames its track (default: {'each' if DEFAULT_PER_CLASS else 'any'}; a small detector's class confusions cost per-class tracking duplicate tracks and new ids: IDF1 0.89 any vs 0.84 each with the demo model, see the README)",
+        f"renames its track (default: {'each' if DEFAULT_PER_CLASS else 'any'}; with a detector that confuses classes, 'each' splits a track when its class flips)",
     )
     group.add_argument(
         "--trail", type=_trail, default=DEFAULT_TRAIL_LENGTH, metavar="N",
@@ -170,7 +159,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="ort (ONNX Runtime), int8 (an INT8 .onnx from tools/export.py --int8), eager (PyTorch, a checkpoint; "
         "needs the full ssdlite package), ...; default: from the model file's name (.onnx -> ort)",
     )
-    common.add_argument("--runs-dir", default="runs", metavar="DIR", help="where to look for checkpoints without --model")
+    common.add_argument("--runs-dir", metavar="DIR", help="without --model: the folder the installed default model "
+                        "is looked for in (the full ssdlite package: its newest checkpoint under DIR, default runs)")
     common.add_argument("--device", default="cpu", help="torch device of the eager backend, e.g. cuda (default: cpu)")
     common.add_argument("--score-threshold", type=_unit_interval, default=None, metavar="S", help="minimum score, 0 to 1 (default: 0.4; 0.1 with --track)")
     common.add_argument(

@@ -11,7 +11,7 @@ raised by ``main``                             status  on stderr
 =============================================  ======  ============================================================
 nothing                                        0       nothing (``main`` may return its own status instead)
 ValueError, OSError, :class:`SSDLiteError`,    2       ``PROG: error: MESSAGE``, the message on one line
-Lightning's ``MisconfigurationException``
+what a check of :func:`expect_errors` accepts
 KeyboardInterrupt                              130     ``PROG: interrupted``
 SystemExit                                     its     untouched: argparse's usage errors (2), and a command that
                                                own     exits with its own status (e.g. 143 after SIGTERM)
@@ -22,6 +22,8 @@ anything else                                  1       ``PROG: error: TYPE: MESS
 Bad input exits 2 like argparse's usage errors, so a script can tell "asked for something that cannot be done" (2)
 from "the program failed" (1). The package's errors already name the file, the value and the fix, so the line is
 all a user needs; with ``SSDLITE_DEBUG=1`` in the environment every error is raised again with its traceback.
+A package whose libraries raise bad-input errors of their own types adds a check with :func:`expect_errors` (the
+full ssdlite package's commands add Lightning's configuration errors).
 """
 
 from __future__ import annotations
@@ -48,10 +50,18 @@ class SSDLiteError(Exception):
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, SSDLiteError)
-"""What a command reports as bad input (FileNotFoundError is an OSError), besides Lightning's
-``MisconfigurationException`` (matched by :func:`is_expected` without importing Lightning)."""
+"""What a command reports as bad input (FileNotFoundError is an OSError), besides what the checks of
+:func:`expect_errors` accept."""
 
-_LIGHTNING_EXCEPTIONS = "lightning.fabric.utilities.exceptions"
+_EXPECTED_CHECKS: list[Callable[[BaseException], bool]] = []
+
+
+def expect_errors(check: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
+    """Report the errors ``check`` accepts as bad input too (exit status 2, the message alone); returns ``check``,
+    so it serves as a decorator. For a library's own error types that are neither a ValueError nor an OSError."""
+    if check not in _EXPECTED_CHECKS:
+        _EXPECTED_CHECKS.append(check)
+    return check
 
 
 def one_line(message: object) -> str:
@@ -60,15 +70,13 @@ def one_line(message: object) -> str:
 
 
 def is_expected(error: BaseException) -> bool:
-    """Whether ``error`` is bad input (see :data:`EXPECTED_ERRORS`) rather than a fault of the program."""
-    if isinstance(error, EXPECTED_ERRORS):
-        return True
-    lightning = sys.modules.get(_LIGHTNING_EXCEPTIONS)  # raised only where Lightning is already imported
-    return lightning is not None and isinstance(error, lightning.MisconfigurationException)
+    """Whether ``error`` is bad input (see :data:`EXPECTED_ERRORS` and :func:`expect_errors`) rather than a fault
+    of the program."""
+    return isinstance(error, EXPECTED_ERRORS) or any(check(error) for check in _EXPECTED_CHECKS)
 
 
 def error_line(prog: str, error: BaseException) -> str:
-    """The line :func:`run_command` prints for ``error``, e.g. ``export.py: error: checkpoint not found: x.ckpt``."""
+    """The line :func:`run_command` prints for ``error``, e.g. ``export.py: error: model file not found: x.onnx``."""
     message = one_line(error)
     if is_expected(error):
         return f"{prog}: error: {message or type(error).__name__}"
@@ -123,8 +131,8 @@ def command(prog: str) -> Callable[[Callable[..., int | None]], Callable[..., in
     Example:
         >>> @command("ssdlite-export")
         ... def main(argv: list[str] | None = None, *, prog: str = "ssdlite-export") -> int:
-        ...     raise FileNotFoundError("checkpoint not found: x.ckpt")
-        >>> main([], prog="export.py")  # prints "export.py: error: checkpoint not found: x.ckpt" on stderr
+        ...     raise FileNotFoundError("model file not found: x.onnx")
+        >>> main([], prog="export.py")  # prints "export.py: error: model file not found: x.onnx" on stderr
         2
     """
 

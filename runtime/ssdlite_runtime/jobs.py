@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,10 +49,11 @@ class DetectOptions:
     """What every subcommand shares.
 
     Attributes:
-        model: exported model (.onnx, ...) or checkpoint (.ckpt); None: the newest checkpoint under ``runs_dir``.
-        backend: Predictor backend ("ort", "int8", "eager", ...); None: from the model file's name.
-        runs_dir: where training writes checkpoints.
-        device: torch device of the eager backend ("cpu", "cuda").
+        model: the model file (.onnx, .xml, ... or a file another installed package's backend reads); None: the
+            installed default model (:func:`default_model`).
+        backend: Predictor backend ("ort", "int8", ...); None: from the model file's name.
+        runs_dir: handed to the default model's provider without ``model`` (``--runs-dir``; None: its own default).
+        device: where the backend runs, in the backend's words ("cpu"; the file backends here run on the CPU only).
         score_threshold: keep detections scoring above this (None: the Predictor's display default, 0.4; when
             tracking, ByteTrack's low-score floor, 0.1, so its second association sees the weak detections).
         classes: keep only these class names (None: all).
@@ -68,7 +70,7 @@ class DetectOptions:
 
     model: str | Path | None = None
     backend: str | None = None
-    runs_dir: str | Path = "runs"
+    runs_dir: str | Path | None = None
     device: str = "cpu"
     score_threshold: float | None = None
     classes: Sequence[str] | None = None
@@ -85,40 +87,49 @@ class DetectOptions:
 # ------------------------------------------------------------------------------------------------ the model
 
 
-def find_latest_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
-    """The newest ``*.ckpt`` under ``runs_dir``, preferring ``best*`` checkpoints; None if there is none."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return None
-    checkpoints = [path for path in runs_dir.rglob("*.ckpt") if path.is_file()]
-    best = [path for path in checkpoints if path.name.startswith("best")]
-    candidates = best or checkpoints
-    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+DEFAULT_MODEL_GROUP = "ssdlite_runtime.default_model"
+"""The entry-point group through which an installed distribution names the model to run when ``--model`` is left
+out: a function ``(folder: str | None) -> Path`` that returns the model file, or raises a one-line ValueError saying
+how to make one; ``folder`` is ``--runs-dir`` (None: the function's own default). The full ``ssdlite`` package
+declares one, which picks its newest checkpoint. Without one, ``--model`` is required."""
 
 
-def resolve_model_path(model: str | Path | None, runs_dir: str | Path) -> Path:
-    """``model`` itself, or the newest checkpoint under ``runs_dir`` (saying which).
+def default_model(folder: str | Path | None = None) -> Path:
+    """The model file of the first :data:`DEFAULT_MODEL_GROUP` entry point (by distribution and name).
+
+    Raises:
+        ValueError: no installed distribution declares one, or its module cannot be imported here (says to pass
+            ``--model``); whatever the provider raises (its own one-line error).
+    """
+    providers = sorted(entry_points(group=DEFAULT_MODEL_GROUP),
+                       key=lambda entry: (entry.dist.name if entry.dist else "", entry.name))
+    if not providers:
+        raise ValueError("no --model given: pass --model FILE, the exported model to run (.onnx, .xml, .tflite, ...)")
+    try:
+        provider = providers[0].load()
+    except ImportError as error:
+        raise ValueError(
+            f"no --model given, and the default model's provider ({providers[0].value}) cannot be imported here "
+            f"({one_line(error)}); pass --model FILE"
+        ) from None
+    return Path(provider(None if folder is None else str(folder)))
+
+
+def resolve_model_path(model: str | Path | None, runs_dir: str | Path | None = None) -> Path:
+    """``model`` itself, or the installed :func:`default_model` (given ``runs_dir``).
 
     Raises:
         FileNotFoundError: ``model`` does not exist.
-        ValueError: no ``model`` and no checkpoint under ``runs_dir`` (says how to train one).
+        ValueError: ``model`` is a folder (other than a Core ML package); no ``model`` and no default model.
     """
-    if model is not None:
-        path = Path(model)
-        if not path.exists():
-            raise FileNotFoundError(f"model file not found: {path}")
-        if path.is_dir() and not path.name.lower().endswith(APPLE_ONLY_SUFFIXES):
-            raise ValueError(f"--model {path} is a folder; pass a model file (.onnx, .xml, .tflite, .ncnn.param, "
-                             ".ckpt, ...)")
-        return path  # a Core ML package (a folder) goes on to the Predictor, which says where it runs
-    found = find_latest_checkpoint(runs_dir)
-    if found is None:
-        raise ValueError(
-            f"no --model given and no checkpoint (*.ckpt) under {Path(runs_dir)}/; train one with `make demo` "
-            "(or tools/train.py), then run again or pass --model PATH"
-        )
-    logger.info(f"no --model given: using the newest checkpoint under {Path(runs_dir)}/: {found}")
-    return found
+    if model is None:
+        return default_model(runs_dir)
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.is_dir() and not path.name.lower().endswith(APPLE_ONLY_SUFFIXES):
+        raise ValueError(f"--model {path} is a folder; pass a model file (.onnx, .xml, .tflite, .ncnn.param, ...)")
+    return path  # a Core ML package (a folder) goes on to the Predictor, which says where it runs
 
 
 def load_predictor(options: DetectOptions) -> Predictor:
@@ -397,14 +408,41 @@ class _FrameWriters:
 
 def _open_server(ports: Sequence[int], host: str) -> stream.StreamServer:
     """The web view on the first of ``ports`` that is free (the last one's error if none is)."""
-    for port in ports[:-1]:
+    *earlier, last = ports
+    for port in earlier:
         try:
-            return _open_server([port], host)
+            server = stream.StreamServer(host=host, port=port, title="ssdlite live detections")
+            break
         except ValueError:
-            continue
-    server = stream.StreamServer(host=host, port=ports[-1], title="ssdlite live detections")
+            continue  # taken: the next one
+    else:
+        server = stream.StreamServer(host=host, port=last, title="ssdlite live detections")
     logger.info(f"web view: {server.url}")
     return server
+
+
+def _stream_tracker(options: DetectOptions) -> Tracker | None:
+    """The tracker ``--track`` asks for (made before the model: a missing supervision or a bad setting fails fast)."""
+    if not options.track:
+        return None
+    tracker = Tracker(**options.tracker_settings, trail_length=options.trail_length, per_class=options.track_per_class)
+    logger.info(f"tracking: {tracker.describe()}")
+    return tracker
+
+
+def _stream_display(options: DetectOptions, *, serve_port: int | None, web_fallback: bool) -> tuple[bool, list[int]]:
+    """(whether to show an OpenCV window, the ports to try for the web view): ``--serve``'s port; without a GUI,
+    for a camera, the default port then any free one."""
+    gui = options.show and stream.opencv_gui_available()
+    if serve_port is not None:
+        return gui, [serve_port]
+    if not options.show or gui:
+        return gui, []
+    if web_fallback:
+        logger.info("note: this OpenCV has no GUI (or there is no display): showing the stream on a local web page")
+        return False, [DEFAULT_WEB_PORT, 0]  # 0: any free port, if the default one is taken
+    logger.info("note: this OpenCV has no GUI (or there is no display): not showing frames (use --serve PORT)")
+    return False, []
 
 
 def _run_stream_job(
@@ -417,50 +455,34 @@ def _run_stream_job(
     web_fallback: bool,
 ) -> stream.StreamSummary:
     _check_stream_outputs(options)
-    tracker = None
-    if options.track:  # before the model: a missing supervision or a bad setting fails fast
-        tracker = Tracker(
-            **options.tracker_settings, trail_length=options.trail_length, per_class=options.track_per_class
-        )
-        logger.info(f"tracking: {tracker.describe()}")
+    tracker = _stream_tracker(options)
     predictor = load_predictor(options)
-    gui = options.show and stream.opencv_gui_available()
-    ports = [serve_port] if serve_port is not None else []
-    if options.show and not gui and serve_port is None:
-        if web_fallback:
-            logger.info("note: this OpenCV has no GUI (or there is no display): showing the stream on a local web page")
-            ports = [DEFAULT_WEB_PORT, 0]  # 0: any free port, if the default one is taken
-        else:
-            logger.info("note: this OpenCV has no GUI (or there is no display): not showing frames (use --serve PORT)")
-    window = server = None
+    gui, ports = _stream_display(options, serve_port=serve_port, web_fallback=web_fallback)
     stop_event = threading.Event()
     writers = _FrameWriters(options, source)
+    window: stream.OpenCVWindow | None = None
+    server: stream.StreamServer | None = None
     try:
-        if ports:
-            server = _open_server(ports, host)
-        if gui:
-            window = stream.OpenCVWindow("ssdlite (q: quit)")
+        server = _open_server(ports, host) if ports else None
+        window = stream.OpenCVWindow("ssdlite (q: quit)") if gui else None
         stop_keys = "q + Enter or Ctrl+C" if stream.watch_stdin_for_quit(stop_event) else "Ctrl+C"
         limit = f" for {max_frames} frames" if max_frames else ""
         logger.info(f"reading {source.description}{limit} ({'q in the window, ' if window else ''}{stop_keys} to stop)")
         summary = stream.run_stream(
-            predictor,
-            source,
-            max_frames=max_frames,
-            window=window,
-            server=server,
-            save_path=options.save,
-            collect_records=options.json_path is not None and not _json_lines(options),
-            stop_event=stop_event,
-            tracker=tracker,
-            on_frame=writers.callback,
+            predictor, source, max_frames=max_frames, window=window, server=server, save_path=options.save,
+            collect_records=options.json_path is not None and not _json_lines(options), stop_event=stop_event,
+            tracker=tracker, on_frame=writers.callback,
         )
     finally:
-        writers.close()
-        if window is not None:
-            window.close()
-        if server is not None:
-            server.close()
+        for opened in (writers, window, server):
+            if opened is not None:
+                opened.close()
+    _finish_stream_outputs(options, summary, mot_lines=writers.lines)
+    return summary
+
+
+def _finish_stream_outputs(options: DetectOptions, summary: stream.StreamSummary, *, mot_lines: int) -> None:
+    """Logs how the stream ended and what it wrote, writing ``--json``'s record list (not JSON lines) now."""
     dropped = f", {summary.dropped_frames} frames dropped while busy" if summary.dropped_frames else ""
     logger.info(
         f"stopped ({summary.stop_reason}): {summary.frames} frames in {summary.seconds:.1f} s, "
@@ -470,9 +492,9 @@ def _run_stream_job(
         logger.info(f"saved annotated video to {options.save}")
     if options.json_path is not None:
         if _json_lines(options):
-            logger.info(f"wrote {summary.frames} frames of {'tracks' if tracker else 'detections'} to {options.json_path}")
+            what = "tracks" if options.track else "detections"
+            logger.info(f"wrote {summary.frames} frames of {what} to {options.json_path}")
         else:
             write_json(summary.records, options.json_path)
     if options.mot_path is not None:
-        logger.info(f"wrote {writers.lines} MOT lines ({summary.frames} frames) to {options.mot_path}")
-    return summary
+        logger.info(f"wrote {mot_lines} MOT lines ({summary.frames} frames) to {options.mot_path}")

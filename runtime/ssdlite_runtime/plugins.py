@@ -1,6 +1,6 @@
-"""What the backend registry (here) and the full package's exporter registry share: checking the optional packages
-each backend or format declares, with a one-line error that says what to install, and importing a package's
-modules on first use.
+"""Checking the optional packages a backend, an export format or a feature declares, with a one-line
+error that says what to install: shared by the backend registry (:mod:`ssdlite_runtime.backends.base`), tracking and
+the full package's exporter registry.
 
 A backend or an exporter imports its optional package (onnxruntime, openvino, ...) inside its functions, never at
 the top of its module; its registry checks the package with :func:`require` first, so that a missing one is a
@@ -10,14 +10,12 @@ one-line error, e.g. ``model.onnx (an ONNX file) needs onnxruntime, which is not
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-import pkgutil
 from collections.abc import Sequence
 
 from ssdlite_runtime.errors import SSDLiteError
 
-__all__ = ["MissingPackageError", "ModuleDiscovery", "missing_packages", "require"]
+__all__ = ["MissingPackageError", "missing_package_message", "missing_packages", "require"]
 
 
 class MissingPackageError(SSDLiteError, ImportError):
@@ -54,25 +52,3 @@ def require(packages: Sequence[str], *, needed_by: str, install: str) -> None:
     missing = missing_packages(packages)
     if missing:
         raise MissingPackageError(missing_package_message(missing, needed_by=needed_by, install=install))
-
-
-class ModuleDiscovery:
-    """Imports every module of a package once, on the first call (each registers itself as it is imported).
-
-    Args:
-        package: the dotted package name.
-        skip: module names not to import (the registry's own module); names starting with "_" are skipped too.
-    """
-
-    def __init__(self, package: str, *, skip: Sequence[str] = ("base",)) -> None:
-        self.package = package
-        self.skip = tuple(skip)
-        self.done = False
-
-    def __call__(self) -> None:
-        if self.done:
-            return
-        self.done = True  # before importing: a module that asks the registry while it is imported gets no recursion
-        for module in pkgutil.iter_modules(importlib.import_module(self.package).__path__):
-            if module.name not in self.skip and not module.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{module.name}")

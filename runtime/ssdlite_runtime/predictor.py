@@ -20,17 +20,15 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ssdlite_runtime.backends.base import (
-    FALLBACK_BACKEND,
     Detections,
     RawOutputs,
-    backend_for_path,
+    backend_for,
     load_backend,
 )
 from ssdlite_runtime.metadata import metadata_error
@@ -133,8 +131,7 @@ class Predictor:
             max_detections=max_detections,
         )
         if backend == AUTO_BACKEND:
-            is_file = isinstance(model_or_path, (str, os.PathLike))
-            backend = backend_for_path(model_or_path) if is_file else FALLBACK_BACKEND
+            backend = backend_for(model_or_path)
         self.backend = load_backend(backend, model_or_path, device=device, **backend_options)
         self.backend.configure_postprocess(self.postprocess)
         self.batch_size = max(1, int(batch_size))

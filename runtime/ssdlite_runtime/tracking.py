@@ -7,53 +7,32 @@ track has one class. Two modes (``per_class``; ``ssdlite-detect --track-classes 
 
 * per class (``per_class=True``, ``each``): one ``sv.ByteTrack`` per class label, so a disc never takes over a
   square's identity; a track's class is its detections' class.
-* class-agnostic (``per_class=False``, ``any``): the frame's detections first go through a class-agnostic NMS
-  (:data:`DEFAULT_CLASS_NMS_IOU`, the highest-scoring box kept), then one ``sv.ByteTrack`` for all classes; each
-  track's class is the class with the highest summed score over the detections it matched, a vote, so a detector
-  that flips an object's class for a frame or two neither starts a new track nor changes the track's class, and
-  two boxes of different classes on one object make one track, not two.
+* class-agnostic (``per_class=False``, ``any``, the default): the frame's detections first go through a
+  class-agnostic NMS (:data:`DEFAULT_CLASS_NMS_IOU`, the highest-scoring box kept), then one ``sv.ByteTrack`` for
+  all classes; each track's class is the class with the highest summed score over the detections it matched, a
+  vote. A small detector confuses similar classes on some frames (a square called a disc, or both boxes on one
+  object); per class, each confusion makes a duplicate track or a new id, while the vote keeps one track and its
+  class. Two objects of different classes that truly overlap by more than the NMS IoU lose the weaker box in this
+  mode; ``per_class=True`` keeps both.
 
-Class-agnostic is the default. "Per class, as users expect" asks that a track be one object of one class, and it
-is in both modes; what differs is whether the detector's class decides which track a box may join. A small
-detector confuses similar classes on some frames (a square called a disc, or both boxes on one object), and per
-class each confusion makes a duplicate track or a new id. Measured on the generated MOT set (5 x 300 frames at
-320 px, ``make demo`` model, ByteTrack's defaults; README "Tracking"): class-agnostic IDF1 0.888, MOTA 0.932,
-0.46 ID switches per 100 ground-truth track-frames, precision 0.985; per class IDF1 0.835, MOTA 0.844, 0.74,
-precision 0.906 (its duplicates are false positives). Two objects of different classes that truly overlap by more
-than the NMS IoU lose the weaker box in class-agnostic mode; ``per_class=True`` keeps both.
+The ``tracking`` extra pins ``supervision>=0.30,<0.31``: the one series that has ``sv.ByteTrack`` (removed in 0.31,
+moved to Roboflow's ``trackers``) and does not require ``opencv-python``, which would replace the runtime's
+``opencv-python-headless`` (both install ``cv2``). Its deprecation notice (a FutureWarning) is silenced where the
+tracker is built; a supervision without ``ByteTrack`` is a one-line error saying which version to install.
 
-Why supervision's ``sv.ByteTrack`` and which version (checked against the wheels' metadata, supervision 0.25-0.31.2
-and trackers 2.6.1):
-
-* Roboflow's ``trackers`` (Apache-2.0, the successor) requires ``opencv-python``, and so do supervision 0.25-0.29:
-  ``opencv-python`` and the runtime's ``opencv-python-headless`` install the same ``cv2`` package over each other,
-  a known clash (the GUI build would replace the headless one, or the other way round, depending on install order).
-* supervision 0.30 dropped the ``opencv-python`` requirement, but deprecated ``sv.ByteTrack`` in 0.28 ("use
-  ``ByteTrackTracker`` from ``trackers``") and removed it in 0.31.
-
-So the ``tracking`` extra pins ``supervision>=0.30,<0.31``, the one series with ``sv.ByteTrack`` and without
-``opencv-python``. The deprecation notice (a FutureWarning printed once) is silenced where the tracker is built;
-a supervision without ``ByteTrack`` (0.31 or later) is a one-line error saying which version to install. Once
-``trackers`` accepts the headless OpenCV, moving to its ``ByteTrackTracker`` is a change inside this module.
-
-The tracker's settings are ``sv.ByteTrack``'s keyword arguments, with the library's defaults:
-``track_activation_threshold`` (detections scoring at least this are matched first, and start tracks from 0.1
-above it), ``lost_track_buffer`` (frames a lost track waits to be found again, at 30 FPS),
-``minimum_matching_threshold`` (the IoU-distance limit of a match), ``frame_rate`` and
-``minimum_consecutive_frames`` (frames an object must be seen before it gets an id). ByteTrack's second association
-matches the remaining tracks to detections scoring between :data:`SECOND_ASSOCIATION_MIN_SCORE` and
-``track_activation_threshold``: for it to see them, run the Predictor with a score threshold that low
-(``ssdlite-detect --track`` does unless ``--score-threshold`` is given).
+The tracker's settings are ``sv.ByteTrack``'s keyword arguments (:data:`BYTE_TRACK_SETTINGS`); one left at None
+is not passed, so the library's own default applies. ByteTrack's second association matches the remaining tracks
+to detections scoring between :data:`SECOND_ASSOCIATION_MIN_SCORE` and ``track_activation_threshold``: for it to
+see them, run the Predictor with a score threshold that low (``ssdlite-detect --track`` does unless
+``--score-threshold`` is given).
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
+import inspect
 import warnings
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,7 +47,6 @@ __all__ = [
     "DEFAULT_TRAIL_LENGTH",
     "SECOND_ASSOCIATION_MIN_SCORE",
     "Tracker",
-    "byte_track_defaults",
     "mot_lines",
 ]
 
@@ -93,53 +71,10 @@ DEFAULT_CLASS_NMS_IOU = 0.5
 only the higher-scoring one reaches the tracker."""
 _ALL_CLASSES = -1
 """The one tracker group of class-agnostic mode (real labels are >= 0)."""
-_BYTE_TRACK_SOURCE = ("tracker", "byte_tracker", "core.py")
 _FRAMES_AFTER_REMOVAL = 2
 """sv.ByteTrack marks a lost track removed once it has been lost for more than ``max_time_lost`` frames, but drops
 it from its lost list one call later, and the call after that can still match it: a lost track can come back
 until ``max_time_lost + 2`` frames after it was last seen."""
-
-
-def byte_track_defaults() -> dict[str, Any]:
-    """``sv.ByteTrack``'s default settings, read from the installed supervision's source without importing it.
-
-    Importing supervision takes over a second (scipy, matplotlib), too slow for building ``ssdlite-detect``'s
-    argument parser on every run; its ``ByteTrack.__init__`` signature is read with ``ast`` instead (a test checks
-    the result against ``inspect.signature``). Empty where supervision or its ByteTrack is not installed.
-    """
-    try:
-        spec = importlib.util.find_spec("supervision")
-    except (ImportError, ValueError):
-        return {}
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    for location in spec.submodule_search_locations:
-        source = Path(location, *_BYTE_TRACK_SOURCE)
-        if source.is_file():
-            return _init_defaults(ast.parse(source.read_text(encoding="utf-8")), "ByteTrack")
-    return {}
-
-
-def _init_defaults(module: ast.Module, class_name: str) -> dict[str, Any]:
-    for node in module.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    return _literal_defaults(item.args)
-    return {}
-
-
-def _literal_defaults(arguments: ast.arguments) -> dict[str, Any]:
-    positional = arguments.posonlyargs + arguments.args
-    pairs = list(zip(positional[len(positional) - len(arguments.defaults):], arguments.defaults))
-    pairs += [(arg, default) for arg, default in zip(arguments.kwonlyargs, arguments.kw_defaults) if default]
-    defaults = {}
-    for arg, default in pairs:
-        try:
-            defaults[arg.arg] = ast.literal_eval(default)
-        except ValueError:  # not a literal: leave it to the library
-            continue
-    return defaults
 
 
 def _byte_track_class() -> type:
@@ -359,13 +294,20 @@ class Tracker:
         (``one for all classes (class-agnostic NMS IoU 0.5, class by score vote)`` instead of ``per class``)."""
         import supervision
 
-        settings = {**byte_track_defaults(), **self.settings}
+        settings = {**_library_defaults(self._byte_track), **self.settings}
         shown = ", ".join(f"{name}={settings[name]:g}" for name in BYTE_TRACK_SETTINGS if name in settings)
         mode = (
             "per class" if self.per_class
             else f"one for all classes (class-agnostic NMS IoU {self.class_nms_iou:g}, class by score vote)"
         )
         return f"ByteTrack (supervision {supervision.__version__}), {mode}: {shown}"
+
+
+def _library_defaults(byte_track: type) -> dict[str, Any]:
+    """``sv.ByteTrack``'s keyword defaults, from its signature (for :meth:`Tracker.describe`)."""
+    parameters = inspect.signature(byte_track).parameters.values()
+    return {parameter.name: parameter.default for parameter in parameters
+            if parameter.default is not inspect.Parameter.empty}
 
 
 def _check_settings(settings: Mapping[str, Any], trail_length: int) -> None:

@@ -32,7 +32,7 @@ PARITY_SCORE = 0.3
 def measure_formats(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """Size, latency, parity and AP of every format and precision (see the module docstring)."""
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
-    from ssdlite.deploy.predictor import Predictor
+    from ssdlite_runtime.predictor import Predictor
 
     use_threads(options.threads)
     model, model_info = benchmark_model(options)
@@ -149,11 +149,13 @@ def _parity(eager: Any, other: Any, frames: list[np.ndarray]) -> dict[str, Any]:
 def _average_precisions(predictors: dict[str, Any], options: BenchmarkOptions) -> dict[str, float]:
     if options.checkpoint is None or options.val_images is None:
         return {}
-    from ssdlite.deploy.evaluate import evaluate_predictor
+    from ssdlite.engine.evaluate import evaluate
 
     annotations = options.val_annotations or _default_annotations(options.val_images)
-    return {key: 100.0 * evaluate_predictor(predictor, annotations, options.val_images)["AP"]
-            for key, predictor in predictors.items()}
+    return {
+        key: 100.0 * evaluate(predictor, annotations=annotations, images=options.val_images, evaluator="faster")["AP"]
+        for key, predictor in predictors.items()
+    }
 
 
 def _size_mb(path: Path) -> float:

@@ -18,8 +18,8 @@ NOT_MEASURED = "not measured: pass --checkpoint (a trained model) and --val IMAG
 
 def measure_int8_accuracy(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """COCO AP of eager, ONNX Runtime and INT8 on --val (needs --checkpoint); otherwise "not measured"."""
-    from ssdlite.deploy.evaluate import evaluate_predictor
     from ssdlite.deploy.model_files import load_checkpoint_for_inference
+    from ssdlite.engine.evaluate import evaluate
 
     if options.checkpoint is None or options.val_images is None:
         return {"info": {"int8_accuracy": NOT_MEASURED}}
@@ -31,7 +31,7 @@ def measure_int8_accuracy(options: BenchmarkOptions) -> dict[str, dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="ssdlite_benchmark_") as scratch:
         predictors = _predictors(model, names, Path(scratch), calibration=calibration, threads=options.threads)
         metrics = {
-            name: evaluate_predictor(predictor, annotations, options.val_images)
+            name: evaluate(predictor, annotations=annotations, images=options.val_images, evaluator="faster")
             for name, predictor in predictors.items()
         }
     accuracy = {f"ap_{name}": 100.0 * values["AP"] for name, values in metrics.items()}
@@ -57,7 +57,7 @@ def _predictors(model: Any, names: dict[str, list], scratch: Path, *, calibratio
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
     from ssdlite.deploy.export.int8 import quantize_model
-    from ssdlite.deploy.predictor import Predictor
+    from ssdlite_runtime.predictor import Predictor
 
     settings = dict(EVALUATION_SETTINGS, batch_size=1)
     network = export_network_onnx(model, scratch / "network.onnx")

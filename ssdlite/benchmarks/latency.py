@@ -77,8 +77,8 @@ def _our_predictors(
     from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
     from ssdlite.deploy.export import export_network_onnx, export_onnx
     from ssdlite.deploy.export.int8 import quantize_model
-    from ssdlite.deploy.predictor import Predictor
     from ssdlite_runtime.backends.onnx_runtime import load_onnx_session
+    from ssdlite_runtime.predictor import Predictor
 
     settings = dict(EVALUATION_SETTINGS, batch_size=1)
     network = export_network_onnx(model, scratch / "network.onnx")

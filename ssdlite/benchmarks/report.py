@@ -1,4 +1,4 @@
-"""A benchmark report as text: one line per number, and the README's comparison tables in Markdown."""
+"""A benchmark report as text: one line per number, and the comparison tables of docs/benchmarks.md in Markdown."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def format_report(report: Report) -> str:
 
 
 def markdown_tables(report: Report) -> str:
-    """The README's comparison tables from a report (those whose measurements it holds), as Markdown."""
+    """The comparison tables of docs/benchmarks.md from a report (those whose measurements it holds), as Markdown."""
     latency, info = report.get("latency_ms", {}), report.get("info", {})
     sections = _classifier_tables(latency, info.get("classifiers", {}).get("variants", {}))
     if info.get("latency", {}).get("complexity"):

@@ -29,9 +29,8 @@ FRAME_HEIGHT, FRAME_WIDTH = 480, 640
 
 def measure_tracking(options: BenchmarkOptions) -> dict[str, dict[str, Any]]:
     """Live-loop time per frame with and without tracking (see the module docstring)."""
-    from ssdlite.deploy.predictor import Predictor
     from ssdlite_runtime.plugins import missing_packages
-    from ssdlite_runtime.predictor import DISPLAY_SCORE_THRESHOLD
+    from ssdlite_runtime.predictor import DISPLAY_SCORE_THRESHOLD, Predictor
     from ssdlite_runtime.tracking import SECOND_ASSOCIATION_MIN_SCORE, Tracker
 
     if missing_packages(["supervision"]):

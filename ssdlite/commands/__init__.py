@@ -23,6 +23,24 @@ ssdlite-download       data/download.py        download: COCO 2017 / VOC 2007+20
 A command parses its arguments and calls one library function; what it prints itself is its result (a table, a
 JSON document, the files it wrote). Everything else the package reports through ``logging``. Every ``main`` runs
 under :func:`ssdlite_runtime.errors.command`, which configures that logging (:mod:`ssdlite_runtime.logs`) and turns
-errors into one line and an exit status. The modules of ``ssdlite-train`` and ``ssdlite-demo`` import torch only inside ``main``,
-after bounding OpenMP's spin-wait (:mod:`ssdlite.openmp`), which must be set before torch loads.
+errors into one line and an exit status; Lightning's ``MisconfigurationException`` (a trainer option that cannot be
+met, e.g. a GPU where there is none) counts as bad input there, through :func:`lightning_misconfiguration`. The
+modules of ``ssdlite-train`` and ``ssdlite-demo`` import torch only inside ``main``, after bounding OpenMP's
+spin-wait (:mod:`ssdlite.openmp`), which must be set before torch loads.
 """
+
+from __future__ import annotations
+
+import sys
+
+from ssdlite_runtime.errors import expect_errors
+
+LIGHTNING_EXCEPTIONS = "lightning.fabric.utilities.exceptions"
+
+
+@expect_errors
+def lightning_misconfiguration(error: BaseException) -> bool:
+    """Whether ``error`` is Lightning's ``MisconfigurationException``: bad input, exit status 2. Matched without
+    importing Lightning (slow), which only the commands that train load: the exception exists only where it is."""
+    exceptions = sys.modules.get(LIGHTNING_EXCEPTIONS)
+    return exceptions is not None and isinstance(error, exceptions.MisconfigurationException)

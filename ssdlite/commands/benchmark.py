@@ -5,7 +5,7 @@ Usage:
     ssdlite-benchmark                                  # every measurement but formats (minutes of converting)
     ssdlite-benchmark --only formats --checkpoint runs/demo/last.ckpt --val data/shapes/val --markdown
     ssdlite-benchmark --only data_pipeline --json runs/benchmark.json
-    ssdlite-benchmark --only latency --markdown        # also the README's comparison tables
+    ssdlite-benchmark --only latency --markdown        # also the tables of docs/benchmarks.md
     ssdlite-benchmark --smoke                          # tiny inputs, seconds: checks every measurement runs
 
 Report (printed, and written with --json)::
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report here")
     parser.add_argument(
-        "--markdown", action="store_true", help="also print the README's comparison tables (Markdown)"
+        "--markdown", action="store_true", help="also print the comparison tables of docs/benchmarks.md (Markdown)"
     )
     parser.add_argument("--size", type=int, default=320, help="network input side (default 320)")
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per pipeline (default 6)")

@@ -2,17 +2,18 @@
 
 Results-file mode (detections already written as COCO results)::
 
-    ssdlite-eval --ann GT.json --results DT.json [--backend pycocotools|faster] --out DIR
+    ssdlite-eval --ann GT.json --results DT.json [--evaluator pycocotools|faster] --out DIR
 
-Checkpoint mode (run a trained model over the images first)::
+Model mode (run a model over the images first): --model takes a training checkpoint, run as validation during
+training runs it, or an exported file (.onnx, .xml, .tflite, .ncnn.param), run by the runtime's Predictor with the
+backend its name selects; --backend runs any model through the Predictor with that backend (ssdlite-detect's)::
 
-    ssdlite-eval --ann GT.json --checkpoint MODEL.ckpt --images DIR [--backend faster] --out DIR
+    ssdlite-eval --ann GT.json --model MODEL.ckpt --images DIR [--evaluator faster] --out DIR
+    ssdlite-eval --ann GT.json --model MODEL.onnx --images DIR --out DIR
+    ssdlite-eval --ann GT.json --model MODEL.ckpt --images DIR --backend int8 --calib TRAIN_DIR --out DIR
 
-Deployed model (the Predictor over the image files; --checkpoint may be any exported file, .onnx, .xml, .tflite,
-.ncnn.param, whose backend comes from its name; --backend stays the COCO evaluator)::
-
-    ssdlite-eval --ann GT.json --checkpoint MODEL.onnx --images DIR --model-backend ort --out DIR
-    ssdlite-eval --ann GT.json --checkpoint MODEL.ckpt --images DIR --model-backend int8 --calib TRAIN_DIR
+The flags of the previous release still work, each with a warning naming its new name: --checkpoint (--model),
+--backend pycocotools|faster (--evaluator) and --model-backend (--backend).
 
 From a checkout, ``python tools/eval_coco.py`` is the same command. Prints the COCO summary table and the VOC
 AP@0.5; exits 2 with a one-line message on bad input (see ssdlite_runtime/errors.py).
@@ -21,13 +22,45 @@ AP@0.5; exits 2 with a one-line message on bad input (see ssdlite_runtime/errors
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from typing import Any
 
-from ssdlite.evaluation import BACKENDS, evaluate_results_file, format_coco_table, format_voc_lines
-from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES, available_backends, file_kind
+from ssdlite.evaluation import BACKENDS as EVALUATORS
+from ssdlite.evaluation import evaluate_results_file, format_coco_table, format_voc_lines
+from ssdlite_runtime.backends.base import available_backends
 from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-eval"
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag: stores its value as the new flag does and prints one warning line that names the new flag."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new_flag: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        warn_deprecated(parser, f"{option_string} {values}", f"{self.new_flag} {values}")
+        setattr(namespace, self.dest, values)
+
+
+class BackendFlag(argparse.Action):
+    """--backend: a runtime backend, or (the previous release's meaning, deprecated) the COCO library."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values in EVALUATORS:
+            warn_deprecated(parser, f"--backend {values}", f"--evaluator {values}")
+            namespace.evaluator_alias = values
+        else:
+            namespace.backend = values
+
+
+def warn_deprecated(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    print(f"{parser.prog}: warning: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -36,52 +69,58 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--ann", required=True, help="COCO ground-truth JSON")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", help="COCO results JSON: [{image_id, category_id, bbox, score}, ...]")
-    source.add_argument("--checkpoint", help="model checkpoint to run over --images (checkpoint mode)")
-    parser.add_argument("--images", help="image directory of the ground truth (checkpoint mode)")
-    parser.add_argument("--backend", choices=BACKENDS, default="pycocotools",
-                        help="pycocotools (reference) or faster (faster-coco-eval, same numbers)")
+    source.add_argument("--model", metavar="FILE",
+                        help="model to run over --images: a training checkpoint or an exported file")
+    source.add_argument("--checkpoint", dest="model", metavar="FILE", action=DeprecatedAlias, new_flag="--model",
+                        help="deprecated: --model")
+    parser.add_argument("--images", help="image directory of the ground truth (with --model)")
+    parser.add_argument("--evaluator", choices=EVALUATORS, default=None,
+                        help="the COCO library: pycocotools (reference, the default) or faster (faster-coco-eval, "
+                        "same numbers)")
+    backends = available_backends()
+    parser.add_argument("--backend", choices=[*backends, *EVALUATORS], metavar="NAME", action=BackendFlag,
+                        help=f"run --model through the runtime's Predictor with this backend ({', '.join(backends)}; "
+                        "default: a checkpoint as in validation, an exported file by its name: .onnx -> ort, "
+                        ".xml -> openvino, ...)")
+    parser.add_argument("--model-backend", dest="backend", choices=backends, action=DeprecatedAlias,
+                        new_flag="--backend", help="deprecated: --backend")
+    parser.add_argument("--calib", metavar="DIR", help="INT8 calibration images (--backend int8 with a checkpoint)")
     parser.add_argument("--out", default="runs/eval", help="report directory (default: runs/eval)")
-    parser.add_argument("--model-backend", choices=available_backends(),
-                        help="run the model through the deployment Predictor with this backend (default for an "
-                        "exported file: from its name, .onnx -> ort, .xml -> openvino, .tflite, .ncnn.param, ...)")
-    parser.add_argument("--calib", metavar="DIR", help="INT8 calibration images (--model-backend int8 with a .ckpt)")
     return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with the deprecated --backend pycocotools|faster folded into --evaluator."""
+    args = parser.parse_args(argv, namespace=argparse.Namespace(evaluator_alias=None))
+    if args.evaluator is not None and args.evaluator_alias not in (None, args.evaluator):
+        parser.error(f"--evaluator {args.evaluator} and --backend {args.evaluator_alias} (its old name) disagree; "
+                     "give --evaluator only")
+    args.evaluator = args.evaluator or args.evaluator_alias or "pycocotools"
+    if args.model is not None and args.images is None:
+        parser.error("--model needs --images DIR")
+    return args
 
 
 def run_results_mode(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate an existing results file and write the report."""
-    return evaluate_results_file(args.ann, args.results, out_dir=args.out, backend=args.backend)
+    return evaluate_results_file(args.ann, args.results, out_dir=args.out, backend=args.evaluator)
 
 
-def run_checkpoint_mode(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the checkpoint over ``args.images``, evaluate its detections and write the report (with detections.json).
+def run_model_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the model over ``args.images``, evaluate its detections and write the report (with detections.json):
+    :func:`ssdlite.engine.evaluate.evaluate`."""
+    from ssdlite.engine.evaluate import evaluate
 
-    The model runs as in validation during training (``ssdlite.engine.evaluate``): evaluation resize, score
-    threshold 0.001, the dataset's own category ids in the results. With --model-backend (or an exported file) it runs
-    through the deployment Predictor instead (``ssdlite.deploy.evaluate``), with the same settings.
-    """
-    exported = file_kind(args.checkpoint) is not None or args.checkpoint.lower().endswith(APPLE_ONLY_SUFFIXES)
-    if args.model_backend is not None or exported:
-        from ssdlite.deploy.evaluate import evaluate_model_file
-
-        return evaluate_model_file(
-            args.checkpoint, annotations=args.ann, images=args.images, out_dir=args.out, backend=args.model_backend,
-            evaluator_backend=args.backend, calibration_images=args.calib,
-        )
-    from ssdlite.engine.evaluate import evaluate_checkpoint
-
-    return evaluate_checkpoint(
-        args.checkpoint, annotations=args.ann, images=args.images, out_dir=args.out, backend=args.backend
+    return evaluate(
+        args.model, annotations=args.ann, images=args.images, out_dir=args.out, backend=args.backend,
+        evaluator=args.evaluator, calibration_images=args.calib,
     )
 
 
 @command(PROG)
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    if args.checkpoint is not None and args.images is None:
-        parser.error("--checkpoint needs --images DIR")
-    metrics = run_checkpoint_mode(args) if args.checkpoint is not None else run_results_mode(args)
+    args = parse_arguments(build_parser(prog), argv)
+    metrics = run_model_mode(args) if args.model is not None else run_results_mode(args)
     print(format_coco_table(metrics))
     print(format_voc_lines(metrics))
     print(f"report written to {args.out}")

@@ -5,14 +5,17 @@ backend registry and its backends, pre- and postprocessing, drawing, and the det
 adds what needs torch.
 
 Modules:
-    export/       one module per format (ONNX, TorchScript) + INT8, each registering itself in ``export.base``
-    backends/     "eager": PyTorch on a checkpoint or an SSDLite, which ``ssdlite_runtime``'s registry loads by path
-    metadata      what a model puts in its exported files: its ``ssdlite_runtime.metadata.ModelInfo``
-    predictor     the runtime's ``Predictor``, which here also exports a model on the fly for "ort" / "int8"
-    model_files   reading a checkpoint for inference; ``export_checkpoint`` (``ssdlite-export``)
-    evaluate      COCO evaluation of a Predictor (an exported or INT8 model)
+    export/        one module per format, each registering its exporters in ``export.base``: ONNX (decoding and NMS
+                   in the graph), INT8 ONNX, TorchScript, OpenVINO (float or INT8), TFLite / LiteRT (float or INT8),
+                   NCNN and Core ML
+    backends/      "eager": PyTorch on a checkpoint or an SSDLite, which this package's pyproject.toml declares in the
+                   ``ssdlite_runtime.backends`` entry points
+    default_model  the checkpoint ``ssdlite-detect`` runs without ``--model`` (the ``ssdlite_runtime.default_model``
+                   entry point)
+    metadata       what a model puts in its exported files: its ``ssdlite_runtime.metadata.ModelInfo``
+    model_files    reading a checkpoint for inference; ``export_checkpoint`` (``ssdlite-export``)
+    evaluate       the detections of a Predictor on a COCO dataset (an exported or INT8 model)
 
-Dependencies point one way: predictor -> export -> metadata -> ``ssdlite.core``; the eager backend imports no
-exporter, no exporter imports a backend, and ``ssdlite_runtime`` imports nothing from here
-(tests/deploy/test_import_graph.py).
+Dependencies point one way: export -> metadata -> ``ssdlite.core``; the eager backend imports no exporter, no
+exporter imports a backend, and ``ssdlite_runtime`` imports nothing from here (tests/deploy/test_import_graph.py).
 """

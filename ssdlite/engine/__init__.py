@@ -1,7 +1,7 @@
 """How it learns: the LightningModule, its CLI (tools/train.py), EMA, schedules, evaluation during training.
 
-``ssdlite.engine.cli.train(args)`` is what ``tools/train.py`` runs; ``ssdlite.engine.evaluate.evaluate_checkpoint``
-is ``tools/eval_coco.py --checkpoint``; ``ssdlite.engine.demo.run_demo`` is ``make demo``.
+``ssdlite.engine.cli.train(args)`` is what ``tools/train.py`` runs; ``ssdlite.engine.evaluate.evaluate`` is
+``ssdlite-eval --model``; ``ssdlite.engine.demo.run_demo`` is ``make demo``.
 """
 
 from ssdlite.engine.ema import ModelEMA

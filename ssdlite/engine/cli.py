@@ -17,6 +17,7 @@ Links (set once, never twice): ``model.image_size`` -> ``data.image_size``; the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -25,7 +26,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,14 +61,8 @@ from ssdlite.engine.model_card import RunFacts, write_model_card
 from ssdlite.engine.module import SSDLiteModule
 from ssdlite.engine.recipes import resolve_config_arguments
 from ssdlite.engine.schedule import TimeBudget
-from ssdlite.models import (
-    CLASS_NAMES_KEY,
-    HYPER_PARAMETERS_KEY,
-    MODEL_CONFIG_KEY,
-    SSDLiteConfig,
-    describe_config,
-)
-from ssdlite.models.weights import read_state_dict
+from ssdlite.models import CLASS_NAMES_KEY, MODEL_CONFIG_KEY, SSDLiteConfig, describe_config
+from ssdlite.models.checkpoints import checkpoint_step, read_training_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -259,19 +254,9 @@ def train(
         TrainingStopped: SIGTERM or Ctrl+C stopped training (a SystemExit with status 143 / 130; the message with
             the checkpoint and the resume command is logged first, as a warning).
     """
-    argv = list(args) if args is not None else sys.argv[1:]
+    argv = list(args) if args is not None else sys.argv[1:]  # as typed: the model card's and resume command
     _quiet_expected_warnings()
-    # --config shapes: the packaged recipe (ssdlite.engine.recipes); argv keeps what was typed (the model card's
-    # command, the resume command).
-    parsed_args = resolve_config_arguments(argv)
-    try:
-        cli = SSDLiteCLI(parsed_args, extra_callbacks=extra_callbacks, prog=prog)
-    except ValueError as error:
-        # jsonargparse wraps what reading the data raised ("Call to compute_fn of link ... failed: ..."): the
-        # data's own FileNotFoundError / ValueError names the file and the fix.
-        if str(error).startswith("Call to compute_fn of link") and isinstance(error.__cause__, (OSError, ValueError)):
-            raise error.__cause__ from None
-        raise
+    cli = _build_cli(argv, extra_callbacks=extra_callbacks, prog=prog)
     try:
         return _fit(cli, argv)
     finally:
@@ -279,24 +264,62 @@ def train(
             cli.run_dir_lock.release()
 
 
+def _build_cli(argv: list[str], *, extra_callbacks: Sequence[Any], prog: str) -> SSDLiteCLI:
+    """Parses ``argv`` (``--config shapes``: the packaged recipe, see :mod:`ssdlite.engine.recipes`) and builds the
+    data, the model and the Trainer."""
+    try:
+        return SSDLiteCLI(resolve_config_arguments(argv), extra_callbacks=extra_callbacks, prog=prog)
+    except ValueError as error:
+        # jsonargparse wraps what reading the data raised ("Call to compute_fn of link ... failed: ..."): the
+        # data's own FileNotFoundError / ValueError names the file and the fix.
+        if str(error).startswith("Call to compute_fn of link") and isinstance(error.__cause__, (OSError, ValueError)):
+            raise error.__cause__ from None
+        raise
+
+
 def _fit(cli: SSDLiteCLI, argv: list[str]) -> TrainResult:
     """Fits, validates the final weights, saves ``last.ckpt`` and writes the model card: :func:`train` after
     parsing."""
-    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
-    if datamodule.val_dataset is None:
+    if cli.datamodule.val_dataset is None:
         raise ValueError(
             "data.val_images and data.val_annotations are needed: validation computes the AP that picks best.ckpt"
         )
-    ckpt_path = cli.config.ckpt_path
-    if ckpt_path is not None:
-        check_resume_checkpoint(ckpt_path, module)
-    if trainer.is_global_zero:
+    if cli.config.ckpt_path is not None:
+        check_resume_checkpoint(cli.config.ckpt_path, cli.model)
+    if cli.trainer.is_global_zero:
         logger.info(f"run folder: {cli.run_dir}")
     start = time.perf_counter()
+    with _run_dir_in_environment(cli.run_dir):
+        _fit_to_the_end(cli, argv)
+    result = _result(cli, time.perf_counter() - start)
+    if cli.trainer.is_global_zero:
+        result.model_card = write_model_card(_run_facts(cli, result, argv), cli.model.eval_model)
+        _log_summary(result)
+    return result
+
+
+@contextlib.contextmanager
+def _run_dir_in_environment(run_dir: Path) -> Iterator[None]:
+    """``RUN_DIR_ENV`` set to ``run_dir`` meanwhile (inherited by the processes a DDP launcher starts), then as
+    before."""
     previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(cli.run_dir)  # inherited by the processes a DDP launcher starts
+    os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
+def _fit_to_the_end(cli: SSDLiteCLI, argv: list[str]) -> None:
+    """``trainer.fit``, a validation of the final weights where the last epoch had none, and ``last.ckpt`` of the
+    final state; a stop by SIGTERM or Ctrl+C is raised as :class:`TrainingStopped` (logged first, with the resume
+    command)."""
+    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cli.config.ckpt_path)
         if module.last_val_step != trainer.global_step:
             # The last epoch was not validated (max_time ran out, or check_val_every_n_epoch skipped it):
             # validate the final weights (with the BatchNorm statistics calibrated anew).
@@ -306,26 +329,22 @@ def _fit(cli: SSDLiteCLI, argv: list[str]) -> TrainResult:
             # The final state, as the run ended (epoch = epochs done; the full state, so it stays resumable).
             last.save(trainer)
     except SystemExit as exit_:
-        # SIGTERMException (SIGTERM or the first Ctrl+C, see ssdlite.engine.checkpointing), or Lightning's exit
-        # after a second Ctrl+C.
-        stop_signals = _callback(trainer, StopSignals)
-        received = stop_signals.received if stop_signals is not None else None
-        if received is None and not isinstance(exit_, SIGTERMException):
+        stopped = _stopped_by_signal(cli, argv, exit_)
+        if stopped is None:
             raise
-        stopped = _training_stopped(cli, argv, received or signal.SIGTERM)
         if trainer.is_global_zero:
             logger.warning(stopped.describe())
         raise stopped from None
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
-    result = _result(cli, time.perf_counter() - start)
-    if trainer.is_global_zero:
-        result.model_card = write_model_card(_run_facts(cli, result, argv), module.eval_model)
-        _log_summary(result)
-    return result
+
+
+def _stopped_by_signal(cli: SSDLiteCLI, argv: list[str], exit_: SystemExit) -> TrainingStopped | None:
+    """What stopped training, when the exit came from SIGTERM or Ctrl+C: a SIGTERMException (SIGTERM or the first
+    Ctrl+C, see :mod:`ssdlite.engine.checkpointing`) or Lightning's exit after a second Ctrl+C; None otherwise."""
+    stop_signals = _callback(cli.trainer, StopSignals)
+    received = stop_signals.received if stop_signals is not None else None
+    if received is None and not isinstance(exit_, SIGTERMException):
+        return None
+    return _training_stopped(cli, argv, received or signal.SIGTERM)
 
 
 def _training_stopped(cli: SSDLiteCLI, argv: list[str], signal_number: int) -> TrainingStopped:
@@ -334,7 +353,7 @@ def _training_stopped(cli: SSDLiteCLI, argv: list[str], signal_number: int) -> T
     step = last.saved_step if last is not None else None
     if step is None and checkpoint is not None and checkpoint.is_file():
         # stopped before this process saved (a second Ctrl+C early in a resumed run): the file's own step
-        step = int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        step = checkpoint_step(checkpoint)
     return TrainingStopped(signal_number, checkpoint, step, resume_command(argv, cli.run_dir, checkpoint))
 
 
@@ -399,13 +418,7 @@ def check_resume_checkpoint(path: str | Path, module: SSDLiteModule) -> None:
         FileNotFoundError: no such file.
         ValueError: not a training checkpoint, or one of another architecture or other classes.
     """
-    content = read_state_dict(path)
-    hparams = content.get(HYPER_PARAMETERS_KEY)
-    if not isinstance(hparams, dict) or "optimizer_states" not in content or MODEL_CONFIG_KEY not in hparams:
-        raise ValueError(
-            f"--ckpt_path {path} is not a training checkpoint of tools/train.py (no optimizer state or model "
-            "config); to start from its weights use --model.init_from instead"
-        )
+    hparams = read_training_checkpoint(path)
     held = SSDLiteConfig.from_dict({**hparams[MODEL_CONFIG_KEY], "pretrained_backbone": None}).to_dict()
     expected = SSDLiteConfig.from_dict({**module.model.config, "pretrained_backbone": None}).to_dict()
     if held != expected:
@@ -447,31 +460,12 @@ def _result(cli: SSDLiteCLI, wall_time_s: float) -> TrainResult:
 
 
 def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFacts:
-    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
-    hparams = module.hparams
+    module, trainer = cli.model, cli.trainer
     best = _best_checkpoint_callback(trainer)
     best_score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
-    scheduler = module._scheduler()
-    program = _command_prefix()
-    data = {
-        "format": datamodule.format,
-        "train": f"{datamodule.train_images} + {datamodule.train_annotations} "
-        f"({len(datamodule.train_dataset) if datamodule.train_dataset is not None else '?'} images)",
-        "val": f"{datamodule.val_images} + {datamodule.val_annotations} "
-        f"({len(datamodule.val_dataset) if datamodule.val_dataset is not None else '?'} images)",
-        "batch size (per device)": datamodule.batch_size,
-    }
+    program = _command_prefix()  # the command that ran: ssdlite-train, or python tools/train.py in a checkout
     training = {
-        "from": hparams.init_from or (
-            f"pretrained backbone {hparams.pretrained_backbone}" if hparams.pretrained_backbone else "scratch"
-        ),
-        "optimizer": f"{hparams.optimizer}, peak lr {scheduler.base_lrs[0]:g}" if scheduler else hparams.optimizer,
-        "lr scaling": f"lr {hparams.lr:g} given for a batch of {hparams.base_batch_size}, scaled linearly"
-        if hparams.base_batch_size
-        else "none (lr used as given)",
-        "schedule": f"linear warm-up {scheduler.warmup_steps} steps, cosine decay" if scheduler else "-",
-        "weight decay": hparams.weight_decay,
-        "EMA": f"decay {hparams.ema_decay}" if hparams.ema else "off",
+        **module.recipe_facts(),
         "epochs": result.epochs,
         "optimizer steps": result.steps,
         "devices": f"{trainer.num_devices} x {trainer.num_nodes} node(s), {type(trainer.accelerator).__name__}",
@@ -485,7 +479,7 @@ def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFact
         model_config=module.model.config,
         class_names=module.class_names,
         category_ids=module.category_ids,
-        data=data,
+        data=_data_facts(cli.datamodule),
         training=training,
         metrics=result.metrics,
         best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
@@ -493,6 +487,20 @@ def _run_facts(cli: SSDLiteCLI, result: TrainResult, argv: list[str]) -> RunFact
         command=shlex.join([*program, *argv]),
         program=shlex.join(program),
     )
+
+
+def _data_facts(datamodule: DetectionDataModule) -> dict[str, Any]:
+    """The model card's data section: the format, each split's images, annotations and image count, the batch."""
+
+    def split(images: Any, annotations: Any, dataset: Any) -> str:
+        return f"{images} + {annotations} ({len(dataset) if dataset is not None else '?'} images)"
+
+    return {
+        "format": datamodule.format,
+        "train": split(datamodule.train_images, datamodule.train_annotations, datamodule.train_dataset),
+        "val": split(datamodule.val_images, datamodule.val_annotations, datamodule.val_dataset),
+        "batch size (per device)": datamodule.batch_size,
+    }
 
 
 def _log_summary(result: TrainResult) -> None:

@@ -7,7 +7,7 @@ Steps (each prints what it did):
    installed package's own copy, so the demo runs from any folder) as run ``demo`` (``runs/demo/``; an earlier demo
    run is replaced): a fixed number of optimizer steps, so every machine trains the same model and only the time it
    takes differs;
-3. evaluates ``runs/demo/last.ckpt`` on the validation set exactly as ``tools/eval_coco.py --checkpoint`` does
+3. evaluates ``runs/demo/last.ckpt`` on the validation set exactly as ``ssdlite-eval --model`` does
    (``runs/demo/metrics.json``, ``detections.json``, ``per_class_ap.csv``, ``pr_curve.png``);
 4. draws the detections (score >= 0.4) on validation images into ``runs/demo/detections/``.
 
@@ -128,8 +128,8 @@ def _shapes_settings(annotation_file: Path) -> dict[str, Any] | None:
 
 def draw_validation_images(checkpoint: Path, images_dir: Path, out_dir: Path, *, count: int = DRAWN_IMAGES) -> Path:
     """Draws the checkpoint's detections (score >= 0.4) on the first ``count`` images of ``images_dir``."""
-    from ssdlite.deploy.predictor import DISPLAY_SCORE_THRESHOLD, Predictor
     from ssdlite_runtime.image_io import read_image
+    from ssdlite_runtime.predictor import DISPLAY_SCORE_THRESHOLD, Predictor
     from ssdlite_runtime.visualize import draw_detections
 
     predictor = Predictor(checkpoint, score_threshold=DISPLAY_SCORE_THRESHOLD)
@@ -166,7 +166,7 @@ def run_demo(
     import torch
 
     from ssdlite.engine.cli import train
-    from ssdlite.engine.evaluate import evaluate_checkpoint
+    from ssdlite.engine.evaluate import evaluate
     from ssdlite.evaluation import format_coco_table
 
     for option, value in (("num_train", num_train), ("num_val", num_val), ("size", size), ("steps", steps)):
@@ -200,7 +200,7 @@ def run_demo(
     train_minutes = (time.perf_counter() - train_start) / 60
     checkpoint = result.last_checkpoint
     print(f"[demo] evaluating {checkpoint} on {paths['val_annotations']} ...", flush=True)
-    metrics = evaluate_checkpoint(
+    metrics = evaluate(
         checkpoint, annotations=paths["val_annotations"], images=paths["val_images"], out_dir=run_dir
     )
     detections_dir = draw_validation_images(checkpoint, Path(paths["val_images"]), run_dir / "detections")

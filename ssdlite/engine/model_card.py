@@ -30,16 +30,16 @@ class RunFacts:
         model_config: ``model.config`` of the trained network.
         class_names: names of labels 1..K.
         category_ids: dataset category id of labels 1..K.
-        data: data settings (format, paths, batch size) and image counts.
-        training: optimizer, lr, epochs, steps, devices, precision, wall time ...
-        metrics: validation metrics of the final weights (keys of ``CocoEvaluator.evaluate``), may be empty.
-        best_checkpoint: path of best.ckpt, or None.
-        best_score: its val/AP, or None.
         command: the command line that trained the model, as it was run (``ssdlite-train ...`` or
             ``python tools/train.py ...``).
         program: the program of that command line (``ssdlite-train``, ``python tools/train.py``): the card says it
             wrote it, and names the installed commands (``ssdlite-detect``, ...) for using the model when it is an
             installed command, the checkout's scripts otherwise.
+        data: data settings (format, paths, batch size) and image counts.
+        training: optimizer, lr, epochs, steps, devices, precision, wall time ...
+        metrics: validation metrics of the final weights (keys of ``CocoEvaluator.evaluate``), may be empty.
+        best_checkpoint: path of best.ckpt, or None.
+        best_score: its val/AP, or None.
     """
 
     name: str
@@ -47,13 +47,13 @@ class RunFacts:
     model_config: Mapping[str, Any]
     class_names: Sequence[str]
     category_ids: Sequence[int]
+    command: str
+    program: str
     data: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     best_checkpoint: str | None = None
     best_score: float | None = None
-    command: str = ""
-    program: str = "python tools/train.py"
 
 
 def write_model_card(facts: RunFacts, model: Any, *, path: str | Path | None = None) -> Path:
@@ -149,7 +149,7 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
         "",
         "```",
         f"{commands['detect']} image PHOTO.jpg --model {Path(facts.run_dir) / 'last.ckpt'} --save out.jpg",
-        f"{commands['eval']} --checkpoint {Path(facts.run_dir) / 'last.ckpt'} --ann GT.json --images DIR "
+        f"{commands['eval']} --model {Path(facts.run_dir) / 'last.ckpt'} --ann GT.json --images DIR "
         f"--out {Path(facts.run_dir) / 'eval'}",
         "```",
         "",
@@ -158,7 +158,9 @@ def model_card_text(facts: RunFacts, model: Any) -> str:
 
 
 INSTALLED_COMMANDS = {"detect": "ssdlite-detect", "eval": "ssdlite-eval", "benchmark": "ssdlite-benchmark"}
-CHECKOUT_COMMANDS = {"detect": "python detect.py", "eval": "python tools/eval_coco.py", "benchmark": "tools/benchmark.py"}
+CHECKOUT_COMMANDS = {
+    "detect": "python detect.py", "eval": "python tools/eval_coco.py", "benchmark": "python tools/benchmark.py"
+}
 
 
 def use_commands(program: str) -> dict[str, str]:

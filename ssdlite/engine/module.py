@@ -444,6 +444,22 @@ class SSDLiteModule(L.LightningModule):
         if scheduler is not None:
             scheduler.total_steps, scheduler.warmup_steps = self._schedule_length()
 
+    def recipe_facts(self) -> dict[str, Any]:
+        """How this module trains, as the model card states it: the starting weights, the optimizer and its peak
+        lr, lr scaling, the schedule, weight decay and EMA (the schedule's numbers once the Trainer has built it)."""
+        hparams = self.hparams
+        scheduler = self._scheduler() if self._trainer is not None else None
+        start = f"pretrained backbone {hparams.pretrained_backbone}" if hparams.pretrained_backbone else "scratch"
+        scaling = f"lr {hparams.lr:g} given for a batch of {hparams.base_batch_size}, scaled linearly"
+        return {
+            "from": hparams.init_from or start,
+            "optimizer": f"{hparams.optimizer}, peak lr {scheduler.base_lrs[0]:g}" if scheduler else hparams.optimizer,
+            "lr scaling": scaling if hparams.base_batch_size else "none (lr used as given)",
+            "schedule": f"linear warm-up {scheduler.warmup_steps} steps, cosine decay" if scheduler else "-",
+            "weight decay": hparams.weight_decay,
+            "EMA": f"decay {hparams.ema_decay}" if hparams.ema else "off",
+        }
+
 
 def _plain(value: Any) -> Any:
     """A copy of nested dicts / lists / tuples with tuples as lists (plain YAML / weights_only types)."""

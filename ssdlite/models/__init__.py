@@ -4,7 +4,8 @@ Modules:
     _registry   the registry: a model's name is its preset function's name; ``list_models("ssdlite*")``
     _builder    ``SSDLiteConfig`` (frozen, self-validating) and the builders of detectors and classifiers
     presets     the registered detector presets
-    _helpers    ``load_checkpoint`` and the checkpoint key names the LightningModule writes
+    checkpoints reading checkpoint files (the one ``torch.load``) and the key names the LightningModule writes
+    _helpers    ``load_checkpoint``: the network a checkpoint holds, rebuilt and loaded
     complexity  parameters and multiply-adds per layer (MobileNets Table 1 style)
 """
 
@@ -19,7 +20,9 @@ from ._builder import (
     describe_config,
     model_config,
 )
-from ._helpers import (
+from ._helpers import infer_config, load_checkpoint, load_state_dict_checked
+from ._registry import is_model, list_models, register_model
+from .checkpoints import (
     CATEGORY_IDS_KEY,
     CLASS_NAMES_KEY,
     EMA_WEIGHTS_PREFIX,
@@ -27,11 +30,7 @@ from ._helpers import (
     MODEL_CONFIG_KEY,
     MODEL_WEIGHTS_PREFIX,
     STATE_DICT_KEY,
-    infer_config,
-    load_checkpoint,
-    load_state_dict_checked,
 )
-from ._registry import is_model, list_models, register_model
 from .ssdlite import SSDLite
 
 __all__ = [

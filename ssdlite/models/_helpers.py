@@ -1,7 +1,7 @@
-"""Loading a model from a file: training checkpoints, ``{model_config, state_dict}`` files and bare state dicts.
+"""The network a checkpoint holds: its architecture (from the file's config, else inferred from the weights), built
+and loaded with errors that say which architecture the weights are and which the model is.
 
-A training checkpoint is the one Lightning writes for :class:`ssdlite.engine.module.SSDLiteModule`; the key names
-below are where it keeps what :func:`load_checkpoint` reads, and the module writes them from these constants.
+Reading the file and checking its layout is :mod:`ssdlite.models.checkpoints`; this module builds what it read.
 """
 
 from __future__ import annotations
@@ -24,26 +24,9 @@ from ._builder import (
     describe_config,
 )
 from ._registry import list_models, model_entrypoint
+from .checkpoints import NOT_OURS_HELP, read_checkpoint
 from .ssdlite import SSDLite
-from .weights import read_state_dict, state_dict_differences, strip_prefix
-
-HYPER_PARAMETERS_KEY = "hyper_parameters"
-"""Lightning's checkpoint entry of the module's hyper-parameters (and what ``on_save_checkpoint`` adds)."""
-STATE_DICT_KEY = "state_dict"
-"""The weights: Lightning's checkpoint entry, and the entry of a ``{model_config, state_dict}`` file."""
-MODEL_CONFIG_KEY = "model_config"
-"""Hyper-parameter (or file entry) holding ``model.config``, the dict the network is rebuilt from."""
-CLASS_NAMES_KEY = "class_names"
-"""Hyper-parameter (or file entry): the names of labels 1..K."""
-CATEGORY_IDS_KEY = "category_ids"
-"""Hyper-parameter (or file entry): the dataset category id of labels 1..K."""
-MODEL_WEIGHTS_PREFIX = "model."
-"""State-dict prefix of the trained network, the LightningModule's ``model`` attribute."""
-EMA_WEIGHTS_PREFIX = "ema_model."
-"""State-dict prefix of the weight average, the LightningModule's ``ema_model`` attribute."""
-_AVERAGED_MODULE_PREFIX = "module."
-_AVERAGED_COUNT_KEY = "n_averaged"
-"""How ``ModelEMA`` and ``torch.optim.swa_utils.AveragedModel`` lay out their state: the averaged copy and a count."""
+from .weights import state_dict_differences
 
 
 def infer_config(state_dict: Mapping[str, Tensor]) -> SSDLiteConfig:
@@ -143,57 +126,14 @@ def load_state_dict_checked(model: SSDLite, state_dict: Mapping[str, Tensor], *,
     return model
 
 
-def _model_weights(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The SSDLite weights of a Lightning state dict: the EMA copy's if present, else the trained network's."""
-    weights = strip_prefix(state_dict, EMA_WEIGHTS_PREFIX)
-    if weights:
-        weights = {key: value for key, value in weights.items() if key != _AVERAGED_COUNT_KEY}
-        if all(key.startswith(_AVERAGED_MODULE_PREFIX) for key in weights):
-            weights = strip_prefix(weights, _AVERAGED_MODULE_PREFIX)
-        return weights
-    return strip_prefix(state_dict, MODEL_WEIGHTS_PREFIX)
-
-
-def _checkpoint_parts(content: dict[str, Any], source: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Splits a loaded file into (model weights, metadata with model_config / class_names / category_ids)."""
-    if isinstance(content.get(HYPER_PARAMETERS_KEY), Mapping) and isinstance(content.get(STATE_DICT_KEY), Mapping):
-        weights = _model_weights(content[STATE_DICT_KEY])
-        if not weights:
-            raise ValueError(
-                f"{source} is a Lightning checkpoint without model weights (no '{MODEL_WEIGHTS_PREFIX}*' or "
-                f"'{EMA_WEIGHTS_PREFIX}*' keys)"
-            )
-        return weights, dict(content[HYPER_PARAMETERS_KEY])
-    if isinstance(content.get(STATE_DICT_KEY), Mapping):
-        return dict(content[STATE_DICT_KEY]), content
-    if content and all(isinstance(value, Tensor) for value in content.values()):
-        return content, {}
-    raise ValueError(
-        f"{source} is neither a Lightning checkpoint, a {{'{MODEL_CONFIG_KEY}', '{STATE_DICT_KEY}'}} file nor a "
-        f"state dict (top-level keys: {', '.join(map(str, list(content)[:6]))})"
-    )
-
-
 def _build_held_model(config: SSDLiteConfig | Mapping[str, Any], source: str) -> SSDLite:
     """The SSDLite a file's config describes, without downloading or reading any pretrained backbone."""
     try:
         if not isinstance(config, SSDLiteConfig):
             config = SSDLiteConfig.from_dict({**config, "pretrained_backbone": None})
         return build_model_from_config(config)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:  # TypeError: a value of the wrong type for its field
         raise ValueError(f"{source} holds a model config this package cannot build: {error}") from error
-
-
-def _class_metadata(meta: Mapping[str, Any], num_classes: int, source: str) -> tuple[list[str], list[int]]:
-    """(class_names, category_ids) of a file's metadata, "1".."K" and 1..K where it has none."""
-    class_names = list(meta.get(CLASS_NAMES_KEY) or [str(label) for label in range(1, num_classes + 1)])
-    category_ids = [int(i) for i in (meta.get(CATEGORY_IDS_KEY) or range(1, num_classes + 1))]
-    if len(class_names) != num_classes or len(category_ids) != num_classes:
-        raise ValueError(
-            f"{source} has {len(class_names)} class_names and {len(category_ids)} category_ids for a model with "
-            f"num_classes={num_classes}; they must match"
-        )
-    return class_names, category_ids
 
 
 def load_checkpoint(
@@ -201,7 +141,7 @@ def load_checkpoint(
 ) -> tuple[SSDLite, dict[str, Any]]:
     """Loads a model from a Lightning checkpoint, a ``{"model_config", "state_dict"}`` file or a bare state dict.
 
-    The file is read with ``torch.load(weights_only=True)``. The architecture is rebuilt from
+    The file is read by :func:`ssdlite.models.checkpoints.read_checkpoint`. The architecture is rebuilt from
     ``hyper_parameters["model_config"]`` (or the file's ``model_config``; inferred from the weights when absent,
     with image_size 320) without downloading any pretrained backbone. Weights are ``ema_model.*`` when present
     (EMA), else ``model.*``.
@@ -217,16 +157,20 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable file, a model config this package cannot build (e.g. image_size above 2048), or
-            weights that do not fit the architecture the file describes.
+        NotACheckpointError: a file ``torch.save`` did not write (empty, text, cut short).
+        ValueError: a file of another layout, a model config this package cannot build (e.g. image_size above
+            2048), or weights that do not fit the architecture the file describes; one line naming the file.
     """
-    source = f"checkpoint {str(path)!r}"
-    weights, meta = _checkpoint_parts(read_state_dict(path, map_location=map_location), source)
-    config = meta.get(MODEL_CONFIG_KEY)
+    contents = read_checkpoint(path, map_location=map_location)
+    config = contents.model_config
     if config is None:
-        config = infer_config(weights)
-    model = load_state_dict_checked(_build_held_model(config, source), weights, source=source)
-    class_names, category_ids = _class_metadata(meta, model.num_classes, source)
+        try:
+            config = infer_config(contents.weights)
+        except ValueError as error:
+            raise ValueError(f"cannot load {path}: {error}; {NOT_OURS_HELP}") from error
+    model = _build_held_model(config, contents.source)
+    load_state_dict_checked(model, contents.weights, source=contents.source)
+    class_names, category_ids = contents.labels(model.num_classes)
     meta = {
         "class_names": class_names,
         "category_ids": category_ids,

@@ -13,7 +13,8 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from .blocks import conv_bn_act, depthwise_separable
-from .weights import check_width_mult, load_weights, read_state_dict, strip_prefix
+from .checkpoints import read_state_dict
+from .weights import check_width_mult, load_weights, strip_prefix
 
 STEM_CHANNELS = 32
 """Filters of the first full convolution (Table 1: Conv / s2, 3x3x3x32)."""

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from .blocks import batch_norm, normal_init
-from .weights import check_width_mult, load_weights, read_state_dict, strip_prefix
+from .checkpoints import read_state_dict
+from .weights import check_width_mult, load_weights, strip_prefix
 
 STRIDE16_BLOCK = 14
 """Index in ``features`` of the inverted residual block whose expansion is the stride-16 tap."""

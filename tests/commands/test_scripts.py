@@ -7,12 +7,15 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.metadata
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import tomllib
+
+pytestmark = pytest.mark.xdist_group("scripts")  # one worker runs every script's --help once (help_answers)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMAND_PACKAGES = {"pyproject.toml": "ssdlite.commands", "runtime/pyproject.toml": "ssdlite_runtime"}
@@ -46,12 +49,41 @@ def test_every_declared_script_resolves_to_a_callable_and_is_installed(name):
     assert installed_script(name).is_file()
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
-def test_help_works_through_the_installed_script(name, tmp_path):
-    completed = subprocess.run([str(installed_script(name)), "--help"], cwd=tmp_path, capture_output=True, text=True,
-                               timeout=300)
+RUN_WITH_HELP = """
+import contextlib, io, json, runpy, sys
+
+answers = {}
+for name, script in json.loads(sys.argv[1]).items():
+    sys.argv = [script, "--help"]
+    out, err, status = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as exit_:
+            status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    answers[name] = [status, out.getvalue(), err.getvalue()]
+print(json.dumps(answers))
+"""
+"""Runs each installed script (``{name: path}``, the first argument) as ``SCRIPT --help`` would, one after the
+other in this one interpreter; prints ``{name: [exit status, stdout, stderr]}`` as JSON."""
+
+
+@pytest.fixture(scope="module")
+def help_answers(tmp_path_factory) -> dict[str, list]:
+    """What every installed script answers to ``--help``: its code run as ``__main__`` by one Python process (not one
+    each: most of a command's start is importing torch and Lightning)."""
+    scripts = json.dumps({name: str(installed_script(name)) for name in SCRIPTS})
+    completed = subprocess.run([sys.executable, "-c", RUN_WITH_HELP, scripts], cwd=tmp_path_factory.mktemp("help"),
+                               capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert f"usage: {name}" in completed.stdout
+    return json.loads(completed.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_help_works_through_the_installed_script(name, help_answers):
+    status, out, err = help_answers[name]
+    assert status == 0, err[-2000:]
+    assert f"usage: {name}" in out
 
 
 def test_every_checkout_script_runs_a_declared_command():

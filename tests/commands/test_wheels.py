@@ -89,6 +89,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     for file in where:
         assert Path(file).is_relative_to(site_packages), where  # the wheel's copy, not the checkout's
     assert (site_packages / "ssdlite" / "configs" / "shapes.yaml").is_file()
+    assert (site_packages / "ssdlite_runtime" / "stream" / "webview.html").is_file()  # the web view's page
     return venv / "bin", env
 
 

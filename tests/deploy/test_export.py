@@ -18,7 +18,7 @@ import torch
 from ssdlite.core.postprocess import postprocess_detections
 from ssdlite.deploy.export import ONNX_OPSET, export_model
 from ssdlite.deploy.metadata import INPUT_SCALING
-from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.preprocess import preprocess_images
 from tests.deploy import tiny_detector as tiny
 

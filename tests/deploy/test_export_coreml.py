@@ -17,8 +17,8 @@ from ssdlite.deploy.export import export_model
 from ssdlite.deploy.export.base import inference_network
 from ssdlite.deploy.export.coreml import CONFIDENCE, COORDINATES, IMAGE_INPUT, CoreMLDecoder
 from ssdlite.deploy.metadata import model_metadata
-from ssdlite.deploy.predictor import Predictor
 from ssdlite_runtime import predictor as runtime
+from ssdlite_runtime.predictor import Predictor
 from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
 
 ct = pytest.importorskip("coremltools")

@@ -17,10 +17,10 @@ import torch
 from ssdlite.deploy.export import export_model
 from ssdlite.deploy.export.ncnn import NCNN_SUFFIX, ncnn_files
 from ssdlite.deploy.metadata import model_metadata
-from ssdlite.deploy.predictor import Predictor
 from ssdlite_runtime.backends.base import backend_for_path
 from ssdlite_runtime.backends.ncnn import metadata_file, weights_file
 from ssdlite_runtime.metadata import INPUT_NAME, RAW_OUTPUT_NAMES
+from ssdlite_runtime.predictor import Predictor
 from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
 
 pytest.importorskip("pnnx")

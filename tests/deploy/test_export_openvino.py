@@ -19,8 +19,8 @@ from ssdlite.deploy.export import ExportOptions, available_formats, export_model
 from ssdlite.deploy.export.base import exported_files
 from ssdlite.deploy.export.openvino import export_openvino
 from ssdlite.deploy.metadata import model_metadata
-from ssdlite.deploy.predictor import Predictor
 from ssdlite_runtime.image_io import list_images, read_image
+from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
 

@@ -348,6 +348,19 @@ def test_the_library_refuses_a_calibration_limit_below_one_before_converting(lim
     assert conversions == []
 
 
+def test_every_int8_export_without_calibration_images_is_refused_once_before_converting(tmp_path, conversions):
+    """``export_model`` makes the check for every format with an INT8 exporter; the exporters do not repeat it."""
+    int8_exporters = [exporter for exporter in base.registered_exporters() if exporter.precision == "int8"]
+    assert {"onnx", "openvino", "tflite"} <= {exporter.format for exporter in int8_exporters}
+    for exporter in int8_exporters:
+        with pytest.raises(ValueError, match=r"^INT8 export needs calibration images: pass --calib DIR \(a folder"):
+            base.export_model(small_model(), tmp_path / f"m{exporter.suffix}", format=exporter.format, int8=True)
+    assert conversions == [] and list(tmp_path.iterdir()) == []
+    for path in Path(base.__file__).parent.glob("*.py"):
+        if path.name != "base.py":
+            assert "needs calibration images" not in path.read_text(), path.name
+
+
 def test_unreadable_calibration_images_are_skipped_with_a_warning_naming_each(tmp_path, caplog):
     folder, bad = calibration_folder(tmp_path / "calib", good=2, bad=True)
     with caplog.at_level(logging.WARNING, logger="ssdlite"):

@@ -24,10 +24,10 @@ from ssdlite.deploy.export import export_model
 from ssdlite.deploy.export.base import inference_network
 from ssdlite.deploy.export.tflite_postprocess import NMS_SWEEPS, DetectionGraph
 from ssdlite.deploy.metadata import model_metadata
-from ssdlite.deploy.predictor import Predictor
 from ssdlite_runtime.backends.base import backend_for_path
 from ssdlite_runtime.image_io import read_image
 from ssdlite_runtime.metadata import INPUT_NAME
+from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.preprocess import preprocess_images
 from tests.deploy import tiny_detector as tiny
 

@@ -1,5 +1,6 @@
-"""The packages' import graphs have no circles, and the deploy layout keeps its one-way rules: ``ssdlite_runtime``
-(runtime/) imports nothing of ``ssdlite``, torch, torchvision or lightning, and no backend imports another.
+"""The import graph follows docs/design.md's "Dependencies point one way": every arrow of its layer diagram, no
+circles, and the runtime's boundary (``ssdlite_runtime`` imports nothing of ``ssdlite``, torch or Lightning; no
+backend imports another; optional packages are imported inside functions).
 
 The graph is read from the source with ``ast``: every ``import`` / ``from ... import`` anywhere in a module (inside
 functions too: an import that runs late still ties the two modules together), except those under
@@ -11,14 +12,39 @@ re-exports its submodules would otherwise form a circle with each of them.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_ROOT = REPO_ROOT / "ssdlite"
 RUNTIME_ROOT = REPO_ROOT / "runtime" / "ssdlite_runtime"
+SCRIPTS = [*sorted((REPO_ROOT / "tools").glob("*.py")), REPO_ROOT / "detect.py", REPO_ROOT / "data" / "download.py"]
 FORBIDDEN_IN_RUNTIME = {"ssdlite", "torch", "torchvision", "lightning", "pytorch_lightning"}
-"""What the runtime never imports (a string module path in its registry is not an import: the eager backend)."""
+"""What the runtime never imports (the full package reaches it through entry points, which are no import)."""
+
+LAYERS: dict[str, set[str]] = {
+    "core": set(),
+    "models": {"core"},
+    "data": {"core"},
+    "evaluation": {"core"},
+    "deploy": {"core", "models", "data", "evaluation"},
+    "engine": {"core", "models", "data", "evaluation", "deploy"},
+    "benchmarks": {"core", "models", "data", "evaluation", "deploy", "engine"},
+    "commands": {"core", "models", "data", "evaluation", "deploy", "engine", "benchmarks", "openmp"},
+    "openmp": set(),
+}
+"""docs/design.md's diagram: each subpackage of ``ssdlite`` and the ones it may import (``ssdlite_runtime``, the
+shared base, is open to all of them)."""
+
+THIRD_PARTY: dict[str, set[str]] = {
+    "core": {"torch", "torchvision", "numpy"},
+    "models": {"torch", "torchvision", "numpy"},
+}
+"""The layers that import few packages besides the standard library and ``ssdlite_runtime``: these only."""
+
+LIGHTNING_USERS = ("ssdlite.engine", "ssdlite.data.datamodule")
+"""Where Lightning is imported: the training loop and the LightningDataModule, nowhere else."""
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -68,6 +94,7 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
     return found
 
 
+@functools.cache  # read once per package: several tests walk the same graph
 def import_graph(root: Path = PACKAGE_ROOT) -> dict[str, set[str]]:
     modules = module_names(root)
     return {name: imported_modules(name, path, modules) for name, path in modules.items()}
@@ -138,6 +165,45 @@ def test_the_packages_have_no_import_circles():
         assert not found, "import circles: " + "; ".join(" <-> ".join(component) for component in found)
 
 
+def layer(module: str) -> str:
+    """``ssdlite.core.anchors`` -> "core" (the package itself: "ssdlite")."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_each_layer_imports_only_the_layers_its_arrows_allow():
+    graph = import_graph()
+    assert set(LAYERS) == {layer(name) for name in graph if name != "ssdlite"}, "a new subpackage: give it its arrows"
+    wrong = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph.items() if source != "ssdlite"
+        for target in targets
+        if layer(target) != layer(source) and layer(target) not in LAYERS[layer(source)]
+    )
+    assert not wrong, "imports against docs/design.md's arrows: " + "; ".join(wrong)
+
+
+def test_core_and_models_import_only_torch_torchvision_numpy_and_the_runtime():
+    allowed_everywhere = set(sys.stdlib_module_names) | {"ssdlite", "ssdlite_runtime"}
+    for name, path in module_names(PACKAGE_ROOT).items():
+        if name != "ssdlite" and layer(name) in THIRD_PARTY:
+            others = {top_level(module) for module in imported_names(path)} - allowed_everywhere
+            assert others <= THIRD_PARTY[layer(name)], f"{name} imports {sorted(others - THIRD_PARTY[layer(name)])}"
+
+
+def test_only_the_engine_and_the_datamodule_import_lightning():
+    for name, path in module_names(PACKAGE_ROOT).items():
+        if not name.startswith(LIGHTNING_USERS):
+            lightning = {module for module in imported_names(path) if top_level(module) in ("lightning", "pytorch_lightning")}
+            assert not lightning, f"{name} imports {sorted(lightning)}"
+
+
+def test_the_scripts_of_a_checkout_only_call_a_command():
+    for script in SCRIPTS:
+        ours = {module for module in imported_names(script) if top_level(module) not in sys.stdlib_module_names}
+        assert ours and ours <= {"ssdlite.commands", "ssdlite_runtime"}, f"{script.name} imports {sorted(ours)}"
+
+
 def test_the_runtime_imports_nothing_of_ssdlite_nor_torch():
     for name, path in module_names(RUNTIME_ROOT).items():
         forbidden = {module for module in imported_names(path) if top_level(module) in FORBIDDEN_IN_RUNTIME}
@@ -154,14 +220,15 @@ def test_backends_import_none_of_each_other_nor_the_predictor():
     main = import_graph()
     assert {name for name in main if name.startswith("ssdlite.deploy.backends.")} == {"ssdlite.deploy.backends.eager"}
     eager = main["ssdlite.deploy.backends.eager"]
-    assert not {name for name in eager if name.startswith(("ssdlite.deploy.export", "ssdlite.deploy.predictor"))}
+    assert not {name for name in eager if name.startswith("ssdlite.deploy.export")}
 
 
-def test_backend_modules_import_their_runtime_inside_functions():
-    """A module's top level imports the standard library, numpy, cv2 and the runtime only: the registry lists every
-    backend where some runtime is missing, and one backend's package never loads for another's file."""
+def test_runtime_modules_import_optional_packages_inside_functions():
+    """A module's top level imports the standard library, numpy, cv2 and the runtime only: every backend is listed
+    where some runtime is missing, one backend's package never loads for another's file, and ``ssdlite-detect``
+    starts without supervision."""
     allowed = set(sys.stdlib_module_names) | {"numpy", "cv2", "ssdlite_runtime"}
-    for path in sorted((RUNTIME_ROOT / "backends").glob("*.py")):
+    for path in sorted(RUNTIME_ROOT.rglob("*.py")):
         at_top = {name for name, top in imported_names(path).items() if top and top_level(name) not in allowed}
         assert not at_top, f"{path.name} imports {sorted(at_top)} at the top; import them inside the loader"
 
@@ -174,7 +241,7 @@ def test_exporters_never_import_the_backends_or_the_predictor():
         runtime_side = {target for target in graph[exporter] if target.startswith("ssdlite.deploy.backends")}
         runtime_side |= {name for name in imported_names(files[exporter])
                          if name.startswith(("ssdlite_runtime.backends", "ssdlite_runtime.predictor"))}
-        assert not runtime_side and "ssdlite.deploy.predictor" not in graph[exporter], (exporter, graph[exporter])
+        assert not runtime_side, (exporter, graph[exporter])
 
 
 def test_the_graph_reader_finds_a_circle_through_a_late_import(tmp_path):

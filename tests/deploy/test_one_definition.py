@@ -28,10 +28,10 @@ from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings
 from ssdlite.data.transforms import eval_transforms
 from ssdlite.deploy.evaluate import EVALUATION_SETTINGS
 from ssdlite.deploy.metadata import INPUT_SCALING
-from ssdlite.deploy.predictor import DISPLAY_POSTPROCESS, DISPLAY_SCORE_THRESHOLD, Predictor
 from ssdlite.engine import evaluate as engine_evaluate
 from ssdlite_runtime import predictor as runtime_predictor
 from ssdlite_runtime.metadata import ModelInfo, setting_inputs
+from ssdlite_runtime.predictor import DISPLAY_POSTPROCESS, DISPLAY_SCORE_THRESHOLD, Predictor
 from ssdlite_runtime.preprocess import preprocess_images
 from tests.deploy import tiny_detector as tiny
 
@@ -80,7 +80,7 @@ def test_every_default_is_read_from_the_one_definition():
     for function in (engine_evaluate.detect_batch, engine_evaluate.batch_coco_results, engine_evaluate.dataset_coco_results):
         assert inspect.signature(function).parameters["settings"].default == EVALUATION_POSTPROCESS
     assert EVALUATION_SETTINGS == asdict(EVALUATION_POSTPROCESS)
-    predictor_defaults = inspect.signature(runtime_predictor.Predictor).parameters  # the full package's inherits them
+    predictor_defaults = inspect.signature(runtime_predictor.Predictor).parameters
     assert {name: predictor_defaults[name].default for name in EVALUATION_SETTINGS} == asdict(DISPLAY_POSTPROCESS)
     assert DISPLAY_POSTPROCESS.score_threshold == DISPLAY_SCORE_THRESHOLD == 0.4
     assert DISPLAY_POSTPROCESS.nms_iou == EVALUATION_POSTPROCESS.nms_iou

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from ssdlite.core.postprocess import postprocess_detections
+from ssdlite.deploy.default_model import find_latest_checkpoint
 from ssdlite.deploy.metadata import INPUT_SCALING
-from ssdlite.deploy.predictor import Predictor
 from ssdlite.models import build_model
 from ssdlite_runtime.backends import base as backend_registry
 from ssdlite_runtime.backends.base import Backend
-from ssdlite_runtime.jobs import find_latest_checkpoint
 from ssdlite_runtime.metadata import ModelInfo
+from ssdlite_runtime.predictor import Predictor
 
 CLASS_NAMES = ["square", "disc", "triangle"]
 CATEGORY_IDS = [5, 9, 11]

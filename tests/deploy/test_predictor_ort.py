@@ -9,8 +9,9 @@ import torch
 from onnx import TensorProto, helper
 from torchvision.ops import box_iou
 
-from ssdlite.deploy.predictor import Predictor
+from ssdlite.deploy.model_files import export_for_predictor
 from ssdlite_runtime.backends.base import available_backends
+from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 
 pytestmark = pytest.mark.xdist_group("deploy_export")
@@ -40,16 +41,25 @@ def test_int8_finds_the_objects_of_the_overfit_model():
         assert len(set(best.tolist())) == len(labels)
 
 
-def test_int8_from_a_model_quantizes_on_the_fly(tmp_path):
-    predictor = Predictor(
-        tiny.overfit_tiny_detector(),
-        backend="int8",
-        calibration_images=tiny.calibration_folder(),
-        export_dir=tmp_path,
-        score_threshold=0.3,
-    )
-    assert (tmp_path / "model.int8.onnx").is_file()
+def test_export_for_predictor_quantizes_a_model_for_int8(tmp_path):
+    path = export_for_predictor(tiny.overfit_tiny_detector(), "int8", tmp_path / "scratch",
+                                calibration_images=tiny.calibration_folder(), class_names=tiny.CLASS_NAMES)
+    assert path == tmp_path / "scratch" / "model.int8.onnx" and path.is_file()
+    predictor = Predictor(path, backend="int8", score_threshold=0.3)
+    assert predictor.class_names == tiny.CLASS_NAMES
     assert [len(result["scores"]) for result in predictor.predict(tiny.scene_images())] == [3, 2]
+
+
+def test_export_for_predictor_exports_a_checkpoint_for_ort(tmp_path):
+    path = export_for_predictor(tiny.checkpoint_file(), "ort", tmp_path)
+    assert path == tmp_path / "model.onnx"
+    images = tiny.scene_images()
+    ort = Predictor(path, backend="ort", score_threshold=0.3)
+    eager = Predictor(tiny.checkpoint_file(), score_threshold=0.3)
+    assert ort.category_ids == eager.category_ids == tiny.CATEGORY_IDS
+    for ours, theirs in zip(ort.predict(images), eager.predict(images)):
+        np.testing.assert_array_equal(ours["labels"], theirs["labels"])
+        np.testing.assert_allclose(ours["boxes"], theirs["boxes"], atol=1e-3)
 
 
 def test_predictor_settings_reach_the_graph():
@@ -105,7 +115,11 @@ def test_corrupt_and_foreign_onnx_files_are_clear_errors(tmp_path):
 def test_backend_mismatches_are_clear_errors():
     with pytest.raises(ValueError, match=r"onnx_nms\.onnx is a float ONNX model; .* --int8 --calib"):
         Predictor(tiny.exported_file("onnx_nms"), backend="int8")
-    with pytest.raises(ValueError, match="needs calibration_images"):
+    with pytest.raises(ValueError, match="reads an .onnx file, got a SSDLite; .*export_for_predictor"):
         Predictor(tiny.overfit_tiny_detector(), backend="int8")
+    with pytest.raises(ValueError, match="needs calibration_images"):
+        export_for_predictor(tiny.overfit_tiny_detector(), "int8", "never_written")
+    with pytest.raises(ValueError, match="no export for backend 'openvino' here"):
+        export_for_predictor(tiny.overfit_tiny_detector(), "openvino", "never_written")
     with pytest.raises(ValueError, match="runs on the CPU"):
         Predictor(tiny.exported_file("onnx_nms"), backend="ort", device="cuda")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,14 +13,18 @@ import pytest
 from ssdlite.deploy.export import base as export_registry
 from ssdlite.deploy.metadata import INPUT_SCALING
 from ssdlite.deploy.model_files import load_checkpoint_for_inference
-from ssdlite.deploy.predictor import Predictor
 from ssdlite_runtime.backends import base as backend_registry
 from ssdlite_runtime.backends.base import Backend
 from ssdlite_runtime.errors import error_line, is_expected
 from ssdlite_runtime.metadata import ModelInfo
 from ssdlite_runtime.plugins import MissingPackageError
+from ssdlite_runtime.predictor import Predictor
 
 ABSENT = "ssdlite_test_package_that_is_not_installed"
+RUNTIME_PYPROJECT = (Path(__file__).parents[2] / "runtime" / "pyproject.toml").read_text()
+RUNTIME_EXTRAS = set(re.findall(r"^([\w-]+) = \[", RUNTIME_PYPROJECT.split("[project.optional-dependencies]")[1]
+                                .split("\n[")[0], re.MULTILINE))
+"""The extras of ssdlite-runtime: the ``NAME = [...]`` lines of runtime/pyproject.toml's optional dependencies."""
 
 
 @pytest.fixture
@@ -37,12 +44,34 @@ class EmptyBackend(Backend):
         return [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)}] * len(batch)
 
 
-def test_the_builtin_backends_and_formats_register_themselves():
+def test_the_builtin_backends_and_formats_are_the_tables():
     assert {"eager", "ort", "int8"} <= set(backend_registry.available_backends())
-    assert export_registry.available_formats()[:2] == ["onnx", "torchscript"]
+    assert export_registry.available_formats() == list(export_registry.EXPORTER_MODULES)
     assert backend_registry.backend_for_path("runs/x/MODEL.ONNX") == "ort"
     for name in ("best.ckpt", "model.pt", "weights.pth", "no_suffix"):
         assert backend_registry.backend_for_path(name) == "eager"
+
+
+def test_the_backend_table_names_every_backend_module_and_its_loader():
+    """Each row's module exists and defines its loader; each module of the package has a row."""
+    package = Path(backend_registry.__file__).parent
+    modules = {f"ssdlite_runtime.backends.{path.stem}" for path in package.glob("*.py")} - {
+        "ssdlite_runtime.backends.__init__", "ssdlite_runtime.backends.base"}
+    assert {spec.module for spec in backend_registry.BUILTIN_BACKENDS} == modules
+    for spec in backend_registry.BUILTIN_BACKENDS:
+        loader = getattr(importlib.import_module(spec.module), spec.loader)  # runtimes load inside: imports here
+        assert callable(loader) and not spec.fallback, spec
+        assert spec.extra in RUNTIME_EXTRAS, f"{spec.name}: extra {spec.extra!r} is not in runtime/pyproject.toml"
+
+
+def test_the_exporter_table_names_every_exporter_module():
+    """Each format of the table is registered by its modules; each module that registers an exporter is listed."""
+    package = Path(export_registry.__file__).parent
+    registering = {f"ssdlite.deploy.export.{path.stem}" for path in package.glob("*.py")
+                   if re.search(r"^@register_exporter\(", path.read_text(encoding="utf-8"), re.MULTILINE)}
+    assert {module for modules in export_registry.EXPORTER_MODULES.values() for module in modules} == registering
+    registered = {exporter.format for exporter in export_registry.registered_exporters()}
+    assert registered == set(export_registry.EXPORTER_MODULES)
 
 
 def test_a_new_backend_is_one_decorated_loader(scratch_registries, tmp_path):

@@ -2,8 +2,8 @@
 
 Width 0.35 at 128 px, 150 Adam steps on two images (a few seconds on one thread), then BatchNorm statistics
 re-estimated on the same two images so that eval mode reproduces what training saw: the model finds its five
-objects with scores near 1. Built once per process (``functools.cache``); test modules using it share the xdist
-group ``deploy_export`` so one worker builds it.
+objects with scores near 1. Trained, and each export made, once per test run by whichever pytest process asks first
+(tests/shared_files.py); each process loads the model once (``functools.cache``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from ssdlite.core.loss import MultiBoxLoss
 from ssdlite.models import build_model
+from tests.shared_files import built_once
 
 IMAGE_SIZE = 128
 CLASS_NAMES = ["box", "disc"]
@@ -78,7 +79,15 @@ def _training_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 @functools.cache
 def overfit_tiny_detector() -> torch.nn.Module:
-    """The trained tiny SSDLite, eval mode (callers must not modify it)."""
+    """The trained tiny SSDLite, eval mode (callers must not modify it), from :func:`checkpoint_file`."""
+    saved = torch.load(checkpoint_file(), map_location="cpu", weights_only=True)
+    model = build_model("ssdlite_mobilenet_v2", num_classes=len(CLASS_NAMES), width_mult=0.35, image_size=IMAGE_SIZE)
+    model.load_state_dict(saved["state_dict"])
+    _use_cumulative_batchnorm_statistics(model)
+    return model.eval()
+
+
+def _train() -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model("ssdlite_mobilenet_v2", num_classes=len(CLASS_NAMES), width_mult=0.35, image_size=IMAGE_SIZE)
     images, boxes, labels = _training_batch()
@@ -91,13 +100,19 @@ def overfit_tiny_detector() -> torch.nn.Module:
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
-    for module in model.modules():  # eval statistics = the statistics training normalised with
+    _use_cumulative_batchnorm_statistics(model)  # eval statistics = the statistics training normalised with
+    for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
-            module.momentum = None
     with torch.no_grad():
         model(images)
     return model.eval()
+
+
+def _use_cumulative_batchnorm_statistics(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
 
 
 @functools.cache
@@ -122,23 +137,23 @@ def calibration_folder() -> Path:
 @functools.cache
 def checkpoint_file() -> Path:
     """The tiny model as a checkpoint ``load_checkpoint`` reads (model_config + state_dict + names)."""
-    model = overfit_tiny_detector()
-    path = scratch_dir() / "tiny.ckpt"
-    torch.save(
-        {
-            "model_config": model.config,
-            "state_dict": model.state_dict(),
-            "class_names": CLASS_NAMES,
-            "category_ids": CATEGORY_IDS,
-        },
-        path,
-    )
-    return path
+    return built_once("tiny_detector", _save_trained_model) / "tiny.ckpt"
+
+
+def _save_trained_model(folder: Path) -> None:
+    model = _train()
+    checkpoint = {
+        "model_config": model.config,
+        "state_dict": model.state_dict(),
+        "class_names": CLASS_NAMES,
+        "category_ids": CATEGORY_IDS,
+    }
+    torch.save(checkpoint, folder / "tiny.ckpt")
 
 
 @functools.cache
 def exported_file(kind: str) -> Path:
-    """The tiny model exported once per process: "onnx_nms" (dynamic batch), "onnx_raw" (batch 1),
+    """The tiny model exported once per test run: "onnx_nms" (dynamic batch), "onnx_raw" (batch 1),
     "torchscript", "int8_nms" (dynamic batch, calibrated on ``calibration_folder()``)."""
     from ssdlite.deploy.export import export_model
 
@@ -149,10 +164,14 @@ def exported_file(kind: str) -> Path:
         "torchscript": dict(format="torchscript"),
         "int8_nms": dict(format="onnx", with_nms=True, dynamic_batch=True, int8=True),
     }[kind]
-    if options.get("int8"):
-        options["calibration_images"] = calibration_folder()
-    suffix = ".pt" if kind == "torchscript" else ".onnx"
-    return export_model(overfit_tiny_detector(), scratch_dir() / f"{kind}{suffix}", **options, **names)
+    file_name = f"{kind}.pt" if kind == "torchscript" else f"{kind}.onnx"
+
+    def export(folder: Path) -> None:
+        if options.get("int8"):
+            options["calibration_images"] = calibration_folder()
+        export_model(overfit_tiny_detector(), folder / file_name, **options, **names)
+
+    return built_once(f"tiny_detector_{kind}", export) / file_name
 
 
 @functools.cache

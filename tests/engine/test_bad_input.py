@@ -11,7 +11,7 @@ from ssdlite.engine.cli import train
 
 from .conftest import ROOT
 
-pytestmark = pytest.mark.xdist_group("engine_runs")
+pytestmark = pytest.mark.xdist_group("bad_input")  # one worker trains other_model_checkpoint once
 
 
 def load_tool(name: str):
@@ -116,13 +116,13 @@ def test_eval_coco_with_bad_checkpoints(shapes, other_model_checkpoint, capsys, 
     not_a_model.write_text("hello")
     arguments = ["--ann", str(shapes["val_annotations"]), "--images", str(shapes["val_images"]),
                  "--out", str(tmp_path / "report")]
-    assert eval_coco.main(["--checkpoint", str(not_a_model), *arguments]) == 2
+    assert eval_coco.main(["--model", str(not_a_model), *arguments]) == 2
     assert "notes.ckpt" in one_line_error(capsys, "eval_coco.py: error:")
 
     # A checkpoint whose category ids (10..40) are not those of the ground truth (1..4).
     plain = tmp_path / "plain.json"
     plain.write_text(_with_category_ids(shapes["val_annotations"], [1, 2, 3, 4]))
-    assert eval_coco.main(["--checkpoint", str(other_model_checkpoint), "--ann", str(plain),
+    assert eval_coco.main(["--model", str(other_model_checkpoint), "--ann", str(plain),
                            "--images", str(shapes["val_images"]), "--out", str(tmp_path / "report")]) == 2
     line = one_line_error(capsys, "eval_coco.py: error:")
     assert "category ids [10, 20, 30, 40]" in line

@@ -148,7 +148,6 @@ def test_a_config_for_several_gpus_warns_on_a_machine_without_one(config_factory
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("engine_runs")
 def test_slurm_requeue_signal_is_still_lightnings(config_factory, tmp_path):
     """Under SLURM with auto-requeue, SIGUSR1 makes Lightning save its HPC checkpoint and ask scontrol to requeue
     (absent here: a logged failure), and training goes on to its end."""

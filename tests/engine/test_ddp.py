@@ -11,7 +11,7 @@ import torch
 
 from .conftest import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine_runs")]
+pytestmark = pytest.mark.slow
 
 
 def test_two_process_ddp_trains_and_writes_a_checkpoint(config_factory, tmp_path):

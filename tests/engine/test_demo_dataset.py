@@ -54,7 +54,8 @@ def test_the_shown_make_shapes_commands_write_the_demo_dataset():
     shown = [
         line
         for source in (REPO_ROOT / "README.md", REPO_ROOT / demo.DEMO_CONFIG)
-        for line in re.findall(r"\S*python tools/make_shapes\.py --out data/shapes [^\n`]*", source.read_text())
+        for line in re.findall(r"(?:\S*python tools/make_shapes\.py|ssdlite-make-shapes) --out data/shapes [^\n`]*",
+                               source.read_text())
     ]
     assert len(shown) >= 2, "the README and configs/shapes.yaml show the command that writes the demo's set"
     for line in shown:

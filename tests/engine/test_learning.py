@@ -24,7 +24,7 @@ from ssdlite.models import load_checkpoint
 
 from .conftest import CATEGORY_IDS, ROOT, SHAPE_CLASSES, write_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine_learning")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine_learning")]  # one worker trains `learned` once
 
 AP50_BAR = 0.7  # measured 0.92 after 100 steps (50 epochs of 2 batches), 25 s on one thread
 
@@ -99,7 +99,7 @@ def test_eval_coco_checkpoint_mode_writes_the_report_with_dataset_category_ids(l
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     out = tmp_path / "eval"
-    status = cli.main(["--checkpoint", str(result.last_checkpoint), "--ann", str(data["val_annotations"]),
+    status = cli.main(["--model", str(result.last_checkpoint), "--ann", str(data["val_annotations"]),
                        "--images", str(data["val_images"]), "--out", str(out)])
     assert status == 0
     printed = capsys.readouterr().out

@@ -8,14 +8,13 @@ import pytest
 
 from ssdlite.data.voc import VOCDetection
 from ssdlite.engine.cli import train
-from ssdlite.engine.evaluate import evaluate_checkpoint
+from ssdlite.engine.evaluate import evaluate
 
 from .conftest import RACCOON
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.realdata,
-    pytest.mark.xdist_group("engine_runs"),
     pytest.mark.skipif(not (RACCOON / "ImageSets" / "Main" / "val.txt").is_file(),
                        reason=f"raccoon dataset not found at {RACCOON}"),
 ]
@@ -37,7 +36,7 @@ def test_short_run_on_raccoon_reads_trains_and_evaluates(config_factory, tmp_pat
     val = VOCDetection(RACCOON, "val")
     ground_truth = tmp_path / "raccoon_val.json"
     ground_truth.write_text(json.dumps(val.to_coco()))
-    metrics = evaluate_checkpoint(result.last_checkpoint, annotations=ground_truth,
-                                  images=RACCOON / "JPEGImages", out_dir=tmp_path / "eval")
+    metrics = evaluate(result.last_checkpoint, annotations=ground_truth,
+                       images=RACCOON / "JPEGImages", out_dir=tmp_path / "eval")
     assert metrics["AP"] == pytest.approx(result.metrics["AP"], abs=1e-9)
     assert (tmp_path / "eval" / "detections.json").is_file()

@@ -26,7 +26,6 @@ def test_a_locked_run_folder_is_refused_naming_the_holder_and_free_again_after_r
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("run_folder_lock")
 def test_a_second_run_with_the_same_name_is_refused_and_a_killed_runs_lock_is_stale(config_factory, tmp_path, capsys):
     config = config_factory(trainer={"max_epochs": 1000})
     arguments = ["--config", str(config), "--name", "dup"]

@@ -12,10 +12,10 @@ import csv
 import pytest
 
 from ssdlite.engine.cli import train
-from ssdlite.engine.evaluate import evaluate_checkpoint
+from ssdlite.engine.evaluate import evaluate
 from ssdlite.engine.schedule import TimeBudget
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine_learning")]
+pytestmark = pytest.mark.slow
 
 UPDATE_EVERY_STEPS = 2
 
@@ -37,7 +37,7 @@ def test_max_time_run_decays_the_learning_rate_to_the_end_and_validates_the_fina
     # The last tenth of the run is spent well into the decay: the budget estimate brought the end forward.
     assert rates[-1] < 0.35 * peak, rates[-10:]
     assert result.metrics and "AP50" in result.metrics  # the final weights were validated after the time ran out
-    metrics = evaluate_checkpoint(result.last_checkpoint, annotations=shapes["val_annotations"],
-                                  images=shapes["val_images"], out_dir=tmp_path / "eval")
+    metrics = evaluate(result.last_checkpoint, annotations=shapes["val_annotations"],
+                       images=shapes["val_images"], out_dir=tmp_path / "eval")
     assert metrics["AP"] == pytest.approx(result.metrics["AP"], abs=1e-9)
     assert metrics["AR100"] == pytest.approx(result.metrics["AR100"], abs=1e-9)

@@ -30,7 +30,7 @@ from ssdlite.core.box_coder import encode
 from ssdlite.data.annotations import DatasetWarning
 from ssdlite.data.datamodule import DetectionDataModule
 from ssdlite.data.synthetic import make_shapes
-from ssdlite.engine.evaluate import batch_coco_results, evaluate_checkpoint
+from ssdlite.engine.evaluate import batch_coco_results, evaluate
 from ssdlite.engine.module import SSDLiteModule
 from ssdlite.evaluation import CocoEvaluator
 from ssdlite.models import build_model
@@ -49,6 +49,9 @@ class GroundTruthDetector(nn.Module):
     """Stands in for a trained SSDLite: per known image (by its pixels), ``cls_logits`` [A, K+1] and ``box_deltas``
     [A, 4] that decode to most of its ground-truth boxes (jittered) plus false positives; for any other image (the
     black placeholder of an unreadable one) one confident false positive, which evaluation must drop."""
+
+    image_size = IMAGE_SIZE
+    num_classes = NUM_CLASSES
 
     def __init__(self, anchors: Tensor) -> None:
         super().__init__()
@@ -199,15 +202,11 @@ def test_validation_epoch_logs_the_oracle_ap_and_names_the_unreadable_file(val_s
     assert f"1 image could not be read and was scored with no detections: {UNREADABLE_ID:06d}.jpg" in caplog.text
 
 
-def test_evaluate_checkpoint_scores_an_unreadable_image_once(val_shapes, truncated, tmp_path, monkeypatch, caplog):
+def test_evaluate_scores_an_unreadable_image_once(val_shapes, truncated, tmp_path, caplog):
     expected, expected_ap, _ = _expected(val_shapes)
-    meta = {"category_ids": CATEGORY_IDS, "class_names": ["circle", "square", "triangle", "star"],
-            "image_size": IMAGE_SIZE}
-    monkeypatch.setattr("ssdlite.models.load_checkpoint",
-                        lambda path, map_location: (val_shapes["detector"], meta))
     with caplog.at_level(logging.WARNING, logger="ssdlite"), pytest.warns(DatasetWarning):
-        metrics = evaluate_checkpoint("detector.ckpt", annotations=truncated["val_annotations"],
-                                      images=truncated["val_images"], out_dir=tmp_path / "report")
+        metrics = evaluate(val_shapes["detector"], category_ids=CATEGORY_IDS, annotations=truncated["val_annotations"],
+                           images=truncated["val_images"], out_dir=tmp_path / "report")
     assert metrics["AP"] == pytest.approx(expected_ap, abs=1e-12)
     written = json.loads((tmp_path / "report" / "detections.json").read_text())
     _check_scored_once(written, expected)
@@ -217,7 +216,7 @@ def test_evaluate_checkpoint_scores_an_unreadable_image_once(val_shapes, truncat
     assert f"could not be read and was scored with no detections: {name}" in caplog.text
 
 
-def test_evaluate_checkpoint_of_a_real_model_drops_the_unreadable_image(val_shapes, truncated, tmp_path):
+def test_evaluate_of_a_real_checkpoint_drops_the_unreadable_image(val_shapes, truncated, tmp_path):
     """The same through a real checkpoint file (untrained weights: only which images are scored is checked)."""
     torch.manual_seed(0)
     model = build_model("ssdlite_mobilenet_v2", num_classes=NUM_CLASSES, width_mult=0.35, image_size=IMAGE_SIZE)
@@ -225,8 +224,8 @@ def test_evaluate_checkpoint_of_a_real_model_drops_the_unreadable_image(val_shap
     torch.save({"model_config": model.config, "state_dict": model.state_dict(), "category_ids": CATEGORY_IDS,
                 "class_names": ["circle", "square", "triangle", "star"]}, checkpoint)
     with pytest.warns(DatasetWarning):
-        metrics = evaluate_checkpoint(checkpoint, annotations=truncated["val_annotations"],
-                                      images=truncated["val_images"], out_dir=tmp_path / "report")
+        metrics = evaluate(checkpoint, annotations=truncated["val_annotations"], images=truncated["val_images"],
+                           out_dir=tmp_path / "report")
     written = _by_image(json.loads((tmp_path / "report" / "detections.json").read_text()))
     assert UNREADABLE_ID not in written and len(written) == 19
     for detections in written.values():
@@ -236,21 +235,19 @@ def test_evaluate_checkpoint_of_a_real_model_drops_the_unreadable_image(val_shap
 
 def test_deployed_model_evaluation_scores_an_unreadable_image_with_no_detections(val_shapes, truncated, tmp_path,
                                                                                 caplog):
-    """eval_coco.py --model-backend: the Predictor path skipped nothing and stopped at the unreadable image."""
-    from ssdlite.deploy.evaluate import evaluate_model_file
-
+    """eval_coco.py --backend: the Predictor path skipped nothing and stopped at the unreadable image."""
     torch.manual_seed(0)
     model = build_model("ssdlite_mobilenet_v2", num_classes=NUM_CLASSES, width_mult=0.35, image_size=IMAGE_SIZE)
     checkpoint = tmp_path / "random.ckpt"
     torch.save({"model_config": model.config, "state_dict": model.state_dict(), "category_ids": CATEGORY_IDS,
                 "class_names": ["circle", "square", "triangle", "star"]}, checkpoint)
-    intact = evaluate_model_file(checkpoint, annotations=val_shapes["val_annotations"],
-                                 images=val_shapes["val_images"], out_dir=tmp_path / "intact", backend="eager")
+    intact = evaluate(checkpoint, annotations=val_shapes["val_annotations"], images=val_shapes["val_images"],
+                      out_dir=tmp_path / "intact", backend="eager")
     intact_results = json.loads((tmp_path / "intact" / "detections.json").read_text())
     expected = [result for result in intact_results if result["image_id"] != UNREADABLE_ID]
     with caplog.at_level(logging.WARNING, logger="ssdlite"):
-        metrics = evaluate_model_file(checkpoint, annotations=truncated["val_annotations"],
-                                      images=truncated["val_images"], out_dir=tmp_path / "report", backend="eager")
+        metrics = evaluate(checkpoint, annotations=truncated["val_annotations"], images=truncated["val_images"],
+                           out_dir=tmp_path / "report", backend="eager")
     _check_scored_once(json.loads((tmp_path / "report" / "detections.json").read_text()), expected)
     assert metrics["AP"] == pytest.approx(_pycocotools_ap(truncated["val_annotations"], expected), abs=1e-12)
     name = f"{UNREADABLE_ID:06d}.jpg"

@@ -1,5 +1,6 @@
 """``tools/train.py`` as a real process that the tests stop from outside: ``kill -9``, SIGTERM, or Ctrl+C sent to its
-process group as a terminal does.
+process group as a terminal does; and the same command run by its ``main`` in the test's own process, where no
+signal is needed (no interpreter to start, torch and Lightning already imported).
 
 The process prints every finished optimizer step (:class:`tests.engine.step_reporter.StepReporter`, added on its
 command line), so a test can stop it at a chosen step and read how far it got.
@@ -7,18 +8,26 @@ command line), so a test can stop it at a chosen step and read how far it got.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
+
+from ssdlite.engine.callbacks import RUN_DIR_ENV
 
 from .conftest import ROOT
 from .step_reporter import STEP_PREFIX
@@ -124,6 +133,45 @@ class TrainingProcess:
         return shlex.split(lines[0].removeprefix("resume with: "))
 
 
+@cache
+def train_script() -> ModuleType:
+    """``tools/train.py`` as a module: its ``main(argv)`` is the command's."""
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "tools" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_here(arguments: list[str], *, cwd: Path, monkeypatch: pytest.MonkeyPatch,
+               capsys: pytest.CaptureFixture[str]) -> list[int]:
+    """``python tools/train.py ARGS`` run by the script's ``main`` in this process, in ``cwd`` and without an
+    inherited run folder (as :class:`TrainingProcess` starts it); returns the steps that :data:`REPORTER` (among
+    ``arguments``) printed. Fails unless the command ends with status 0."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "tools" / "train.py"), *arguments])  # its model card's command
+    capsys.readouterr()
+    status = train_script().main(arguments)
+    out, err = capsys.readouterr()
+    assert status == 0, f"{out[-2000:]}\n{err[-3000:]}"
+    return [int(match.group(1)) for line in out.splitlines() if (match := STEP_LINE.match(line.strip()))]
+
+
+class RunFolderCopy(Callback):
+    """Copies the run folder, as it is on disk after optimizer step ``step`` (what a ``kill -9`` then would leave),
+    to ``destination``; a callback of an uninterrupted run.
+
+    It runs before the run's own saves of that step (the callbacks a test adds come first), the moment a kill would
+    lose the most."""
+
+    def __init__(self, step: int, destination: Path) -> None:
+        self.step, self.destination = step, destination
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            shutil.copytree(trainer.default_root_dir, self.destination)
+
+
 def checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
@@ -139,4 +187,5 @@ def kill_steps(seed: int, *, first: int, last: int, count: int) -> list[int]:
     return sorted(int(point) for point in points)
 
 
-__all__ = ["REPORTER", "TrainingProcess", "checkpoint_step", "kill_steps", "load", "signal"]
+__all__ = ["REPORTER", "RunFolderCopy", "TrainingProcess", "checkpoint_step", "kill_steps", "load", "signal",
+           "train_here"]

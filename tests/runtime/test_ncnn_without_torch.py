@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from ssdlite.deploy.export import export_model
-from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.predictor import Predictor
 from tests.runtime.test_without_torch import (
     REPO_ROOT,
     assert_records_match_eager,

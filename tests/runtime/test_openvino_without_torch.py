@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.predictor import Predictor
 from tests.deploy.test_export_openvino import NAMES, assert_same_detections, exported, model
 from tests.runtime.test_without_torch import REPO_ROOT, detect_without_torch, run_without_torch, write_scenes
 from tests.tools.test_detect import CATEGORY_IDS, draw_scene

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 from tests.deploy.test_export_tflite import NAMES, exported_tflite
 from tests.runtime.test_without_torch import (

@@ -17,7 +17,6 @@ from ssdlite_runtime.tracking import (
     BYTE_TRACK_SETTINGS,
     SECOND_ASSOCIATION_MIN_SCORE,
     Tracker,
-    byte_track_defaults,
     mot_lines,
 )
 from ssdlite_runtime.visualize import class_color, draw_detections, draw_tracks
@@ -45,12 +44,20 @@ def ids_by_label_and_x(tracks: dict[str, np.ndarray]) -> dict[tuple[int, int], i
     }
 
 
-def test_defaults_are_read_from_the_installed_byte_track_signature():
+def test_settings_left_out_are_not_passed_so_the_librarys_defaults_apply():
     signature = inspect.signature(sv.ByteTrack)  # the deprecation proxy forwards the class's signature
     library = {name: parameter.default for name, parameter in signature.parameters.items()}
-    assert set(library) == set(BYTE_TRACK_SETTINGS)
-    assert byte_track_defaults() == library
-    assert "supervision" in sys.modules  # imported by this test, not needed by byte_track_defaults
+    assert set(library) == set(BYTE_TRACK_SETTINGS)  # every setting sv.ByteTrack takes can be given
+    tracker = Tracker(lost_track_buffer=7)
+    assert tracker.settings == {"lost_track_buffer": 7}
+    tracker.update(detections((box_at(10, 10), 0.9, 1)))
+    [byte_track] = tracker._trackers.values()
+    assert byte_track.max_time_lost == 7  # lost_track_buffer at the default frame rate, 30
+    assert byte_track.track_activation_threshold == library["track_activation_threshold"]
+    assert byte_track.minimum_matching_threshold == library["minimum_matching_threshold"]
+    described = tracker.describe()
+    assert "lost_track_buffer=7" in described
+    assert f"minimum_matching_threshold={library['minimum_matching_threshold']:g}" in described
 
 
 def test_the_second_association_floor_is_supervisions_constant():

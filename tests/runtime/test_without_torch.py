@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ssdlite.deploy.export import export_model
-from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.predictor import Predictor
 from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

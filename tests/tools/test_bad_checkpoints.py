@@ -33,7 +33,7 @@ def arguments(script: str, checkpoint: Path, tmp_path: Path) -> list[str]:
         return ["image", str(next(images.iterdir())), "--model", str(checkpoint), "--no-show"]
     if script == "tools/eval_coco.py":
         images, annotations = tiny.scenes_coco_dataset()
-        return ["--checkpoint", str(checkpoint), "--images", str(images), "--ann", str(annotations),
+        return ["--model", str(checkpoint), "--images", str(images), "--ann", str(annotations),
                 "--out", str(tmp_path / "report")]
     return ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx")]
 

@@ -1,21 +1,23 @@
 """tools/benchmark.py in smoke mode: every measurement runs and the report has every key as a number.
 
-No timing is asserted (the numbers of a smoke run on a shared machine mean nothing).
+No timing is asserted (the numbers of a smoke run on a shared machine mean nothing). The script's ``main`` runs in
+the test's process: torch, ONNX Runtime and the converters are imported once, not once per run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
-import subprocess
-import sys
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from tests.deploy import tiny_detector as tiny
 
-pytestmark = pytest.mark.xdist_group("deploy_export")
+pytestmark = pytest.mark.slow  # measures every model and format
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO_ROOT / "tools" / "benchmark.py"
@@ -38,22 +40,33 @@ REQUIRED = {
 }
 
 
-def run_benchmark(*arguments: str) -> subprocess.CompletedProcess:
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--smoke", *arguments],
-        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed
+@cache
+def benchmark_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmark_script", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_benchmark(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *arguments: str) -> str:
+    """``python tools/benchmark.py --smoke ARGS`` from the repository root, by the script's ``main`` in this
+    process; what it printed on stdout. Fails unless it ends with status 0."""
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr("sys.argv", [str(BENCHMARK), "--smoke", *arguments])
+    capsys.readouterr()
+    status = benchmark_script().main(["--smoke", *arguments])
+    out, err = capsys.readouterr()
+    assert status == 0, err[-3000:]
+    return out
 
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def test_smoke_report_has_every_key_as_a_number(tmp_path):
+def test_smoke_report_has_every_key_as_a_number(tmp_path, monkeypatch, capsys):
     report_path = tmp_path / "report.json"
-    completed = run_benchmark("--json", str(report_path), "--markdown")
+    printed = run_benchmark(monkeypatch, capsys, "--json", str(report_path), "--markdown")
     report = json.loads(report_path.read_text())
     for section, keys in REQUIRED.items():
         for key in keys:
@@ -65,22 +78,22 @@ def test_smoke_report_has_every_key_as_a_number(tmp_path):
     # the readable table names every required number
     for keys in REQUIRED.values():
         for key in keys:
-            assert key in completed.stdout
-    assert "machine:" in completed.stdout and "load average" in completed.stdout
+            assert key in printed
+    assert "machine:" in printed and "load average" in printed
     # the README's tables: complexity counted by ssdlite.models.complexity, latency from the report
     variants = report["info"]["classifiers"]["variants"]
     assert variants["mobilenet_v1_w0.25_64"]["params"] < variants["mobilenet_v2_w0.25_64"]["params"]
     complexity = report["info"]["latency"]["complexity"]
     assert 3.3e6 < complexity["tv_ssdlite_v3"]["params"] < 3.6e6  # torchvision's documented 3.4M
-    assert "| mobilenet_v1 | 0.25 | 64 |" in completed.stdout
-    assert "| torchvision ssdlite320_mobilenet_v3_large | 320 | 3.44M |" in completed.stdout
+    assert "| mobilenet_v1 | 0.25 | 64 |" in printed
+    assert "| torchvision ssdlite320_mobilenet_v3_large | 320 | 3.44M |" in printed
 
 
-def test_int8_accuracy_is_measured_with_a_checkpoint_and_a_validation_set(tmp_path):
+def test_int8_accuracy_is_measured_with_a_checkpoint_and_a_validation_set(tmp_path, monkeypatch, capsys):
     images_dir, _ = tiny.scenes_coco_dataset()
     report_path = tmp_path / "report.json"
     run_benchmark(
-        "--only", "int8_accuracy", "--checkpoint", str(tiny.checkpoint_file()), "--val", str(images_dir),
+        monkeypatch, capsys, "--only", "int8_accuracy", "--checkpoint", str(tiny.checkpoint_file()), "--val", str(images_dir),
         "--calib", str(tiny.calibration_folder()), "--json", str(report_path),
     )
     accuracy = json.loads(report_path.read_text())["accuracy"]
@@ -94,14 +107,13 @@ FORMATS_MEASURED = ("onnx", "ncnn")
 a minute)."""
 
 
-@pytest.mark.slow  # converts the model to two formats
-def test_formats_measures_each_format_against_eager(tmp_path):
+def test_formats_measures_each_format_against_eager(tmp_path, monkeypatch, capsys):
     from ssdlite.deploy.export.base import registered_exporters
 
     images_dir, _ = tiny.scenes_coco_dataset()
     report_path = tmp_path / "report.json"
-    completed = run_benchmark(
-        "--only", "formats", "--checkpoint", str(tiny.checkpoint_file()), "--val", str(images_dir),
+    printed = run_benchmark(
+        monkeypatch, capsys, "--only", "formats", "--checkpoint", str(tiny.checkpoint_file()), "--val", str(images_dir),
         "--calib", str(tiny.calibration_folder()), "--json", str(report_path), "--markdown",
         "--formats", *FORMATS_MEASURED,
     )
@@ -120,4 +132,4 @@ def test_formats_measures_each_format_against_eager(tmp_path):
         if not key.endswith("_int8"):  # the overfit model: every float format finds eager's objects exactly
             assert info["parity_vs_eager"][key]["max_box_difference_px"] <= 1.0, key
             assert abs(accuracy[f"formats_ap_{key}"] - accuracy["formats_ap_eager"]) < 0.5, key
-    assert "| onnx |" in completed.stdout and "| torchvision ssdlite320_mobilenet_v3_large |" in completed.stdout
+    assert "| onnx |" in printed and "| torchvision ssdlite320_mobilenet_v3_large |" in printed

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssdlite.deploy.predictor import Predictor
 from ssdlite.models import build_model
 from ssdlite_runtime.image_io import read_image
+from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.visualize import class_color
 
 pytestmark = pytest.mark.xdist_group("detect_cli")  # one worker builds the model and the media once

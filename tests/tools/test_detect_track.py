@@ -198,9 +198,9 @@ def test_bad_tracking_input_is_a_one_line_error(args, message, workspace):
 
 def test_each_tracker_option_reaches_its_byte_track_setting(monkeypatch):
     """Every --track-* setting option lands in DetectOptions.tracker_settings under supervision's parameter name
-    (which Tracker passes to ByteTrack), and the options left out keep the library's defaults (absent)."""
+    (which Tracker passes to ByteTrack), and the options left out are not passed (the library's defaults apply)."""
     from ssdlite_runtime import detect
-    from ssdlite_runtime.tracking import byte_track_defaults
+    from ssdlite_runtime.tracking import BYTE_TRACK_SETTINGS
 
     given = {"--track-activation": "0.35", "--track-buffer": "7", "--track-match": "0.6", "--track-fps": "15",
              "--track-min-frames": "2"}
@@ -211,7 +211,7 @@ def test_each_tracker_option_reaches_its_byte_track_setting(monkeypatch):
     settings = captured["options"].tracker_settings
     assert settings == {"track_activation_threshold": 0.35, "lost_track_buffer": 7, "minimum_matching_threshold": 0.6,
                         "frame_rate": 15.0, "minimum_consecutive_frames": 2}
-    assert set(settings) <= set(byte_track_defaults())
+    assert set(settings) == set(BYTE_TRACK_SETTINGS)
 
     detect.run(detect.build_parser().parse_args(["video", "clip.mp4", "--model", "model.onnx", "--track"]))
-    assert captured["options"].tracker_settings == byte_track_defaults()
+    assert captured["options"].tracker_settings == {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+import ssdlite.commands  # noqa: F401  (adds Lightning's MisconfigurationException to the expected errors)
 from ssdlite_runtime.errors import DEBUG_ENV, command, run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

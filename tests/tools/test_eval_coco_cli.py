@@ -1,4 +1,4 @@
-"""tools/eval_coco.py, results-file mode, run as a user runs it."""
+"""tools/eval_coco.py, results-file mode, run as a user runs it; its flags and their deprecated aliases."""
 
 import importlib.util
 import json
@@ -35,7 +35,7 @@ def files(coco_fixture, tmp_path):
 
 
 def test_results_mode_writes_the_report_and_prints_the_table(files, coco_fixture):
-    completed = run_cli("--ann", "gt.json", "--results", "dt.json", "--backend", "faster", "--out", "report",
+    completed = run_cli("--ann", "gt.json", "--results", "dt.json", "--evaluator", "faster", "--out", "report",
                         cwd=files)
     assert completed.returncode == 0, completed.stderr
     report = files / "report"
@@ -79,7 +79,7 @@ def test_bad_results_file_gives_one_line_error_and_no_traceback(files):
         (["--results", "bad.json"], "'bad.json': detection [0] has 'bbox' 7"),
         (["--results", "unknown.json"], "unknown.json' names 1 image id(s) that are not in the ground truth"),
         (["--results", "missing.json"], "results file 'missing.json' does not exist"),
-        (["--checkpoint", "model.ckpt", "--images", "images"], "'model.ckpt' does not exist"),
+        (["--model", "model.ckpt", "--images", "images"], "checkpoint not found: model.ckpt"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_two(arguments, expected, files, capsys, monkeypatch):
@@ -95,9 +95,37 @@ def test_errors_are_one_line_with_exit_code_two(arguments, expected, files, caps
 
 def test_argument_errors(files, capsys):
     cli = load_cli()
-    for arguments in (["--results", "dt.json", "--checkpoint", "model.ckpt"], ["--checkpoint", "model.ckpt"],
-                      ["--results", "dt.json", "--backend", "fast"]):
+    for arguments in (["--results", "dt.json", "--model", "model.ckpt"], ["--model", "model.ckpt"],
+                      ["--results", "dt.json", "--evaluator", "fast"], ["--model", "a.ckpt", "--checkpoint", "b.ckpt"],
+                      ["--results", "dt.json", "--evaluator", "faster", "--backend", "pycocotools"]):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["--ann", "gt.json", *arguments])
         assert exit_info.value.code == 2
-    assert "--checkpoint needs --images" in capsys.readouterr().err
+    errors = capsys.readouterr().err
+    assert "--model needs --images" in errors and "invalid choice: 'fast'" in errors
+    assert "argument --checkpoint: not allowed with argument --model" in errors
+    assert "--evaluator faster and --backend pycocotools (its old name) disagree" in errors
+
+
+def test_the_flags_of_the_previous_release_warn_in_one_line_and_still_work(files, monkeypatch, capsys):
+    """--checkpoint is --model, --backend pycocotools|faster is --evaluator, --model-backend is --backend."""
+    cli = load_cli()
+    parser = cli.eval_coco.build_parser("eval_coco.py")
+    old = cli.eval_coco.parse_arguments(parser, ["--ann", "gt.json", "--checkpoint", "m.onnx", "--images", "i",
+                                                 "--backend", "faster", "--model-backend", "ort"])
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        "eval_coco.py: warning: --checkpoint m.onnx is deprecated and goes in the next release; use --model m.onnx",
+        "eval_coco.py: warning: --backend faster is deprecated and goes in the next release; use --evaluator faster",
+        "eval_coco.py: warning: --model-backend ort is deprecated and goes in the next release; use --backend ort",
+    ]
+    new = cli.eval_coco.parse_arguments(parser, ["--ann", "gt.json", "--model", "m.onnx", "--images", "i",
+                                                 "--evaluator", "faster", "--backend", "ort"])
+    assert capsys.readouterr().err == ""
+    assert (old.model, old.evaluator, old.backend) == (new.model, new.evaluator, new.backend) == ("m.onnx", "faster",
+                                                                                                  "ort")
+    monkeypatch.chdir(files)  # and a whole run: the old results-file command gives the new one's report
+    assert cli.main(["--ann", "gt.json", "--results", "dt.json", "--backend", "faster", "--out", "old"]) == 0
+    assert cli.main(["--ann", "gt.json", "--results", "dt.json", "--evaluator", "faster", "--out", "new"]) == 0
+    assert capsys.readouterr().err.count("\n") == 1
+    assert (files / "old" / "metrics.json").read_text() == (files / "new" / "metrics.json").read_text()

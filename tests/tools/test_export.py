@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssdlite.deploy.predictor import Predictor
+from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 
 pytestmark = pytest.mark.xdist_group("deploy_export")
@@ -113,17 +113,17 @@ def test_checkpoint_that_is_missing_or_not_ours_is_a_clear_error(tmp_path, capsy
 
 
 def test_eval_coco_evaluates_the_exported_model_with_the_predictor(tmp_path, capsys):
-    """tools/eval_coco.py --checkpoint MODEL.onnx (--model-backend ort implied): the same AP as eager."""
+    """tools/eval_coco.py --model MODEL.onnx (--backend ort implied): the same AP as eager."""
     images_dir, annotation_file = tiny.scenes_coco_dataset()
     eval_tool = load_tool("eval_coco")
     metrics = {}
     for name, model, extra in (
         ("ort", tiny.exported_file("onnx_nms"), []),
-        ("eager", tiny.checkpoint_file(), ["--model-backend", "eager"]),
+        ("eager", tiny.checkpoint_file(), ["--backend", "eager"]),
     ):
         out = tmp_path / name
-        arguments = ["--ann", str(annotation_file), "--images", str(images_dir), "--checkpoint", str(model)]
-        assert eval_tool.main([*arguments, "--backend", "faster", "--out", str(out), *extra]) == 0
+        arguments = ["--ann", str(annotation_file), "--images", str(images_dir), "--model", str(model)]
+        assert eval_tool.main([*arguments, "--evaluator", "faster", "--out", str(out), *extra]) == 0
         metrics[name] = json.loads((out / "metrics.json").read_text())
         assert (out / "detections.json").is_file()
     assert metrics["eager"]["AP"] > 0.5

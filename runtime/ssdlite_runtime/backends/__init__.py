@@ -1,21 +1,22 @@
-"""The Predictor's backends, one module per runtime, each registering its loaders in :mod:`.base`.
+"""The Predictor's backends, one module per runtime, listed in the registry's table in :mod:`.base`.
 
 Modules:
     base           the backend protocol (``Backend``), the shared types (``RawOutputs``, ``Detections``) and the
-                   registry (``register_backend``, ``load_backend``, ``backend_for_path``, ``EAGER``)
+                   registry (``BUILTIN_BACKENDS``, ``load_backend``, ``backend_for_path``, ``register_backend``)
     onnx_runtime   "ort" and "int8": ONNX Runtime, a float or an INT8 ``.onnx`` file
     openvino       "openvino": OpenVINO, a float or an INT8 IR (``.xml`` + ``.bin``), NMS inside or raw
     ncnn           "ncnn": an ``.ncnn.param`` + ``.bin`` + ``.json`` export (Core ML files: Apple only, refused)
     tflite         "tflite": LiteRT (ai-edge-litert), a float or an INT8 ``.tflite`` file with NMS inside
 
-"eager" (PyTorch on a training checkpoint) is in the full package, ``ssdlite.deploy.backends.eager``; the registry
-knows it by module path.
+Another installed distribution adds backends through the entry-point group ``ssdlite_runtime.backends``: the full
+``ssdlite`` package adds "eager" (PyTorch, which this package never imports) that way.
 
-Adding a runtime is one new module here, e.g. ``openvino.py``::
+Adding a runtime is one new module here and one row of ``BUILTIN_BACKENDS`` in :mod:`.base`, e.g.::
 
-    \"\"\"The "openvino" backend: an OpenVINO IR (.xml + .bin) written by tools/export.py --format openvino.\"\"\"
+    # ssdlite_runtime/backends/openvino.py
+    \"\"\"The "openvino" backend: an OpenVINO IR (.xml + .bin) written by ssdlite-export --format openvino.\"\"\"
 
-    from ssdlite_runtime.backends.base import Backend, Detections, RawOutputs, register_backend
+    from ssdlite_runtime.backends.base import Backend, Detections, RawOutputs
     from ssdlite_runtime.metadata import ModelInfo
 
 
@@ -31,16 +32,17 @@ Adding a runtime is one new module here, e.g. ``openvino.py``::
             ...  # RawOutputs(cls_logits, box_deltas), or one Detections dict per image, boxes in [0, 1]
 
 
-    @register_backend("openvino", suffixes=(".xml",), packages=("openvino",), extra="openvino",
-                      file_kind="an OpenVINO IR file")
     def load_openvino(path, *, device="cpu", threads=None):
         return OpenVinoBackend(path, threads=threads)
 
+    # ssdlite_runtime/backends/base.py, in BUILTIN_BACKENDS
+    BackendSpec("openvino", "ssdlite_runtime.backends.openvino", "load_openvino", suffixes=(".xml",),
+                packages=("openvino",), extra="openvino", file_kind="an OpenVINO IR file"),
+
 The rules, which tests/deploy/test_import_graph.py and tests/runtime check:
 
-* ``register_backend``'s arguments are literals: the registry reads them from the source without importing the
-  module, so ``Predictor("m.xml")``, ``ssdlite-detect --model m.xml`` (and ``--backend openvino``) and the webcam
-  loop find the backend, and only a file of its kind imports it.
+* The table is read before any backend module is imported, so ``Predictor("m.xml")``, ``ssdlite-detect --model
+  m.xml`` (and ``--backend openvino``) and the webcam loop find the backend, and only a file of its kind imports it.
 * Top-level imports: the standard library, numpy, cv2 and ``ssdlite_runtime`` only; the runtime's package inside
   the loader or the class. A backend imports no other backend, and never torch or ``ssdlite``.
 * ``packages`` are checked before the module is imported; ``extra`` is the ``ssdlite-runtime`` extra in

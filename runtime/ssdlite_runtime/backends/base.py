@@ -1,56 +1,55 @@
 """What a Predictor backend is, and the registry that finds one: the protocol, the shared types, the registry.
 
 A backend turns a preprocessed batch into raw network outputs or, if its file decodes and runs NMS itself, into
-detections. Each runtime has its own module in this package, which registers its loaders with
-:func:`register_backend` and imports this module only, never another backend::
+detections. Each runtime has its own module in this package, which imports this module only, never another
+backend, and its runtime's package inside its loader.
 
-    @register_backend("ort", suffixes=(".onnx",), packages=("onnxruntime",), extra="onnx", file_kind="an ONNX file")
-    def load_ort(path, *, device="cpu", threads=None) -> Backend: ...
+The registry is a table, read before any backend module is imported, so that choosing a backend for a file costs
+nothing and a runtime's package loads only when a file of its kind is opened:
 
-The registry reads those decorator lines from each module's source without importing the module (``ast``), so a
-backend module, and its runtime's package, is imported only when a file of its kind is opened; the arguments of
-``register_backend`` are therefore literals (strings and tuples of strings). :func:`load_backend` checks the
-declared ``packages`` first and says which extra of ``ssdlite-runtime`` installs a missing one, then imports the
-module and calls the loader. (Where a module's source is not available, as in a frozen application, it is simply
-imported: its decorator registers it.)
+* :data:`BUILTIN_BACKENDS`, this package's backends, one :class:`BackendSpec` each (name, module and loader, the
+  file suffixes it reads, the packages it needs and the ``ssdlite-runtime`` extra that installs them);
+* the specs other installed distributions declare in the entry-point group :data:`ENTRY_POINT_GROUP`
+  (``importlib.metadata``), e.g. the full ``ssdlite`` package's "eager" backend, which needs torch;
+* loaders registered in this process with :func:`register_backend` (an application's own backend, a test's).
 
-One backend lives outside this package: "eager", PyTorch on a training checkpoint, in the full ``ssdlite`` package
-(it needs torch). The registry knows it by module path (:data:`EAGER`); without that package a checkpoint is a
-one-line error that says how to get it.
+:func:`load_backend` checks the spec's ``packages`` first and says which extra installs a missing one, then imports
+the module and calls the loader.
 """
 
 from __future__ import annotations
 
 import abc
-import ast
 import importlib
-import importlib.util
 import os
-import pkgutil
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.metadata import ModelInfo
 from ssdlite_runtime.plugins import MissingPackageError, missing_package_message, missing_packages
 from ssdlite_runtime.postprocess import PostprocessSettings
 
 __all__ = [
-    "EAGER",
-    "FALLBACK_BACKEND",
+    "BUILTIN_BACKENDS",
+    "ENTRY_POINT_GROUP",
     "Backend",
     "BackendLoader",
     "BackendSpec",
     "Detections",
     "RawOutputs",
     "available_backends",
+    "backend_for",
     "backend_for_path",
     "check_file_on_cpu",
     "check_regular_file",
+    "fallback_backend",
     "file_kind",
     "load_backend",
     "misnamed_model_file",
@@ -119,10 +118,6 @@ class Backend(abc.ABC):
 BackendLoader = Callable[..., Backend]
 """``loader(model_or_path, *, device, **options) -> Backend``."""
 
-FALLBACK_BACKEND = "eager"
-"""The backend of a file that no backend claims by its suffix: training checkpoints have many names, and the eager
-loader's error names the file and says what it is not."""
-
 RUNTIME_INSTALL = "pip install 'ssdlite-runtime[{extra}]'"
 """How to install the package of a backend of this distribution: its extra (runtime/pyproject.toml)."""
 
@@ -170,13 +165,15 @@ class BackendSpec:
     Attributes:
         name: the registry name (``Predictor(..., backend=name)``, ``ssdlite-detect --backend``).
         module: the module that defines the loader (imported when the backend is first loaded).
-        loader: the loader's name in ``module``.
+        loader: the loader's name in ``module``: ``loader(model_or_path, *, device, **options) -> Backend``.
         suffixes: endings of the file names it reads (".onnx", ".ncnn.param"), lower case; matched case-blind,
             longest first, by :func:`backend_for_path`.
         packages: importable optional packages the loader needs, checked before the module is imported.
         extra: the ``ssdlite-runtime`` extra that installs ``packages``.
         file_kind: what such a file is, for messages ("an ONNX file").
         install: what to do when ``packages`` are missing, if not ``pip install 'ssdlite-runtime[extra]'``.
+        fallback: it also reads the files no backend claims by their suffix, and in-memory models (the full
+            package's "eager": its files have many names); the first such backend is :func:`fallback_backend`.
     """
 
     name: str
@@ -187,6 +184,7 @@ class BackendSpec:
     extra: str | None = None
     file_kind: str | None = None
     install: str | None = None
+    fallback: bool = False
 
     def install_hint(self) -> str:
         if self.install is not None:
@@ -194,30 +192,39 @@ class BackendSpec:
         return RUNTIME_INSTALL.format(extra=self.extra) if self.extra else "pip install ssdlite-runtime"
 
 
-EAGER = BackendSpec(
-    "eager",
-    module="ssdlite.deploy.backends.eager",
-    loader="load_eager",
-    suffixes=(".ckpt", ".pt", ".pth"),
-    packages=("ssdlite", "torch"),
-    file_kind="a training checkpoint",
-    install=(
-        "checkpoints run with the full ssdlite package (in the ssdlite clone: pip install -e ./runtime -e .); "
-        "or export this one to ONNX where it is installed "
-        "(tools/export.py --checkpoint FILE --format onnx --with-nms --out model.onnx) and run the .onnx file"
-    ),
+BUILTIN_BACKENDS: tuple[BackendSpec, ...] = (
+    BackendSpec("ort", "ssdlite_runtime.backends.onnx_runtime", "load_ort", suffixes=(".onnx",),
+                packages=("onnxruntime",), extra="onnx", file_kind="an ONNX file"),
+    BackendSpec("int8", "ssdlite_runtime.backends.onnx_runtime", "load_int8",
+                packages=("onnxruntime",), extra="onnx"),
+    BackendSpec("openvino", "ssdlite_runtime.backends.openvino", "load_openvino", suffixes=(".xml",),
+                packages=("openvino",), extra="openvino", file_kind="an OpenVINO IR file"),
+    BackendSpec("tflite", "ssdlite_runtime.backends.tflite", "load_tflite", suffixes=(".tflite",),
+                packages=("ai_edge_litert",), extra="tflite", file_kind="a TFLite file"),
+    BackendSpec("ncnn", "ssdlite_runtime.backends.ncnn", "load_ncnn", suffixes=(".ncnn.param",),
+                packages=("ncnn",), extra="ncnn", file_kind="an ncnn model"),
 )
-"""PyTorch on a training checkpoint or an in-memory SSDLite: the one backend of the full package (it needs torch)."""
+"""This package's backends, one module each in ``ssdlite_runtime/backends/`` (``extra``: runtime/pyproject.toml)."""
+
+ENTRY_POINT_GROUP = "ssdlite_runtime.backends"
+"""The entry-point group through which another installed distribution adds backends. Each entry point, named as
+its backend, points at a :class:`BackendSpec` in a module cheap to import (the spec names the loader's module,
+imported only when the backend is used)::
+
+    [project.entry-points."ssdlite_runtime.backends"]
+    eager = "ssdlite.deploy.backends:EAGER"
+"""
 
 APPLE_ONLY_SUFFIXES = (".mlpackage", ".mlmodel")
 """Core ML files (``ssdlite-export --format coreml``): no backend runs them here, they run on Apple platforms only;
-:func:`load_backend` refuses them with a one-line error instead of reading them as a checkpoint."""
+:func:`load_backend` refuses them with a one-line error instead of handing them to another backend."""
 
 _BACKENDS: dict[str, BackendLoader] = {}
 """The loaders imported so far, by name."""
 _REGISTRATIONS: dict[str, BackendSpec] = {}
-"""Every backend known, by name: declared in a module's source, registered by an import, or :data:`EAGER`."""
-_PACKAGE = __name__.rpartition(".")[0]
+"""Every backend known, by name: :data:`BUILTIN_BACKENDS`, the entry points', and :func:`register_backend`'s."""
+_UNLOADABLE: dict[str, str] = {}
+"""Backends whose entry point cannot be imported here, by name: why, and what to install."""
 _discovered = False
 
 
@@ -229,16 +236,18 @@ def register_backend(
     extra: str | None = None,
     file_kind: str | None = None,
 ) -> Callable[[BackendLoader], BackendLoader]:
-    """Register ``loader(model_or_path, *, device, **options) -> Backend`` under ``name`` (see :class:`BackendSpec`
-    for the arguments). In this package's modules the arguments must be literals: the registry reads them from the
-    source before the module is imported."""
+    """Register ``loader(model_or_path, *, device, **options) -> Backend`` under ``name`` in this process (see
+    :class:`BackendSpec` for the arguments). A backend that ships with a distribution goes in
+    :data:`BUILTIN_BACKENDS` or the distribution's :data:`ENTRY_POINT_GROUP` instead, so that it is known before
+    its module is imported."""
 
     def decorator(loader: BackendLoader) -> BackendLoader:
+        _discover()
         _BACKENDS[name] = loader
         _REGISTRATIONS[name] = BackendSpec(
             name,
-            module=loader.__module__,
-            loader=loader.__name__,
+            loader.__module__,
+            loader.__name__,
             suffixes=tuple(suffix.lower() for suffix in suffixes),
             packages=tuple(packages),
             extra=extra,
@@ -250,70 +259,119 @@ def register_backend(
 
 
 def _discover() -> None:
-    """Learn this package's backends from their modules' source (imported only where there is none), and EAGER."""
+    """Learn the built-in backends and those of the installed distributions' entry points, once."""
     global _discovered
     if _discovered:
         return
     _discovered = True
-    _REGISTRATIONS.setdefault(EAGER.name, EAGER)
-    for module in pkgutil.iter_modules(importlib.import_module(_PACKAGE).__path__):
-        if module.name != "base" and not module.name.startswith("_"):
-            for spec in _declared_backends(f"{_PACKAGE}.{module.name}"):
-                _REGISTRATIONS.setdefault(spec.name, spec)
+    for spec in (*BUILTIN_BACKENDS, *_entry_point_backends()):
+        _REGISTRATIONS.setdefault(spec.name, spec)
 
 
-def _declared_backends(module: str) -> list[BackendSpec]:
-    """The ``@register_backend(...)`` loaders of a module, read from its source (the module is not imported)."""
-    found = importlib.util.find_spec(module)
-    source = found.loader.get_source(module) if found is not None and found.loader is not None else None
-    if source is None:  # no source to read: import it, its decorators register it
-        importlib.import_module(module)
-        return []
-    declared = []
-    for node in ast.parse(source).body:
-        if not isinstance(node, ast.FunctionDef):
+def _entry_point_backends() -> list[BackendSpec]:
+    """The specs of :data:`ENTRY_POINT_GROUP`; one that cannot be imported is noted in :data:`_UNLOADABLE`.
+
+    Raises:
+        TypeError: an entry point names something else than a :class:`BackendSpec` of its own name.
+    """
+    specs = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        package = entry.dist.name if entry.dist is not None else entry.module.partition(".")[0]
+        try:
+            spec = entry.load()
+        except ImportError as error:
+            _UNLOADABLE[entry.name] = (
+                f"backend {entry.name!r} of the {package} package, which cannot be imported here "
+                f"({one_line(error)}); (re)install it: pip install {package}"
+            )
             continue
-        for decorator in node.decorator_list:
-            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func).endswith("register_backend"):
-                try:
-                    name = ast.literal_eval(decorator.args[0])
-                    options = {keyword.arg: ast.literal_eval(keyword.value) for keyword in decorator.keywords}
-                except (ValueError, IndexError):
-                    raise ValueError(
-                        f"{module}: register_backend(...) on {node.name} takes literal arguments only (a name, then "
-                        "strings and tuples of strings), which the registry reads without importing the module"
-                    ) from None
-                options["suffixes"] = tuple(suffix.lower() for suffix in options.get("suffixes", ()))
-                options["packages"] = tuple(options.get("packages", ()))
-                declared.append(BackendSpec(name, module=module, loader=node.name, **options))
-    return declared
+        if not isinstance(spec, BackendSpec) or spec.name != entry.name:
+            raise TypeError(
+                f"entry point {entry.name} = {entry.value} of {package} ({ENTRY_POINT_GROUP}) must name a "
+                f"BackendSpec called {entry.name!r}, got {spec!r}"
+            )
+        specs.append(spec)
+    return specs
 
 
 def available_backends() -> list[str]:
     """Names of the known backends (their packages may be missing here)."""
     _discover()
-    return sorted(set(_REGISTRATIONS) | set(_BACKENDS))
+    return sorted(set(_REGISTRATIONS) | set(_BACKENDS) | set(_UNLOADABLE))
+
+
+def fallback_backend() -> str | None:
+    """The backend of a file no backend claims by its suffix, and of an in-memory model (see
+    :attr:`BackendSpec.fallback`); None where no installed distribution declares one."""
+    spec = _fallback_spec()
+    return spec.name if spec is not None else None
+
+
+def _fallback_spec() -> BackendSpec | None:
+    _discover()
+    return next((spec for spec in _REGISTRATIONS.values() if spec.fallback), None)
 
 
 def backend_for_path(path: str | os.PathLike) -> str:
-    """The backend that reads a model file, from the end of its name: ``.onnx`` -> "ort", ``.ckpt`` -> "eager",
-    anything else -> :data:`FALLBACK_BACKEND` ("eager": training checkpoints have many names)."""
+    """The backend that reads a model file, from the end of its name (``.onnx`` -> "ort"), else the
+    :func:`fallback_backend` (with the full ssdlite package, "eager").
+
+    Raises:
+        ValueError: a Core ML file (it runs on Apple platforms only); no backend claims the name and none is the
+            fallback (says what the installed backends read).
+    """
+    _refuse_apple_only(path)
+    claimant = _claimant(path)
+    if claimant is not None:
+        return claimant.name
+    fallback = fallback_backend()
+    if fallback is None:
+        raise ValueError(_no_backend_reads(str(path)))
+    return fallback
+
+
+def _claimant(path: str | os.PathLike) -> BackendSpec | None:
+    """The backend with the longest suffix that the file's name ends in (case-blind), if any."""
     _discover()
     name = Path(path).name.lower()
-    claims = [(suffix, spec.name) for spec in _REGISTRATIONS.values() for suffix in spec.suffixes]
-    for suffix, backend in sorted(claims, key=lambda claim: -len(claim[0])):
-        if name.endswith(suffix):
-            return backend
-    return FALLBACK_BACKEND
+    claims = [(suffix, spec) for spec in _REGISTRATIONS.values() for suffix in spec.suffixes if name.endswith(suffix)]
+    return max(claims, key=lambda claim: len(claim[0]))[1] if claims else None
+
+
+def backend_for(model_or_path: Any) -> str:
+    """The backend ``Predictor(model_or_path)`` uses when none is chosen: a file's is :func:`backend_for_path`'s,
+    anything else (an in-memory model) goes to the :func:`fallback_backend`.
+
+    Raises:
+        ValueError: no backend takes it (says what the installed backends read).
+    """
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return backend_for_path(model_or_path)
+    fallback = fallback_backend()
+    if fallback is None:
+        raise ValueError(_no_backend_reads(f"a {type(model_or_path).__name__}"))
+    return fallback
+
+
+def _no_backend_reads(what: str) -> str:
+    """One line: nothing installed here reads ``what``, what the backends do read, and the entry points that failed."""
+    _discover()
+    reads = ", ".join(
+        f"{suffix} ({spec.name})" for spec in _REGISTRATIONS.values() for suffix in spec.suffixes
+    )
+    message = f"no backend installed here reads {what}: they read {reads} (choose one with --backend)"
+    if _UNLOADABLE:
+        return f"{message}; it may be for {'; or for '.join(_UNLOADABLE.values())}"
+    return f"{message}; other packages add backends (e.g. the full ssdlite package, for its checkpoints)"
 
 
 def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
-    """(backend, what the file is, e.g. "an ONNX file") for a file a backend other than the fallback claims."""
-    backend = backend_for_path(path)
-    spec = _REGISTRATIONS.get(backend)
-    if backend == FALLBACK_BACKEND or spec is None or spec.file_kind is None:
+    """(backend, what the file is, e.g. "an ONNX file") for a file that a backend other than the fallback claims
+    by its suffix; None otherwise."""
+    spec = _claimant(path)
+    if spec is None or spec.fallback or spec.file_kind is None:
         return None
-    return backend, spec.file_kind
+    return spec.name, spec.file_kind
 
 
 _SPECIAL_FILES = (
@@ -366,31 +424,44 @@ def sniffed_suffix(path: str | os.PathLike) -> str | None:
 
 
 def misnamed_model_file(path: str | os.PathLike) -> str | None:
-    """For a file read as a training checkpoint (no backend claims its name) whose bytes are another model format:
-    one line saying which format it looks like and which suffix or backend to give it; None otherwise."""
+    """For a file handed to the :func:`fallback_backend` (no backend claims its name, or it was chosen) whose bytes
+    are a format another backend reads: one line saying which format it looks like and which suffix or backend to
+    give it; None otherwise."""
     suffix = sniffed_suffix(path)
     if suffix is None:
         return None
-    _discover()
-    backend = backend_for_path(f"model{suffix}")
-    spec = _REGISTRATIONS.get(backend)
-    kind = spec.file_kind if spec is not None and spec.file_kind else f"a {suffix} file"
-    if suffix == ".tflite":
-        evidence = "its bytes 4..8 are the TFLite identifier TFL3"
-    else:
-        evidence = "it starts as an ONNX ModelProto does"
+    spec = _claimant(f"model{suffix}")
+    if spec is None:  # no backend of that format installed here: the fallback's own error says what it is not
+        return None
+    kind = spec.file_kind or f"a {suffix} file"
+    evidence = "its bytes 4..8 are the TFLite identifier TFL3" if suffix == ".tflite" else (
+        "it starts as an ONNX ModelProto does"
+    )
+    fallback = _fallback_spec()
+    not_fallback = f", not {fallback.file_kind}" if fallback is not None and fallback.file_kind else ""
     name = Path(path)
     if name.name.lower().endswith(suffix):
+        reads = f", which is all the {fallback.name} backend reads" if not_fallback else ""
         return (
-            f"{path} is {kind} ({evidence}), not a training checkpoint, which is all the {EAGER.name} backend reads; "
-            f"leave --backend out or pass --backend {backend} (Predictor(..., backend={backend!r}))"
+            f"{path} is {kind} ({evidence}){not_fallback}{reads}; leave --backend out or pass --backend {spec.name} "
+            f"(Predictor(..., backend={spec.name!r}))"
         )
     renamed = name.with_name(name.stem + suffix) if name.suffix else name.with_name(name.name + suffix)
     return (
-        f"{path} looks like {kind} ({evidence}), not a training checkpoint, but its name does not end in {suffix}; "
-        f"give it that suffix (e.g. mv {path} {renamed}) or choose its backend (--backend {backend}, "
-        f"Predictor(..., backend={backend!r}))"
+        f"{path} looks like {kind} ({evidence}){not_fallback}, but its name does not end in {suffix}; "
+        f"give it that suffix (e.g. mv {path} {renamed}) or choose its backend (--backend {spec.name}, "
+        f"Predictor(..., backend={spec.name!r}))"
     )
+
+
+def _refuse_apple_only(path: str | os.PathLike) -> None:
+    """A ValueError for a Core ML file (:data:`APPLE_ONLY_SUFFIXES`), which no backend here runs."""
+    if Path(path).name.lower().endswith(APPLE_ONLY_SUFFIXES):
+        raise ValueError(
+            f"{path} is a Core ML model: Core ML files run on Apple platforms only (Core ML / Vision on macOS, iOS), "
+            "no backend here runs them; on this machine export the model to another format "
+            "(e.g. --format onnx --with-nms) and run that file"
+        )
 
 
 def load_backend(name: str, model_or_path: Any, *, device: Any = "cpu", **options: Any) -> Backend:
@@ -398,26 +469,26 @@ def load_backend(name: str, model_or_path: Any, *, device: Any = "cpu", **option
 
     Raises:
         ValueError: unknown backend name (lists the known ones); a Core ML file (it runs on Apple platforms only); a
-            path that is not a regular file (a FIFO, a device); for "eager", a file whose bytes are an ONNX or
-            TFLite model under another name (says which suffix to give it).
-        MissingPackageError: the backend's package is not installed (names the file, the format and the extra).
+            path that is not a regular file (a FIFO, a device); for the fallback backend, a file whose bytes are an
+            ONNX or TFLite model under another name (says which suffix to give it).
+        MissingPackageError: the backend's package is not installed (names the file, the format and the extra),
+            or its distribution's entry point cannot be imported (names the distribution).
     """
     _discover()
     is_path = isinstance(model_or_path, (str, os.PathLike))
-    if is_path and Path(model_or_path).name.lower().endswith(APPLE_ONLY_SUFFIXES):
-        raise ValueError(
-            f"{model_or_path} is a Core ML model: Core ML files run on Apple platforms only (Core ML / Vision on "
-            "macOS, iOS), no backend here runs them; on this machine export the checkpoint to another format "
-            "(e.g. --format onnx --with-nms) and run that file"
-        )
+    if is_path:
+        _refuse_apple_only(model_or_path)
     if name not in _BACKENDS and name not in _REGISTRATIONS:
+        if name in _UNLOADABLE:
+            what = model_or_path if is_path else f"a {type(model_or_path).__name__}"
+            raise MissingPackageError(f"{what} needs the {_UNLOADABLE[name]}")
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
+    spec = _REGISTRATIONS.get(name)
     if is_path:
         check_regular_file(model_or_path)
-        misnamed = misnamed_model_file(model_or_path) if name == EAGER.name else None
+        misnamed = misnamed_model_file(model_or_path) if spec is not None and spec.fallback else None
         if misnamed is not None:
             raise ValueError(misnamed)
-    spec = _REGISTRATIONS.get(name)
     if spec is not None:
         _require(spec, model_or_path, missing_packages(spec.packages))
     loader = _BACKENDS.get(name) or _import_loader(spec, model_or_path)
@@ -442,7 +513,7 @@ def _require(spec: BackendSpec, model_or_path: Any, missing: Sequence[str]) -> N
     kind = spec.file_kind or f"backend {spec.name!r}"
     if not isinstance(model_or_path, (str, os.PathLike)):
         needed_by = f"backend {spec.name!r}"
-    elif spec.name == FALLBACK_BACKEND and not Path(model_or_path).name.lower().endswith(spec.suffixes):
+    elif spec.fallback and not Path(model_or_path).name.lower().endswith(spec.suffixes):
         others = sorted({suffix for other in _REGISTRATIONS.values() if other is not spec for suffix in other.suffixes})
         needed_by = f"{model_or_path} (not {' / '.join(others)}, so read as {kind})"
     else:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdlite_runtime.backends.base import Backend, RawOutputs, check_file_on_cpu, register_backend
+from ssdlite_runtime.backends.base import Backend, RawOutputs, check_file_on_cpu
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.metadata import INPUT_NAME, RAW_OUTPUT_NAMES, ModelInfo
 
@@ -181,7 +181,6 @@ class NcnnBackend(Backend):
         return f"ncnn (NCNN, raw outputs + numpy NMS{threads}, {self.path.name})"
 
 
-@register_backend("ncnn", suffixes=(".ncnn.param",), packages=("ncnn",), extra="ncnn", file_kind="an ncnn model")
 def load_ncnn(
     path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None, fp16: bool = False
 ) -> NcnnBackend:

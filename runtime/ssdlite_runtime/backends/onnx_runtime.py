@@ -35,7 +35,6 @@ from ssdlite_runtime.backends.base import (
     RawOutputs,
     check_file_on_cpu,
     padded_detections,
-    register_backend,
     run_in_fixed_batches,
 )
 from ssdlite_runtime.errors import one_line
@@ -224,14 +223,12 @@ class OnnxRuntimeBackend(Backend):
         return f"{self.name} ({kind}ONNX Runtime, {postprocess}{threads}, {self.path.name})"
 
 
-@register_backend("ort", suffixes=(".onnx",), packages=("onnxruntime",), extra="onnx", file_kind="an ONNX file")
 def load_ort(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> OnnxRuntimeBackend:
     """A float (or INT8) ``.onnx`` file made by ``tools/export.py --format onnx``."""
     _check_file_and_device(path, device, "ort")
     return OnnxRuntimeBackend(path, name="ort", threads=threads)
 
 
-@register_backend("int8", packages=("onnxruntime",), extra="onnx")
 def load_int8(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> OnnxRuntimeBackend:
     """An INT8 ``.onnx`` file made by ``tools/export.py --format onnx --int8 --calib DIR``."""
     _check_file_and_device(path, device, "int8")
@@ -247,5 +244,5 @@ def load_int8(path: str | os.PathLike, *, device: str = "cpu", threads: int | No
 def _check_file_and_device(path: Any, device: Any, backend: str) -> None:
     check_file_on_cpu(
         path, device, backend=backend, reads="an .onnx file", runtime="ONNX Runtime", export_command=EXPORT_COMMAND,
-        hint=", or use the full package's Predictor (ssdlite.deploy.predictor), which does that",
+        hint=f", or with the full package: ssdlite.deploy.model_files.export_for_predictor(model, {backend!r}, FOLDER)",
     )

@@ -32,7 +32,6 @@ from ssdlite_runtime.backends.base import (
     RawOutputs,
     check_file_on_cpu,
     padded_detections,
-    register_backend,
     run_in_fixed_batches,
 )
 from ssdlite_runtime.errors import one_line
@@ -223,9 +222,6 @@ class OpenVinoBackend(Backend):
         return f"{self.name} ({kind}OpenVINO, {postprocess}{threads}, {self.path.name})"
 
 
-@register_backend(
-    "openvino", suffixes=(".xml",), packages=("openvino",), extra="openvino", file_kind="an OpenVINO IR file"
-)
 def load_openvino(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> OpenVinoBackend:
     """A float or INT8 OpenVINO IR (``.xml`` + ``.bin``) made by ``ssdlite-export --format openvino``."""
     check_file_on_cpu(path, device, backend="openvino", reads="an .xml file (OpenVINO IR)", runtime="OpenVINO",

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdlite_runtime.backends.base import Backend, Detections, check_file_on_cpu, register_backend
+from ssdlite_runtime.backends.base import Backend, Detections, check_file_on_cpu
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.metadata import INPUT_NAME, TFLITE_OUTPUT_NAMES, ModelInfo
 from ssdlite_runtime.postprocess import PostprocessSettings
@@ -182,9 +182,6 @@ def _dequantized(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     return ((values.astype(np.float32) - parameters["zero_points"][0]) * parameters["scales"][0]).astype(np.float32)
 
 
-@register_backend(
-    "tflite", suffixes=(".tflite",), packages=("ai_edge_litert",), extra="tflite", file_kind="a TFLite file"
-)
 def load_tflite(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> TFLiteBackend:
     """A float or INT8 ``.tflite`` file made by ``ssdlite-export --format tflite``."""
     check_file_on_cpu(path, device, backend="tflite", reads="a .tflite file", runtime="LiteRT",

@@ -4,8 +4,9 @@ BatchNorm folded into the convolutions, channels_last memory, ``torch.inference_
 decodes and runs NMS itself, with ``ssdlite.core.postprocess`` on the model's device (the function validation
 uses), and hands the Predictor detections.
 
-``ssdlite_runtime``'s registry knows this module by its path (``ssdlite_runtime.backends.base.EAGER``: the
-suffixes, and what to install without torch); :func:`load_eager` is the loader it calls.
+``ssdlite_runtime``'s registry learns of this module from the entry point ``eager`` of the root pyproject.toml,
+which names :data:`ssdlite.deploy.backends.EAGER` (the suffixes, and what to install without torch);
+:func:`load_eager` is the loader it calls.
 """
 
 from __future__ import annotations

@@ -1,19 +1,20 @@
 """What an exporter is, the registry of export formats, and :func:`export_model`, the one entry point.
 
-Each format has its own module in this package that registers its exporters here when it is imported, one per
-precision ("float", "int8")::
+Each format has its own module in this package, listed in :data:`EXPORTER_MODULES`, that registers its exporters
+here when it is imported, one per precision ("float", "int8")::
 
     @register_exporter("onnx", title="ONNX", suffix=".onnx", flags=("with_nms", "dynamic_batch"),
                        packages=("onnx", "onnxscript"), extra="export")
     def _export(model, path, options: ExportOptions) -> Path: ...
 
-The registry imports the modules of this package the first time it is asked (:func:`available_formats`,
-:func:`export_model`); an exporter module imports its converter's optional package inside its functions, so every
-format is listed where a converter is missing, and :func:`export_model` says which pip extra installs it.
+The registry imports the modules of the table the first time it is asked (:func:`available_formats`,
+:func:`export_model`, ...); an exporter module imports its converter's optional package inside its functions, so
+every format is listed where a converter is missing, and :func:`export_model` says which pip extra installs it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +24,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from ssdlite.core.postprocess import PostprocessSettings
-from ssdlite_runtime.plugins import ModuleDiscovery, require
+from ssdlite_runtime.plugins import require
 
 __all__ = [
     "DEFAULT_MAX_CALIBRATION_IMAGES",
@@ -106,9 +107,30 @@ class Exporter:
     folder: bool = False
 
 
+EXPORTER_MODULES: dict[str, tuple[str, ...]] = {
+    "onnx": ("ssdlite.deploy.export.onnx", "ssdlite.deploy.export.int8"),
+    "torchscript": ("ssdlite.deploy.export.torchscript",),
+    "openvino": ("ssdlite.deploy.export.openvino",),
+    "tflite": ("ssdlite.deploy.export.tflite",),
+    "ncnn": ("ssdlite.deploy.export.ncnn",),
+    "coreml": ("ssdlite.deploy.export.coreml",),
+}
+"""The export formats, in the order they are offered (``ssdlite-export --format``), and the modules whose
+``@register_exporter`` functions write each (ONNX's INT8 exporter has a module of its own)."""
+
 _EXPORTERS: dict[tuple[str, str], Exporter] = {}
-_discover = ModuleDiscovery(__name__.rpartition(".")[0])
-"""Imports every exporter module of this package, once."""
+_loaded = False
+
+
+def _discover() -> None:
+    """Import the modules of :data:`EXPORTER_MODULES` once (each registers its exporters as it is imported)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # before importing: a module that asks the registry while it is imported gets no recursion
+    for modules in EXPORTER_MODULES.values():
+        for module in modules:
+            importlib.import_module(module)
 
 
 def register_exporter(
@@ -151,9 +173,12 @@ def register_exporter(
 
 
 def available_formats() -> list[str]:
-    """Names of the registered export formats, in registration order (ONNX first)."""
+    """Names of the registered export formats: :data:`EXPORTER_MODULES`' order, then any registered otherwise."""
     _discover()
-    return list(dict.fromkeys(format for format, _ in _EXPORTERS))
+    registered = dict.fromkeys(format for format, _ in _EXPORTERS)
+    return [format for format in EXPORTER_MODULES if format in registered] + [
+        format for format in registered if format not in EXPORTER_MODULES
+    ]
 
 
 def exported_files(path: str | Path) -> list[Path]:
@@ -179,9 +204,8 @@ def companion_path(path: Path, suffix: str, companion: str) -> Path:
 
 
 def registered_exporters() -> list[Exporter]:
-    """Every registered exporter (one per format and precision), in registration order."""
-    _discover()
-    return list(_EXPORTERS.values())
+    """Every registered exporter (one per format and precision), in :func:`available_formats`' order."""
+    return [exporter for format in available_formats() for exporter in _exporters_of(format)]
 
 
 def _exporters_of(format: str) -> list[Exporter]:

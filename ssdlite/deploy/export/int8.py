@@ -7,19 +7,14 @@ as the Predictor does (``ssdlite_runtime.preprocess.preprocess_images``: resize 
 ``pixel / 127.5 - 1``), and quantized with ``quantize_static``: activations uint8 (asymmetric, MinMax ranges),
 weights int8 per output channel -- the combination ONNX Runtime's x86 kernels (VNNI) run fastest, and per-channel
 weights keep the depthwise convolutions accurate. Weights use 7 of their 8 bits (``reduce_range``): x86 CPUs
-without VNNI (AVX2 only, e.g. AMD Zen 2/3) multiply uint8 x int8 pairs into saturating int16 sums, which full-range
-weights overflow -- on such a machine an INT8 test model found 1 of its 3 objects, with 7-bit weights all 3. An
-exported file runs on machines we do not know, so it is quantized to be right on all of them. Decoding and NMS are then appended in float
-(:mod:`ssdlite.deploy.export.onnx_postprocess`): the postprocessing is never quantized. What INT8 costs in AP and
-gains in latency is measured by ``ssdlite-benchmark --only int8_accuracy`` and ``--only latency`` (the README's
-"Measured figures", with the machine and date).
+without VNNI (AVX2 only) multiply uint8 x int8 pairs into saturating int16 sums, which full-range weights overflow,
+and an exported file must detect the same on every CPU it runs on. Decoding and NMS are then appended in float
+(:mod:`ssdlite.deploy.export.onnx_postprocess`): the postprocessing is never quantized. ``ssdlite-benchmark --only
+int8_accuracy`` and ``--only latency`` measure what INT8 costs in AP and gains in latency.
 
-Why ONNX Runtime and not PyTorch's own quantization: ONNX Runtime's INT8 kernels run the quantized network faster
-than its float one on x86 CPUs, while PyTorch's current path -- PT2E (``prepare_pt2e`` / ``convert_pt2e``, which
-torch 2.14 no longer ships in torch.ao: it lives in torchao, not a dependency here) with ``X86InductorQuantizer``
-and ``torch.compile`` -- ran slower than PyTorch float when we tried it, after a long compile. FX graph mode
-(``prepare_fx``) cannot trace the MobileNetV2 backbone at all (it slices ``features[:14]`` inside ``forward``).
-One ONNX file also serves every runtime.
+ONNX Runtime rather than PyTorch's own quantization: its INT8 kernels run faster than its float ones on x86 CPUs,
+PyTorch's FX graph mode cannot trace the MobileNetV2 backbone (it slices ``features[:14]`` inside ``forward``), and
+one ONNX file serves every runtime.
 """
 
 from __future__ import annotations
@@ -242,8 +237,6 @@ def quantize_model(
     extra="export",
 )
 def _export(model: nn.Module, path: Path, options: ExportOptions) -> Path:
-    if options.calibration_images is None:
-        raise ValueError("INT8 export needs calibration images: pass --calib DIR (a folder of images)")
     return quantize_model(
         model,
         path,

@@ -28,12 +28,9 @@ scaled as ``(pixel - 127.5) / 127.5`` (B is 1 unless exported with ``dynamic_bat
   float32 [1], ``iou_threshold`` float32 [1], ``topk_per_class`` int64 [1] and ``max_detections`` int64 [1]; feed
   them to change a setting at run time, or leave them out.
 
-Exporter: ``torch.onnx.export(..., dynamo=True)``, the torch.export-based exporter (the default since torch 2.9).
-The legacy TorchScript-based exporter (``dynamo=False``) still works in torch 2.14 and gives the same outputs (to
-1e-7), but it warns that it will be removed, and its graph keeps ~400 shape-computation nodes (Shape / Gather /
-Unsqueeze / Concat around every head reshape) that the dynamo exporter resolves at export time: 195 nodes
-instead of 597 for ssdlite_mobilenet_v2. Once ONNX Runtime has optimised the graph, both files run equally fast.
-The price is export time (seconds instead of under one). Decoding and NMS are not traced from
+Exporter: ``torch.onnx.export(..., dynamo=True)``, the torch.export-based exporter (the default since torch 2.9):
+it resolves the shape computations around every head reshape at export time, so the graph holds the network's
+operations only, and the legacy TorchScript-based exporter is deprecated. Decoding and NMS are not traced from
 PyTorch at all: they are written directly as ONNX nodes (:mod:`ssdlite.deploy.export.onnx_postprocess`) and
 appended to the network's graph, so the same code serves the float and the INT8 (quantized network only) files.
 """

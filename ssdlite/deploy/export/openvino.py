@@ -78,7 +78,7 @@ def export_openvino(
         model: an SSDLite (left unchanged; BatchNorm is folded into the convolutions of the file).
         path: the ``.xml`` file to write; the weights go to the ``.bin`` file of the same name beside it.
         options: class names, category ids, ``with_nms``, ``dynamic_batch``, postprocessing defaults and (INT8)
-            the calibration folder.
+            the calibration folder (:func:`~ssdlite.deploy.export.base.export_model` refuses INT8 without one).
         int8: quantize the network with NNCF, calibrated on ``options.calibration_images``.
         network_onnx: the raw network already exported from ``model`` with
             :func:`~ssdlite.deploy.export.onnx.export_network_onnx` (its batch dimension is then its own): used
@@ -88,7 +88,7 @@ def export_openvino(
         The written ``.xml`` path.
 
     Raises:
-        ValueError: ``path`` does not end in ``.xml``; INT8 without calibration images, or a folder without images.
+        ValueError: ``path`` does not end in ``.xml``, or the calibration folder holds no images.
         FileNotFoundError: the calibration folder does not exist.
     """
     import openvino as ov
@@ -172,8 +172,6 @@ class _CalibrationImages:
 def _calibration_reader(model: nn.Module, options: ExportOptions) -> Any:
     from ssdlite.deploy.export.int8 import ImageFolderCalibrationReader
 
-    if options.calibration_images is None:
-        raise ValueError("INT8 export needs calibration images: pass --calib DIR (a folder of images)")
     return ImageFolderCalibrationReader(
         options.calibration_images,
         image_size=int(model.image_size),

@@ -265,8 +265,6 @@ def _export(model: nn.Module, path: Path, options: ExportOptions) -> Path:
     note=_NOTE,
 )
 def _export_int8(model: nn.Module, path: Path, options: ExportOptions) -> Path:
-    if options.calibration_images is None:
-        raise ValueError("INT8 export needs calibration images: pass --calib DIR (a folder of images)")
     return export_tflite(
         model,
         path,

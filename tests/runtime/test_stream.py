@@ -1,4 +1,5 @@
-"""Frame sources, the MJPEG web view and the stream loop, in process, with a stand-in predictor (no model)."""
+"""Frame sources, the MJPEG web view and its page, and the stream loop (ssdlite_runtime.stream), in process, with a
+stand-in predictor (no model)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ssdlite_runtime.stream import (
     parse_camera,
     run_stream,
 )
+from ssdlite_runtime.stream.webview import render_page
 from ssdlite_runtime.visualize import class_color
 
 FPS = 50.0
@@ -112,6 +114,15 @@ def test_server_is_local_serves_page_stats_frames_and_a_taken_port_is_an_error()
         port = server._httpd.server_address[1]
         with pytest.raises(ValueError, match=f"cannot serve on 127.0.0.1:{port}"):
             StreamServer(port=port)
+
+
+def test_the_page_is_the_package_file_with_its_title_escaped_and_served_as_rendered():
+    page = render_page('cam <1> & "door"')
+    assert page.count("cam &lt;1&gt; &amp; &quot;door&quot;") == 2  # <title> and the heading
+    assert "$" not in page and "{{" not in page and "}}" not in page
+    assert 'fetch("/stats.json", {cache: "no-store"})' in page  # the script's braces as written
+    with StreamServer(port=0, title="door") as server:
+        assert http_get(server, "/")[2] == render_page("door").encode()
 
 
 def wait_until(condition, timeout_s: float) -> bool:
