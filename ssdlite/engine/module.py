@@ -30,13 +30,14 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
-from torch.optim.swa_utils import update_bn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssdlite.core.loss import MultiBoxLoss
 from ssdlite.core.postprocess import PostprocessSettings
@@ -75,6 +76,8 @@ class SSDLiteModule(L.LightningModule):
         init_from: checkpoint to initialise from (fine-tuning): every weight whose name and shape fit is copied,
             the class head is re-initialised when the classes differ.
         freeze_backbone: train the extra layers and heads only (backbone weights and BatchNorm statistics fixed).
+        freeze_backbone_bn: keep the backbone's BatchNorm statistics at the pretrained ones (its BatchNorm layers
+            stay in eval mode; every weight still learns), for a pretrained backbone fine-tuned at small batches.
         backbone_lr_factor: a factor on the backbone's learning rate (say 0.1 for a pretrained backbone, so that
             the new layers learn at the full rate without the ImageNet features being washed out).
         optimizer: "sgd", "adamw" or "rmsprop".
@@ -119,6 +122,7 @@ class SSDLiteModule(L.LightningModule):
         pretrained_backbone: str | None = None,
         init_from: str | None = None,
         freeze_backbone: bool = False,
+        freeze_backbone_bn: bool = False,
         backbone_lr_factor: float = 1.0,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
@@ -214,11 +218,20 @@ class SSDLiteModule(L.LightningModule):
         return self.eval_model(images)
 
     def train(self, mode: bool = True) -> SSDLiteModule:
-        """Like ``nn.Module.train``, but a frozen backbone keeps its BatchNorm statistics (stays in eval mode)."""
+        """Like ``nn.Module.train``, but a frozen backbone stays in eval mode, and with ``freeze_backbone_bn`` its
+        BatchNorm layers do (their statistics stay the pretrained ones)."""
         super().train(mode)
         if self.hparams.freeze_backbone:
             self.model.backbone.eval()
+        for module in self._frozen_batchnorm(self.model):
+            module.eval()
         return self
+
+    def _frozen_batchnorm(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        """The BatchNorm layers of ``model`` (the trained network or its EMA copy) whose statistics stay fixed."""
+        if not (self.hparams.freeze_backbone or self.hparams.get("freeze_backbone_bn", False)):
+            return []
+        return [module for module in model.backbone.modules() if isinstance(module, _BatchNorm)]
 
     # ----------------------------------------------------------------------------------------------- training
 
@@ -271,9 +284,11 @@ class SSDLiteModule(L.LightningModule):
     def calibrate_batchnorm(self) -> None:
         """Recomputes the BatchNorm statistics of :attr:`eval_model` on ``bn_calibration_batches`` training batches.
 
-        ``torch.optim.swa_utils.update_bn``: running averages reset, then the cumulative average over the batches
-        (the DataModule's ``calibration_dataloader()``: training augmentation, shuffled) in train mode. Nothing
-        happens with ``bn_calibration_batches`` 0 or a DataModule without training batches to calibrate on.
+        As ``torch.optim.swa_utils.update_bn``: running averages reset, then the cumulative average over the
+        batches (the DataModule's ``calibration_dataloader()``: training augmentation, shuffled) in train mode; but
+        the layers whose statistics are frozen (``freeze_backbone``, ``freeze_backbone_bn``) keep theirs and stay
+        in eval mode, as in training (``update_bn`` would reset them too). Nothing happens with
+        ``bn_calibration_batches`` 0 or a DataModule without training batches to calibrate on.
         """
         batches = self.hparams.bn_calibration_batches
         datamodule = self.trainer.datamodule
@@ -288,7 +303,7 @@ class SSDLiteModule(L.LightningModule):
             for batch in itertools.islice(loader, batches)
         )
         with torch.inference_mode(False), torch.no_grad():
-            update_bn(images, self.eval_model)
+            recompute_batchnorm_statistics(images, self.eval_model, frozen=self._frozen_batchnorm(self.eval_model))
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # The placeholder of an unreadable image has no boxes, so it adds nothing to the loss (no positives, hence no
@@ -459,6 +474,33 @@ class SSDLiteModule(L.LightningModule):
             "weight decay": hparams.weight_decay,
             "EMA": f"decay {hparams.ema_decay}" if hparams.ema else "off",
         }
+
+
+def recompute_batchnorm_statistics(
+    images: Iterable[Tensor], model: torch.nn.Module, *, frozen: Sequence[torch.nn.Module] = ()
+) -> None:
+    """Replaces the running statistics of ``model``'s BatchNorm layers, but ``frozen``, by their cumulative
+    average over ``images`` (one forward pass per batch in train mode, ``frozen`` in eval mode); the model's mode
+    and the layers' momenta are restored afterwards."""
+    frozen_ids = {id(module) for module in frozen}
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and id(m) not in frozen_ids]
+    if not layers:
+        return
+    momenta = {layer: layer.momentum for layer in layers}
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    for module in frozen:
+        module.eval()
+    for batch in images:
+        model(batch)
+    for layer, momentum in momenta.items():
+        layer.momentum = momentum
+    model.train(was_training)
+    for module in frozen:
+        module.eval()
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
+from ssdlite.core.normalization import PIXEL_MEAN, PIXEL_STD
+
 from .blocks import batch_norm, normal_init
 from .checkpoints import read_state_dict
 from .weights import check_width_mult, load_weights, strip_prefix
@@ -94,12 +96,40 @@ class MobileNetV2Backbone(nn.Module):
         self._load_torchvision_state_dict(
             state_dict, source=str(IMAGENET_WEIGHTS), described=f"torchvision {IMAGENET_WEIGHTS}", path=cached
         )
+        self.fold_imagenet_input_scaling()
 
     def load_local(self, path: str | Path) -> None:
-        """Loads a local torchvision ``mobilenet_v2`` (classifier) or backbone state dict (``weights_only``)."""
-        self._load_torchvision_state_dict(
-            read_state_dict(path), source=f"file {str(path)!r}", described="local file", path=Path(path)
-        )
+        """Loads a local torchvision ``mobilenet_v2`` (classifier) or backbone state dict (``weights_only``).
+
+        A classifier state dict (it holds ``classifier.*``) is torchvision's, trained on ImageNet-normalised
+        input, so its first layer is converted to this detector's input scaling
+        (:meth:`fold_imagenet_input_scaling`); a backbone state dict is taken as it is.
+        """
+        state_dict = read_state_dict(path)
+        from_classifier = any(key.startswith("classifier.") for key in state_dict)
+        self._load_torchvision_state_dict(state_dict, source=f"file {str(path)!r}", described="local file",
+                                          path=Path(path))
+        if from_classifier:
+            self.fold_imagenet_input_scaling()
+
+    @torch.no_grad()
+    def fold_imagenet_input_scaling(self) -> None:
+        """Makes weights trained on torchvision's ImageNet input (``(pixel / 255 - mean) / std``) compute the same
+        features from this detector's input (``(pixel - PIXEL_MEAN) / PIXEL_STD``, ``ssdlite.core.normalization``).
+
+        The ImageNet input is ``x * a + b`` of ours, per channel, with ``a = PIXEL_STD / (255 std)`` and
+        ``b = (PIXEL_MEAN / 255 - mean) / std``: the first convolution's weights take the factor ``a`` and the
+        BatchNorm after it subtracts the constant that ``b`` adds. The features then equal torchvision's on the same
+        photo except next to the image border, where both pad with zeros (different pixel values). Without this,
+        frozen BatchNorm statistics (``freeze_backbone_bn``) would normalise inputs of the wrong scale.
+        """
+        transform = IMAGENET_WEIGHTS.transforms()
+        mean = torch.tensor(transform.mean, dtype=torch.float64).view(1, 3, 1, 1)
+        std = torch.tensor(transform.std, dtype=torch.float64).view(1, 3, 1, 1)
+        conv, norm = self.features[0][0], self.features[0][1]
+        weight = conv.weight.double()
+        norm.running_mean.sub_((weight * (PIXEL_MEAN / 255.0 - mean) / std).sum(dim=(1, 2, 3)).to(norm.running_mean))
+        conv.weight.copy_(weight * (PIXEL_STD / (255.0 * std)))
 
     def _load_torchvision_state_dict(
         self, state_dict: dict[str, Tensor], *, source: str, described: str, path: Path

@@ -8,7 +8,9 @@ runs on a generated picture, so it runs without the raccoon set too.
 
 The backbone under test is the detector's, built from a model config (``build_backbone``): with ImageNet weights
 its BatchNorm layers take torchvision's eps 1e-5, the one the weights were trained with (the detector's 1e-3 flattens
-the thousands of channels whose running variance is below it, and the top-5 changes).
+the thousands of channels whose running variance is below it, and the top-5 changes), and its first layer takes the
+detector's input scaling ([-1, 1]) where torchvision's takes ImageNet's mean / std: each network gets the same photo
+in its own scaling.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torchvision
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights
 
+from ssdlite.core.normalization import PIXEL_MEAN, PIXEL_STD
 from ssdlite.data import download as weights_download
 from ssdlite.models._builder import SSDLiteConfig, build_backbone, model_config
 from ssdlite.models.mobilenet_v2 import IMAGENET_WEIGHTS, STRIDE16_BLOCK, MobileNetV2Backbone
@@ -90,6 +93,13 @@ def imagenet_batch(images: list[np.ndarray]) -> torch.Tensor:
     return torch.stack([transform(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
 
 
+def detector_scaling(batch: torch.Tensor) -> torch.Tensor:
+    """The same pixels as ``imagenet_batch``'s, in the detector's input scaling ``(pixel - 127.5) / 127.5``."""
+    transform = MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (transform.mean, transform.std))
+    return ((batch * std + mean) * 255.0 - PIXEL_MEAN) / PIXEL_STD
+
+
 def read_photos(names) -> list[np.ndarray]:
     if not RACCOON_IMAGES.is_dir():
         pytest.skip(f"the raccoon photos are not at {RACCOON_IMAGES}")
@@ -126,9 +136,10 @@ def torchvision_taps(reference: nn.Module, batch: torch.Tensor) -> tuple[list[to
 
 
 def classify_our_taps(reference: nn.Module, backbone: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """ImageNet logits of torchvision's head (its avgpool + classifier) on our stride-32 tap."""
+    """ImageNet logits of torchvision's head (its avgpool + classifier) on our stride-32 tap, ``batch`` (ImageNet
+    scaling) given to our backbone in the detector's scaling."""
     with torch.no_grad():
-        stride32 = backbone(batch)[1]
+        stride32 = backbone(detector_scaling(batch))[1]
         return reference.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(stride32, 1), 1))
 
 
@@ -160,11 +171,29 @@ def test_taps_are_torchvisions_features(reference, backbone, picture):
     batch = imagenet_batch(images)
     expected, _ = torchvision_taps(reference, batch)
     with torch.no_grad():
-        ours = backbone(batch)
+        ours = backbone(detector_scaling(batch))
+        # The first layer (conv + BatchNorm + ReLU6) is the same map away from the 1-pixel border, where the two
+        # scalings pad different pixel values.
+        first = backbone.features[0](detector_scaling(batch))[..., 1:-1, 1:-1]
+        torch.testing.assert_close(first, reference.features[0](batch)[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
     assert [tuple(tap.shape) for tap in ours] == [(len(images), 576, 14, 14), (len(images), 1280, 7, 7)]
     for tap, wanted in zip(ours, expected):
         assert wanted.abs().max() > 1  # real activations, not zeros
-        torch.testing.assert_close(tap, wanted, rtol=1e-5, atol=1e-5)
+        # The border difference spreads through the receptive fields but stays small: within 1 % on average.
+        assert (tap - wanted).abs().mean() < 0.01 * wanted.abs().mean()
+
+
+def test_without_the_input_scaling_fold_the_features_are_not_torchvisions(reference, cached_file):
+    """Why the first layer is converted: the ImageNet weights on [-1, 1] input compute other features."""
+    batch = detector_scaling(imagenet_batch([generated_picture()]))
+    unfolded = detector_backbone()
+    with torch.no_grad():
+        state = torch.load(cached_file, weights_only=True)
+        unfolded.features[0][0].weight.copy_(state["features.0.0.weight"])
+        unfolded.features[0][1].running_mean.copy_(state["features.0.1.running_mean"])
+        expected, _ = torchvision_taps(reference, imagenet_batch([generated_picture()]))
+        wrong = unfolded(batch)[1]
+    assert (wrong - expected[1]).abs().mean() > 0.05 * expected[1].abs().mean()
 
 
 def test_raccoon_photos_get_torchvisions_top5_through_our_taps(reference, backbone):
@@ -172,7 +201,10 @@ def test_raccoon_photos_get_torchvisions_top5_through_our_taps(reference, backbo
     _, expected = torchvision_taps(reference, batch)
     ours = classify_our_taps(reference, backbone, batch)
     print(dict(zip(PHOTOS, top5(expected))))
-    assert top5(ours) == top5(expected)
+    # The same five classes and the same top 3 in order: the border padding (see above) may swap two near-tied
+    # classes at ranks 4-5 (raccoon-10.jpg: timber wolf and Siberian husky).
+    assert [set(labels) for labels in top5(ours)] == [set(labels) for labels in top5(expected)]
+    assert [labels[:3] for labels in top5(ours)] == [labels[:3] for labels in top5(expected)]
     for name, labels in zip(PHOTOS, top5(expected)):
         if name in CLEAR_PHOTOS:
             assert labels[0] in RACCOON_LIKE, (name, labels)

@@ -72,8 +72,28 @@ def test_local_pth_loads(tmp_path, file_holds):
     path = tmp_path / "weights.pth"
     torch.save(state_dict, path)
     backbone = MobileNetV2Backbone(width_mult=0.35, pretrained=path)
+    # A classifier file is torchvision's, trained on ImageNet-scaled input: its first layer is converted to the
+    # detector's scaling (same output away from the border); a backbone file loads as it is.
+    converted = {"features.0.0.weight", "features.0.1.running_mean"} if file_holds == "classifier" else set()
     for key, value in backbone.state_dict().items():
-        assert torch.equal(value, reference.state_dict()[key]), key
+        assert torch.equal(value, reference.state_dict()[key]) == (key not in converted), key
+    if converted:
+        assert_first_layer_takes_the_detectors_scaling(backbone, reference)
+
+
+def assert_first_layer_takes_the_detectors_scaling(backbone: nn.Module, reference: nn.Module) -> None:
+    """``backbone``'s first layer on pixels scaled to [-1, 1] equals ``reference``'s on the same pixels scaled with
+    ImageNet's mean / std, except on the 1-pixel border (both pad with zeros)."""
+    transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (transform.mean, transform.std))
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), generator=torch.Generator().manual_seed(0)).float()
+    backbone.eval(), reference.eval()
+    reference.features[0][1].eps = backbone.features[0][1].eps  # this test is about the scaling alone
+    with torch.no_grad():
+        ours = backbone.features[0](pixels / 127.5 - 1.0)
+        theirs = reference.features[0]((pixels / 255.0 - mean) / std)
+    torch.testing.assert_close(ours[..., 1:-1, 1:-1], theirs[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(ours, reference.features[0](pixels / 127.5 - 1.0), atol=1e-2)
 
 
 def test_local_pth_of_another_width_is_a_clear_error(tmp_path):
