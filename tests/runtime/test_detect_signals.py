@@ -83,6 +83,7 @@ def signal_after_some_frames(args: list[str], signum: int, tmp_path: Path) -> tu
         ("video", signal.SIGINT, 130, "Ctrl+C"),
     ],
 )
+@pytest.mark.slow  # starts a command's process
 def test_a_signal_stops_the_stream_cleanly_with_the_shells_status_for_it(job, signum, status, reason, media, tmp_path):
     source = ["video", str(media["video"])] if job == "video" else ["webcam", "--camera", str(media["video"]), "--loop"]
     returncode, stdout, stderr, frames, saved = signal_after_some_frames(

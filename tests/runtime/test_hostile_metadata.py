@@ -186,6 +186,7 @@ def test_the_files_as_exported_still_run(exported, image, capsys):
         assert status == 0, stderr
 
 
+@pytest.mark.slow  # starts a command's process
 def test_the_real_command_exits_2_with_one_line(exported, image, tmp_path):
     """detect.py itself, as a user runs it: the input size that asked for 112 GiB."""
     path = with_metadata(exported["nms"], tmp_path / "huge.onnx", input_size="100000")

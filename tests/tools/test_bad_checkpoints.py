@@ -38,6 +38,7 @@ def arguments(script: str, checkpoint: Path, tmp_path: Path) -> list[str]:
     return ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx")]
 
 
+@pytest.mark.slow  # starts a command's process
 @pytest.mark.parametrize("kind", list(CASES))
 def test_a_file_that_is_not_a_checkpoint_is_named_as_such(kind, tmp_path):
     script, reason = CASES[kind]
@@ -53,6 +54,7 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such(kind, tmp_path):
     assert not (tmp_path / "report").exists() and not (tmp_path / "model.onnx").exists()
 
 
+@pytest.mark.slow  # starts a command's process
 def test_a_checkpoint_whose_image_size_is_absurd_is_one_line_naming_it(tmp_path):
     model = build_model("ssdlite_mobilenet_v2", num_classes=2, width_mult=0.35, image_size=64)
     checkpoint = tmp_path / "huge.ckpt"
@@ -116,6 +118,7 @@ def tflite_file(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # starts a command's process
 @pytest.mark.parametrize("name", ["model.bin", "model"])
 def test_an_onnx_file_without_its_suffix_is_named_as_onnx_with_the_suffix_to_give_it(name, tmp_path):
     model = onnx_file(tmp_path / name)
@@ -138,6 +141,7 @@ def test_an_onnx_file_with_its_suffix_given_to_the_eager_backend_is_told_to_use_
     )
 
 
+@pytest.mark.slow  # starts a command's process
 def test_a_tflite_file_without_its_suffix_is_named_as_tflite_also_by_export(tmp_path):
     model = tflite_file(tmp_path / "model.bin")
     line = run_script("detect.py", detect_arguments(model), tmp_path)
@@ -150,6 +154,7 @@ def test_a_tflite_file_without_its_suffix_is_named_as_tflite_also_by_export(tmp_
     assert not (tmp_path / "out.onnx").exists()
 
 
+@pytest.mark.slow  # starts a command's process
 def test_a_fifo_or_a_device_named_onnx_is_not_a_regular_file_and_is_never_opened(tmp_path):
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)  # opening it would wait for a writer: the 60 s timeout of run_script would fail the test

@@ -40,6 +40,7 @@ def test_every_command_is_covered():
     assert commands == set(BAD_INPUTS)
 
 
+@pytest.mark.slow  # starts a command's process
 @pytest.mark.parametrize("script", list(BAD_INPUTS))
 def test_bad_input_is_one_line_with_the_common_prefix_and_exit_2(script, tmp_path):
     (tmp_path / "a_file").write_text("not a folder")

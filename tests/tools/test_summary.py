@@ -27,6 +27,7 @@ def summary_cli():
     return module
 
 
+@pytest.mark.slow  # starts a command's process
 def test_json_for_the_paper_preset_at_320():
     completed = _run("ssdlite_mobilenet_v2", "--size", "320", "--num-classes", "90", "--json")
     assert completed.returncode == 0, completed.stderr
@@ -44,6 +45,7 @@ def test_json_for_the_paper_preset_at_320():
         ("mobilenet_v1", "summary.py: error: image_size of a classifier must be an integer from 1 to 2048"),
     ],
 )
+@pytest.mark.slow  # starts a command's process
 def test_a_huge_size_is_refused_in_one_line_before_any_allocation(model, message):
     completed = _run(model, "--size", "100000")
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
@@ -51,6 +53,7 @@ def test_a_huge_size_is_refused_in_one_line_before_any_allocation(model, message
     assert line.startswith(message) and "100000" in line
 
 
+@pytest.mark.slow  # starts a command's process
 def test_unknown_model_is_one_line_error_without_traceback():
     completed = _run("ssd_vgg16")
     assert completed.returncode != 0
