@@ -1,18 +1,18 @@
-"""VOC / YOLO -> COCO conversion, as a library call and through tools/convert.py."""
+"""VOC / YOLO -> COCO conversion, as a library call and through tools/convert.py (its ``main`` in the test's
+process)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ssdlite.data.convert import voc_to_coco, yolo_to_coco
+from tests.commands_in_process import run_main
 
-from .scene import REPO_ROOT, SCENE, SCENE_CLASSES, load_script
+from .scene import SCENE, SCENE_CLASSES, load_script
 
 
 def boxes_by_file(coco: dict) -> dict[str, list[tuple[str, list[float]]]]:
@@ -135,13 +135,13 @@ def test_cli_errors_are_one_line_and_non_zero(make_scene, tmp_path, convert_tool
     assert code == 2 and error.count("\n") == 1 and "nowhere does not exist" in error
 
 
-def test_cli_as_a_process_prints_no_traceback(make_scene, tmp_path):
+def test_cli_script_prints_one_line_and_no_traceback(make_scene, tmp_path, capfd, monkeypatch):
     yolo = make_scene("yolo")
     (yolo["labels"] / "000001.txt").write_text("0 0.5 0.5\n")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "convert.py"), "yolo2coco", "--images", str(yolo["images"]),
-         "--labels", str(yolo["labels"]), "--classes", str(yolo["classes"]), "--out", str(tmp_path / "x.json")],
-        capture_output=True, text=True, timeout=120,
+    result = run_main(
+        "tools/convert.py", ["yolo2coco", "--images", str(yolo["images"]), "--labels", str(yolo["labels"]),
+                             "--classes", str(yolo["classes"]), "--out", str(tmp_path / "x.json")],
+        cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

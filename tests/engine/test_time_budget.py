@@ -24,7 +24,7 @@ def test_max_time_run_decays_the_learning_rate_to_the_end_and_validates_the_fina
     config_factory, shapes, single_thread, tmp_path
 ):
     config = config_factory(
-        trainer={"max_epochs": None, "max_time": "00:00:00:15", "check_val_every_n_epoch": 1000},
+        trainer={"max_epochs": None, "max_time": "00:00:00:08", "check_val_every_n_epoch": 1000},
         model={"warmup_epochs": 1, "min_lr_factor": 0.0, "bn_calibration_batches": 1, "channels_last": True},
     )
     result = train(["--config", str(config), "--name", "budget"],

@@ -37,6 +37,8 @@ from ssdlite_runtime.predictor import Predictor
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+pytestmark = pytest.mark.xdist_group("hostile_metadata")  # one worker exports the model (`exported`) once
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 4
 NAMES = {"class_names": [f"c{i}" for i in range(1, NUM_CLASSES + 1)], "category_ids": list(range(1, 5))}

@@ -1,18 +1,20 @@
-"""tools/convert.py writes its json with the permissions any new file gets (0644 under the usual umask 022)."""
+"""tools/convert.py writes its json with the permissions any new file gets (0644 under the usual umask 022).
+
+The command's ``main`` runs in the test's process (tests/commands_in_process.py) under the umask of the case, which
+the test sets for the call and puts back: the kernel applies the process's umask when a file is created, as it would
+in a process of the script started with that umask.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.commands_in_process import run_main
 
 
 @pytest.fixture()
@@ -27,13 +29,17 @@ def yolo_set(tmp_path):
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
-def test_the_json_gets_the_modes_the_umask_gives(yolo_set, umask, mode):
+def test_the_json_gets_the_modes_the_umask_gives(yolo_set, umask, mode, capfd, monkeypatch):
     out = yolo_set / "out" / "val.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "convert.py"), "yolo2coco", "--images", "images", "--labels",
-         "labels", "--classes", "names.txt", "--out", str(out)],
-        cwd=yolo_set, capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(umask),
-    )
+    previous = os.umask(umask)
+    try:
+        completed = run_main(
+            "tools/convert.py", ["yolo2coco", "--images", "images", "--labels", "labels", "--classes", "names.txt",
+                                 "--out", str(out)],
+            cwd=yolo_set, capfd=capfd, monkeypatch=monkeypatch,
+        )
+    finally:
+        os.umask(previous)
     assert completed.returncode == 0, completed.stderr
     assert stat.S_IMODE(out.stat().st_mode) == mode
     assert [path.name for path in out.parent.iterdir()] == ["val.json"]  # no temporary file left

@@ -1,4 +1,6 @@
-"""detect.py end to end, run as a subprocess with the project's Python, on generated images and videos.
+"""detect.py end to end on generated images and videos: its ``main`` runs in the test's process
+(tests/commands_in_process.py), as the script calls it; the web view runs as a process of the script, which the test
+stops with Ctrl+C (SIGINT).
 
 The model is a tiny SSDLite (width 0.35, 160 px) whose BatchNorm statistics are estimated on the test scenes, so
 it gives image-dependent, well-spread scores (an untrained model in eval mode scores every box exactly 1/(K+1)).
@@ -29,6 +31,7 @@ from ssdlite.models import build_model
 from ssdlite_runtime.image_io import read_image
 from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.visualize import class_color
+from tests.commands_in_process import Completed, run_main
 
 pytestmark = pytest.mark.xdist_group("detect_cli")  # one worker builds the model and the media once
 
@@ -132,13 +135,13 @@ def workspace(tmp_path_factory):
     return {"root": root, "checkpoint": checkpoint, "images": images, "video": video, "threshold": threshold}
 
 
-def run_detect(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(DETECT), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+def run_detect(*args: object, cwd: Path, capfd: pytest.CaptureFixture,
+               monkeypatch: pytest.MonkeyPatch) -> Completed:
+    """detect.py's ``main`` run with ``args`` in folder ``cwd``: its exit status, stdout and stderr."""
+    return run_main("detect.py", [str(arg) for arg in args], cwd=cwd, capfd=capfd, monkeypatch=monkeypatch)
 
 
-def assert_ok(result: subprocess.CompletedProcess) -> None:
+def assert_ok(result: Completed) -> None:
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "Traceback" not in result.stderr
 
@@ -173,12 +176,12 @@ def class_colour_pixels(image: np.ndarray, tolerance: int = 40) -> int:
 # ---------------------------------------------------------------------------------------------------- images
 
 
-def test_image_uses_newest_checkpoint_and_writes_json_and_annotated_images(workspace):
+def test_image_uses_newest_checkpoint_and_writes_json_and_annotated_images(workspace, capfd, monkeypatch):
     paths = sorted(workspace["images"].iterdir())
     out = workspace["root"] / "out_image"
     result = run_detect(
         "image", *paths, "--score-threshold", workspace["threshold"], "--json", out / "detections.json",
-        "--save", out / "annotated", "--no-show", cwd=workspace["root"],
+        "--save", out / "annotated", "--no-show", cwd=workspace["root"], capfd=capfd, monkeypatch=monkeypatch,
     )
     assert_ok(result)
     assert f"using the newest checkpoint under runs/: {Path('runs/exp/checkpoints/best.ckpt')}" in result.stdout
@@ -194,14 +197,15 @@ def test_image_uses_newest_checkpoint_and_writes_json_and_annotated_images(works
         assert class_colour_pixels(annotated) > class_colour_pixels(image) + 100
 
 
-def test_dir_skips_an_unreadable_image_with_a_warning(workspace):
+def test_dir_skips_an_unreadable_image_with_a_warning(workspace, capfd, monkeypatch):
     folder = workspace["root"] / "mixed"
     shutil.copytree(workspace["images"], folder)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     json_path = workspace["root"] / "mixed.json"
     result = run_detect(
         "dir", folder, "--model", workspace["checkpoint"], "--score-threshold", workspace["threshold"],
-        "--json", json_path, "--classes", "disc", "--no-show", cwd=workspace["root"],
+        "--json", json_path, "--classes", "disc", "--no-show", cwd=workspace["root"], capfd=capfd,
+        monkeypatch=monkeypatch,
     )
     assert_ok(result)
     assert f"warning: skipping {folder / 'broken.jpg'}" in result.stderr
@@ -219,11 +223,12 @@ def test_dir_skips_an_unreadable_image_with_a_warning(workspace):
 # ---------------------------------------------------------------------------------------------------- video
 
 
-def test_video_writes_json_for_each_frame(workspace):
+def test_video_writes_json_for_each_frame(workspace, capfd, monkeypatch):
     json_path = workspace["root"] / "video.json"
     result = run_detect(
         "video", workspace["video"], "--model", workspace["checkpoint"], "--score-threshold",
         workspace["threshold"], "--max-frames", 6, "--json", json_path, "--no-show", cwd=workspace["root"],
+        capfd=capfd, monkeypatch=monkeypatch,
     )
     assert_ok(result)
     assert "stopped (max frames): 6 frames" in result.stdout
@@ -233,11 +238,12 @@ def test_video_writes_json_for_each_frame(workspace):
     assert {record["image_id"] for record in records} == set(range(6))
 
 
-def test_webcam_with_a_file_camera_saves_exactly_max_frames_with_boxes(workspace):
+def test_webcam_with_a_file_camera_saves_exactly_max_frames_with_boxes(workspace, capfd, monkeypatch):
     saved = workspace["root"] / "webcam.mp4"
     result = run_detect(
         "webcam", "--camera", workspace["video"], "--model", workspace["checkpoint"], "--score-threshold",
         workspace["threshold"], "--max-frames", 30, "--save", saved, "--no-show", cwd=workspace["root"],
+        capfd=capfd, monkeypatch=monkeypatch,
     )
     assert_ok(result)
     assert "stopped (max frames): 30 frames" in result.stdout
@@ -325,6 +331,7 @@ def web_view(workspace):
         reader.join(timeout=5)
 
 
+@pytest.mark.slow  # starts a command's process
 def test_web_view_serves_page_stats_and_mjpeg_and_stops_on_ctrl_c(web_view):
     url = web_view["url"]
     host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
@@ -352,6 +359,7 @@ def test_web_view_serves_page_stats_and_mjpeg_and_stops_on_ctrl_c(web_view):
         socket.create_connection((host, int(port)), timeout=2).close()  # the server is gone
 
 
+@pytest.mark.slow  # starts a command's process
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get install chromium)")
 def test_web_view_in_headless_chromium(web_view, tmp_path):
     screenshot = tmp_path / "page.png"
@@ -400,6 +408,10 @@ BAD_INPUTS = {
     "unknown class": (["image", "{image}", "--model", "{checkpoint}", "--classes", "cat"], "unknown class name(s) 'cat'"),
     "stream saved as image": (["video", "{video}", "--model", "{checkpoint}", "--save", "{root}/x.jpg"], ".mp4 or .avi"),
 }
+OPENED_BY_OPENCV = ["camera index", "camera URL refused", "camera URL silent", "undecodable video"]
+"""The cases whose input OpenCV / FFmpeg open, and would print their own messages about: detect.py keeps them quiet by
+setting OPENCV_LOG_LEVEL and OPENCV_FFMPEG_LOGLEVEL before cv2 loads, which only a process of its own shows (in the
+test's process cv2 was loaded, and FFmpeg set up, by the fixtures first). These cases run as processes."""
 
 
 @pytest.fixture(scope="module")
@@ -423,18 +435,46 @@ def bad_files(workspace):
     return root
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_gives_one_line_error_naming_it(case, workspace, bad_files, silent_port):
-    args, message = BAD_INPUTS[case]
-    values = {
+def bad_input_values(workspace, bad_files: Path, silent_port: int) -> dict:
+    """What the placeholders of BAD_INPUTS stand for."""
+    return {
         "root": bad_files, "port": _closed_port(), "silent_port": silent_port,
         "image": next(workspace["images"].iterdir()),
         "checkpoint": workspace["checkpoint"], "video": workspace["video"],
     }
-    result = run_detect(*(arg.format(**values) for arg in args), "--no-show", cwd=bad_files)
+
+
+@pytest.mark.timeout(120)  # as its process's timeout did
+@pytest.mark.parametrize("case", [case for case in BAD_INPUTS if case not in OPENED_BY_OPENCV])
+def test_bad_input_gives_one_line_error_naming_it(case, workspace, bad_files, silent_port, capfd, monkeypatch):
+    args, message = BAD_INPUTS[case]
+    values = bad_input_values(workspace, bad_files, silent_port)
+    result = run_detect(*(arg.format(**values) for arg in args), "--no-show", cwd=bad_files, capfd=capfd,
+                        monkeypatch=monkeypatch)
+    assert_one_line_error_naming(result, message.format(**values))
+
+
+@pytest.mark.slow  # starts a command's process
+@pytest.mark.parametrize("case", OPENED_BY_OPENCV)
+def test_bad_input_opened_by_opencv_gives_one_line_error_naming_it(case, workspace, bad_files, silent_port):
+    """As the other cases, in a process of detect.py started without the OpenCV variables this process got when it
+    imported ssdlite_runtime.detect: the script must set them itself (see OPENED_BY_OPENCV)."""
+    args, message = BAD_INPUTS[case]
+    values = bad_input_values(workspace, bad_files, silent_port)
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    result = subprocess.run(
+        [sys.executable, str(DETECT), *(arg.format(**values) for arg in args), "--no-show"], cwd=bad_files,
+        capture_output=True, text=True, timeout=120, env=environment,
+    )
+    assert_one_line_error_naming(result, message.format(**values))
+
+
+def assert_one_line_error_naming(result: Completed | subprocess.CompletedProcess, message: str) -> None:
+    """Exit status 2, no traceback, one error line holding ``message``, and no other line but warnings."""
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     [error] = [line for line in lines if line.startswith("detect.py: error: ")]
     assert all(line.startswith("warning: ") for line in lines if line != error), result.stderr  # no library noise
-    assert message.format(**values) in error
+    assert message in error

@@ -3,7 +3,8 @@
 The tiny model (tests/tools/test_detect.py) is not trained, so its boxes are noise that ByteTrack follows as well as
 it can; what is checked here is the plumbing: the command's tracks are exactly what ``Predictor`` + ``Tracker`` give
 in-process on the same frames, in the formats evaluation tools read. Tracking quality itself is tested on known paths
-in tests/runtime/test_tracking.py (and measured with tools/eval_mot.py).
+in tests/runtime/test_tracking.py (and measured with tools/eval_mot.py). The command's ``main`` runs in the test's
+process (tests/commands_in_process.py), as detect.py calls it.
 """
 
 from __future__ import annotations
@@ -78,12 +79,13 @@ def assert_same_tracks(rows, expected_tracks) -> None:
     np.testing.assert_allclose([row[3] for row in rows], [row[3] for row in expected], atol=1e-3)
 
 
-def test_video_track_writes_mot_and_json_lines_with_the_trackers_ids(workspace):
+def test_video_track_writes_mot_and_json_lines_with_the_trackers_ids(workspace, capfd, monkeypatch):
     root = workspace["root"]
     mot, lines, saved = root / "out" / "tracks.txt", root / "out" / "tracks.jsonl", root / "out" / "tracked.mp4"
     result = run_detect(
         "video", workspace["video"], "--model", workspace["checkpoint"], "--track", "--max-frames", FRAMES,
-        "--mot", mot, "--json", lines, "--save", saved, "--no-show", cwd=root,
+        "--mot", mot, "--json", lines, "--save", saved, "--no-show", cwd=root, capfd=capfd,
+        monkeypatch=monkeypatch,
     )
     assert result.returncode == 0, result.stderr
     assert "score > 0.1" in result.stdout  # --track's default threshold: ByteTrack's second association floor
@@ -112,11 +114,12 @@ def test_video_track_writes_mot_and_json_lines_with_the_trackers_ids(workspace):
     assert len(read_video(saved)) == FRAMES
 
 
-def test_track_classes_each_runs_a_tracker_per_class(workspace):
+def test_track_classes_each_runs_a_tracker_per_class(workspace, capfd, monkeypatch):
     mot, lines = workspace["root"] / "each" / "tracks.txt", workspace["root"] / "each" / "tracks.jsonl"
     result = run_detect(
         "video", workspace["video"], "--model", workspace["checkpoint"], "--track", "--track-classes", "each",
-        "--max-frames", FRAMES, "--mot", mot, "--json", lines, "--no-show", cwd=workspace["root"],
+        "--max-frames", FRAMES, "--mot", mot, "--json", lines, "--no-show", cwd=workspace["root"], capfd=capfd,
+        monkeypatch=monkeypatch,
     )
     assert result.returncode == 0, result.stderr
     assert "tracking: ByteTrack (supervision 0.30" in result.stdout and ", per class:" in result.stdout
@@ -186,8 +189,9 @@ def test_the_web_view_lists_the_live_track_ids(workspace):
         (["image", "scene.png", "--track-buffer", "5"], "unrecognized arguments: --track-buffer 5"),
     ],
 )
-def test_bad_tracking_input_is_a_one_line_error(args, message, workspace):
-    result = run_detect(*[arg.format(video=workspace["video"]) for arg in args], "--no-show", cwd=workspace["root"])
+def test_bad_tracking_input_is_a_one_line_error(args, message, workspace, capfd, monkeypatch):
+    result = run_detect(*[arg.format(video=workspace["video"]) for arg in args], "--no-show", cwd=workspace["root"],
+                        capfd=capfd, monkeypatch=monkeypatch)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

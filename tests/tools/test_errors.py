@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 import ssdlite.commands  # noqa: F401  (adds Lightning's MisconfigurationException to the expected errors)
 from ssdlite_runtime.errors import DEBUG_ENV, command, run_command
+from tests.commands_in_process import one_error_line, run_main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,19 +38,13 @@ def test_every_command_is_covered():
     assert commands == set(BAD_INPUTS)
 
 
-@pytest.mark.slow  # starts a command's process
 @pytest.mark.parametrize("script", list(BAD_INPUTS))
-def test_bad_input_is_one_line_with_the_common_prefix_and_exit_2(script, tmp_path):
+def test_bad_input_is_one_line_with_the_common_prefix_and_exit_2(script, tmp_path, capfd, monkeypatch):
     (tmp_path / "a_file").write_text("not a folder")
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / script), *BAD_INPUTS[script]], cwd=tmp_path, capture_output=True,
-        text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", DEBUG_ENV: ""},
-    )
-    assert completed.returncode == 2, completed.stderr[-3000:]
-    assert "Traceback" not in completed.stderr
-    lines = completed.stderr.splitlines()
-    assert len(lines) == 1, completed.stderr
-    assert lines[0].startswith(f"{Path(script).name}: error: ") and "unexpected" not in lines[0]
+    completed = run_main(script, BAD_INPUTS[script], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch,
+                         env={DEBUG_ENV: ""})
+    line = one_error_line(completed)
+    assert line.startswith(f"{Path(script).name}: error: ") and "unexpected" not in line
 
 
 # ------------------------------------------------------------------------------------------------ run_command

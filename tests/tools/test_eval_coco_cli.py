@@ -1,15 +1,17 @@
-"""tools/eval_coco.py, results-file mode, run as a user runs it; its flags and their deprecated aliases."""
+"""tools/eval_coco.py, results-file mode, with the arguments a user gives it; its flags and their deprecated aliases.
+
+The command's ``main`` runs in the test's process (tests/commands_in_process.py), as its script calls it.
+"""
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from ssdlite.evaluation import COCO_METRIC_NAMES, VOC_METRIC_NAMES, CocoEvaluator
+from tests.commands_in_process import run_main
 from tests.evaluation.coco_eval_fixtures import make_coco_fixture
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "eval_coco.py"
@@ -21,9 +23,15 @@ def coco_fixture() -> tuple[dict, list[dict]]:
     return make_coco_fixture()
 
 
-def run_cli(*arguments, cwd):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, arguments)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+@pytest.fixture()
+def run_cli(capfd, monkeypatch):
+    """Runs tools/eval_coco.py's main with the given arguments in folder ``cwd``: its status, stdout and stderr."""
+
+    def run(*arguments, cwd):
+        return run_main("tools/eval_coco.py", [str(argument) for argument in arguments], cwd=cwd, capfd=capfd,
+                        monkeypatch=monkeypatch)
+
+    return run
 
 
 @pytest.fixture()
@@ -34,7 +42,7 @@ def files(coco_fixture, tmp_path):
     return tmp_path
 
 
-def test_results_mode_writes_the_report_and_prints_the_table(files, coco_fixture):
+def test_results_mode_writes_the_report_and_prints_the_table(files, coco_fixture, run_cli):
     completed = run_cli("--ann", "gt.json", "--results", "dt.json", "--evaluator", "faster", "--out", "report",
                         cwd=files)
     assert completed.returncode == 0, completed.stderr
@@ -63,7 +71,7 @@ def load_cli():
     return module
 
 
-def test_bad_results_file_gives_one_line_error_and_no_traceback(files):
+def test_bad_results_file_gives_one_line_error_and_no_traceback(files, run_cli):
     (files / "bad.json").write_text(json.dumps({"not": "a list"}))
     completed = run_cli("--ann", "gt.json", "--results", "bad.json", "--out", "report", cwd=files)
     assert completed.returncode == 2

@@ -1,11 +1,12 @@
-"""tools/export.py: checkpoint -> ONNX (with NMS, INT8) / TorchScript, and the files work in detect.py."""
+"""tools/export.py: checkpoint -> ONNX (with NMS, INT8) / TorchScript, and the files work in detect.py.
+
+The commands' ``main`` runs in the test's process (tests/commands_in_process.py), as their scripts call it.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from ssdlite_runtime.predictor import Predictor
+from tests.commands_in_process import run_main
 from tests.deploy import tiny_detector as tiny
 
 pytestmark = pytest.mark.xdist_group("deploy_export")
@@ -48,7 +50,7 @@ def test_onnx_with_nms_from_a_checkpoint_matches_eager(tmp_path, capsys):
         np.testing.assert_allclose(ours["boxes"], theirs["boxes"], rtol=0, atol=1e-3)
 
 
-def test_int8_onnx_runs_in_detect_py(tmp_path):
+def test_int8_onnx_runs_in_detect_py(tmp_path, capfd, monkeypatch):
     """tools/export.py --int8 --calib, then detect.py --backend int8 on a scene finds its objects."""
     model = tmp_path / "model_int8.onnx"
     code = export_tool.main(
@@ -59,10 +61,10 @@ def test_int8_onnx_runs_in_detect_py(tmp_path):
     image = tmp_path / "scene.png"
     cv2.imwrite(str(image), cv2.cvtColor(tiny.scene_images()[0], cv2.COLOR_RGB2BGR))
     records_path = tmp_path / "detections.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "detect.py"), "image", str(image), "--model", str(model), "--backend",
-         "int8", "--score-threshold", "0.5", "--json", str(records_path), "--no-show"],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    completed = run_main(
+        "detect.py", ["image", str(image), "--model", str(model), "--backend", "int8", "--score-threshold", "0.5",
+                      "--json", str(records_path), "--no-show"],
+        cwd=REPO_ROOT, capfd=capfd, monkeypatch=monkeypatch,
     )
     assert completed.returncode == 0, completed.stderr
     assert "int8 (INT8 ONNX Runtime" in completed.stdout
@@ -72,12 +74,12 @@ def test_int8_onnx_runs_in_detect_py(tmp_path):
     assert {record["category_id"] for record in records} == set(tiny.CATEGORY_IDS)
 
 
-def test_torchscript_export_runs_as_a_script(tmp_path):
+def test_torchscript_export_runs_as_a_script(tmp_path, capfd, monkeypatch):
+    """tools/export.py --format torchscript exits 0, and the file it writes loads with torch.jit.load and runs."""
     out = tmp_path / "model.pt"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "export.py"), "--checkpoint", str(tiny.checkpoint_file()),
-         "--format", "torchscript", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    completed = run_main(
+        "tools/export.py", ["--checkpoint", str(tiny.checkpoint_file()), "--format", "torchscript", "--out", str(out)],
+        cwd=REPO_ROOT, capfd=capfd, monkeypatch=monkeypatch,
     )
     assert completed.returncode == 0, completed.stderr
     with warnings.catch_warnings():  # torch.jit is deprecated in torch 2.x (Future- or DeprecationWarning)

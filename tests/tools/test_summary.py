@@ -1,22 +1,27 @@
-"""tools/summary.py: the paper's figures through the command line, JSON output and clean errors."""
+"""tools/summary.py: the paper's figures through the command line, JSON output and clean errors.
+
+The command's ``main`` runs in the test's process (tests/commands_in_process.py), as its script calls it.
+"""
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commands_in_process import Completed, run_main
+
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "summary.py"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300
-    )
+@pytest.fixture
+def run_summary(tmp_path, capfd, monkeypatch):
+    """Runs tools/summary.py's main with the given arguments, in an empty folder: its status, stdout and stderr."""
+
+    def run(*args: str) -> Completed:
+        return run_main("tools/summary.py", list(args), cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +32,8 @@ def summary_cli():
     return module
 
 
-@pytest.mark.slow  # starts a command's process
-def test_json_for_the_paper_preset_at_320():
-    completed = _run("ssdlite_mobilenet_v2", "--size", "320", "--num-classes", "90", "--json")
+def test_json_for_the_paper_preset_at_320(run_summary):
+    completed = run_summary("ssdlite_mobilenet_v2", "--size", "320", "--num-classes", "90", "--json")
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
     assert isinstance(result["params"], int) and isinstance(result["macs"], int)
@@ -45,17 +49,15 @@ def test_json_for_the_paper_preset_at_320():
         ("mobilenet_v1", "summary.py: error: image_size of a classifier must be an integer from 1 to 2048"),
     ],
 )
-@pytest.mark.slow  # starts a command's process
-def test_a_huge_size_is_refused_in_one_line_before_any_allocation(model, message):
-    completed = _run(model, "--size", "100000")
+def test_a_huge_size_is_refused_in_one_line_before_any_allocation(run_summary, model, message):
+    completed = run_summary(model, "--size", "100000")
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     [line] = completed.stderr.splitlines()
     assert line.startswith(message) and "100000" in line
 
 
-@pytest.mark.slow  # starts a command's process
-def test_unknown_model_is_one_line_error_without_traceback():
-    completed = _run("ssd_vgg16")
+def test_unknown_model_is_one_line_error_without_traceback(run_summary):
+    completed = run_summary("ssd_vgg16")
     assert completed.returncode != 0
     assert "Traceback" not in completed.stderr
     lines = completed.stderr.strip().splitlines()
