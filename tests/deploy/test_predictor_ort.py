@@ -22,7 +22,7 @@ def test_ort_and_int8_are_registered():
 
 
 def test_int8_finds_the_objects_of_the_overfit_model():
-    path = tiny.exported_file("int8_nms")
+    _, path = tiny.exported_for_predictor("int8")  # the INT8 file of the test below
     model = onnx.load(str(path))
     ops = {node.op_type for node in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -41,18 +41,21 @@ def test_int8_finds_the_objects_of_the_overfit_model():
         assert len(set(best.tolist())) == len(labels)
 
 
-def test_export_for_predictor_quantizes_a_model_for_int8(tmp_path):
-    path = export_for_predictor(tiny.overfit_tiny_detector(), "int8", tmp_path / "scratch",
-                                calibration_images=tiny.calibration_folder(), class_names=tiny.CLASS_NAMES)
-    assert path == tmp_path / "scratch" / "model.int8.onnx" and path.is_file()
+def test_export_for_predictor_quantizes_a_model_for_int8():
+    """``export_for_predictor(model, "int8", out_dir, calibration_images=..., class_names=...)``, made once per run
+    (tests/deploy/tiny_detector.py) and shared with the test above: one INT8 export, not two."""
+    out_dir, path = tiny.exported_for_predictor("int8")
+    assert path == out_dir / "model.int8.onnx" and path.is_file()
     predictor = Predictor(path, backend="int8", score_threshold=0.3)
     assert predictor.class_names == tiny.CLASS_NAMES
     assert [len(result["scores"]) for result in predictor.predict(tiny.scene_images())] == [3, 2]
 
 
-def test_export_for_predictor_exports_a_checkpoint_for_ort(tmp_path):
-    path = export_for_predictor(tiny.checkpoint_file(), "ort", tmp_path)
-    assert path == tmp_path / "model.onnx"
+def test_export_for_predictor_exports_a_checkpoint_for_ort():
+    """``export_for_predictor(checkpoint, "ort", out_dir)``, made once per run (tests/deploy/tiny_detector.py; the
+    suite's "onnx_nms" file is a copy of it)."""
+    out_dir, path = tiny.exported_for_predictor("ort")
+    assert path == out_dir / "model.onnx"
     images = tiny.scene_images()
     ort = Predictor(path, backend="ort", score_threshold=0.3)
     eager = Predictor(tiny.checkpoint_file(), score_threshold=0.3)

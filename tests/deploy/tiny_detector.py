@@ -1,4 +1,5 @@
-"""A tiny SSDLite overfit on two numpy-drawn scenes, shared by the export / ONNX Runtime / INT8 / CLI tests.
+"""A tiny SSDLite overfit on two numpy-drawn scenes, shared by the export / ONNX Runtime / INT8 / CLI tests (and
+tests/core/test_overfit.py, which checks what the training achieved).
 
 Width 0.35 at 128 px, 150 Adam steps on two images (a few seconds on one thread), then BatchNorm statistics
 re-estimated on the same two images so that eval mode reproduces what training saw: the model finds its five
@@ -64,7 +65,9 @@ def scene_targets() -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-def _training_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def training_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two scenes as training feeds them: images [2, 3, S, S] in [-1, 1], boxes [2, 3, 4] xyxy in [0, 1] and
+    labels [2, 3] (0: padding)."""
     images = torch.stack(
         [torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0 for image in scene_images()]
     )
@@ -90,7 +93,7 @@ def overfit_tiny_detector() -> torch.nn.Module:
 def _train() -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model("ssdlite_mobilenet_v2", num_classes=len(CLASS_NAMES), width_mult=0.35, image_size=IMAGE_SIZE)
-    images, boxes, labels = _training_batch()
+    images, boxes, labels = training_batch()
     criterion = MultiBoxLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     model.train()
@@ -153,25 +156,64 @@ def _save_trained_model(folder: Path) -> None:
 
 @functools.cache
 def exported_file(kind: str) -> Path:
-    """The tiny model exported once per test run: "onnx_nms" (dynamic batch), "onnx_raw" (batch 1),
-    "torchscript", "int8_nms" (dynamic batch, calibrated on ``calibration_folder()``)."""
+    """The tiny model exported once per test run: "onnx_nms" (dynamic batch), "onnx_raw" (batch 1), "torchscript".
+
+    "onnx_nms" is the file of :func:`exported_for_predictor` ``("ort")``, copied: ``export_for_predictor`` exports
+    a checkpoint for ONNX Runtime by calling ``export_model`` with exactly these options (format onnx, NMS inside,
+    dynamic batch, the checkpoint's class names and category ids), so one torch -> ONNX export serves both.
+    """
     from ssdlite.deploy.export import export_model
 
-    names = {"class_names": CLASS_NAMES, "category_ids": CATEGORY_IDS}
-    options = {
-        "onnx_nms": dict(format="onnx", with_nms=True, dynamic_batch=True),
-        "onnx_raw": dict(format="onnx"),
-        "torchscript": dict(format="torchscript"),
-        "int8_nms": dict(format="onnx", with_nms=True, dynamic_batch=True, int8=True),
-    }[kind]
     file_name = f"{kind}.pt" if kind == "torchscript" else f"{kind}.onnx"
+    options = {"onnx_nms": None, "onnx_raw": dict(format="onnx"), "torchscript": dict(format="torchscript")}[kind]
 
     def export(folder: Path) -> None:
-        if options.get("int8"):
-            options["calibration_images"] = calibration_folder()
-        export_model(overfit_tiny_detector(), folder / file_name, **options, **names)
+        if options is None:  # onnx_nms
+            shutil.copyfile(exported_for_predictor("ort")[1], folder / file_name)
+        else:
+            export_model(overfit_tiny_detector(), folder / file_name, **options, class_names=CLASS_NAMES,
+                         category_ids=CATEGORY_IDS)
 
     return built_once(f"tiny_detector_{kind}", export) / file_name
+
+
+@functools.cache
+def network_file() -> Path:
+    """The raw network (batch 1, BatchNorm folded) as ``ssdlite.deploy.export.export_network_onnx`` writes it, once per
+    test run: the "onnx_raw" file without its metadata (that file is this network with the metadata set, so no
+    second torch -> ONNX export)."""
+    import onnx
+
+    def strip(folder: Path) -> None:
+        graph = onnx.load(str(exported_file("onnx_raw")))
+        del graph.metadata_props[:]
+        onnx.save(graph, str(folder / "network.onnx"))
+
+    return built_once("tiny_detector_network", strip) / "network.onnx"
+
+
+@functools.cache
+def exported_for_predictor(backend: str) -> tuple[Path, Path]:
+    """``ssdlite.deploy.model_files.export_for_predictor`` run once per test run: (the ``out_dir`` it was given, the
+    path it returned).
+
+    "ort": the checkpoint (:func:`checkpoint_file`, labels from it); "int8": the model with its class names only,
+    calibrated on :func:`calibration_folder`. tests/deploy/test_predictor_ort.py checks both files; evaluating a
+    checkpoint with ``backend="ort"`` (tests/deploy/test_evaluate.py) exports it as "ort" does.
+    """
+    from ssdlite.deploy.model_files import export_for_predictor
+
+    def export(folder: Path) -> None:
+        out_dir = folder / "out"
+        if backend == "int8":
+            path = export_for_predictor(overfit_tiny_detector(), "int8", out_dir,
+                                        calibration_images=calibration_folder(), class_names=CLASS_NAMES)
+        else:
+            path = export_for_predictor(checkpoint_file(), backend, out_dir)
+        (folder / "returned.txt").write_text(str(path))
+
+    folder = built_once(f"tiny_detector_for_{backend}", export)
+    return folder / "out", Path((folder / "returned.txt").read_text())
 
 
 @functools.cache
