@@ -50,13 +50,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if not getattr(config.option, "loadgroup", False):  # set on the workers of --dist loadgroup only
         return
+    groups = {item: sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                            for mark in item.iter_markers("xdist_group")}) for item in items}
+    _slow_first(items, groups)
     try:
         from _pytest.nodeid import NodeId
     except ImportError:  # pytest before 9.2: xdist's own suffix works
         return
     for item in items:
-        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-                         for mark in item.iter_markers("xdist_group")})
-        suffix = "@" + "_".join(groups)
-        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+        suffix = "@" + "_".join(groups[item])
+        if groups[item] and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
             item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def _slow_first(items: list[pytest.Item], groups: dict[pytest.Item, list[str]]) -> None:
+    """Puts the groups (tests that share an expensive fixture) and the slow tests (a training run, a process, a
+    converter) first, each group's tests together and in their order, so its module fixtures are built once.
+
+    The scheduler hands out tests (a group as one unit) in this order as workers free up: the long ones start early
+    and the short ones fill the gaps at the end, instead of one worker running a 40-second test while the other has
+    nothing left to do (longest first packs two workers well).
+    """
+    items.sort(key=lambda item: not (groups[item] or item.get_closest_marker("slow")))
