@@ -9,8 +9,9 @@ the overfitted tiny detector) run with it too, and :func:`single_thread` puts it
 files and helpers rely on this fixture and do not set the thread count themselves.
 
 Under ``--dist loadgroup`` the tests of one ``xdist_group`` run on one worker (see
-:func:`pytest_collection_modifyitems`), so the module fixtures they share are built once; artefacts that tests of
-several groups use are built once per run across the workers (tests/shared_files.py).
+:func:`pytest_collection_modifyitems`), so the module fixtures they share are built once; a module whose tests share
+a module-scoped fixture is a group of its own without a marker. Artefacts that tests of several groups use are built
+once per run across the workers (tests/shared_files.py). Groups and slow tests are handed out first.
 """
 
 import os
@@ -50,8 +51,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if not getattr(config.option, "loadgroup", False):  # set on the workers of --dist loadgroup only
         return
-    groups = {item: sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-                            for mark in item.iter_markers("xdist_group")}) for item in items}
+    groups = {item: _groups(item) for item in items}
     _slow_first(items, groups)
     try:
         from _pytest.nodeid import NodeId
@@ -61,6 +61,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         suffix = "@" + "_".join(groups[item])
         if groups[item] and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
             item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def _groups(item: pytest.Item) -> list[str]:
+    """The ``xdist_group`` names of ``item``; a test without one that uses a module-scoped fixture gets its module's
+    name, so that the module's tests run on one worker and build the fixture once (spread over both workers, and
+    between other modules' tests on one, it was built again each time the module came back)."""
+    marked = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                     for mark in item.iter_markers("xdist_group")})
+    if marked:
+        return marked
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is not None and any(definitions[-1].scope == "module"
+                                    for definitions in fixtures.name2fixturedefs.values() if definitions):
+        return [item.module.__name__]
+    return []
 
 
 def _slow_first(items: list[pytest.Item], groups: dict[pytest.Item, list[str]]) -> None:
