@@ -35,8 +35,8 @@ test: $(TEST_STAMP)
 	$(PY) data/download.py weights
 	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests
 
-# Everything but the tests marked slow (those that train a model, start a process of a command, run the benchmark
-# or a slow converter): the in-process tests, within 90 s on 2 cores.
+# Everything but the tests marked slow (those that train a model, start a process, export a model or run the
+# benchmark): the in-process tests, within 90 s on 2 cores.
 test-fast: $(TEST_STAMP)
 	$(PY) data/download.py weights
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests

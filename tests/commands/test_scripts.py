@@ -79,6 +79,7 @@ def help_answers(tmp_path_factory) -> dict[str, list]:
     return json.loads(completed.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # starts a process that runs every installed script
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_help_works_through_the_installed_script(name, help_answers):
     status, out, err = help_answers[name]
@@ -107,6 +108,7 @@ def test_training_commands_import_torch_only_inside_main(module):
     assert completed.stdout.strip() == "False", completed.stderr[-2000:]
 
 
+@pytest.mark.slow  # starts a command's process
 def test_an_installed_command_names_itself_in_its_error_line(tmp_path):
     completed = subprocess.run([str(installed_script("ssdlite-summary")), "ssd_vgg16"], cwd=tmp_path,
                                capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ from ssdlite.engine.evaluate import evaluate
 from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 
-pytestmark = pytest.mark.xdist_group("deploy_export")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy_export")]  # exports a model
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.preprocess import preprocess_images
 from tests.deploy import tiny_detector as tiny
 
-pytestmark = pytest.mark.xdist_group("deploy_export")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy_export")]  # exports a model
 
 SCORE_THRESHOLD = 0.05
 

@@ -23,6 +23,8 @@ from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_
 
 ct = pytest.importorskip("coremltools")
 
+pytestmark = pytest.mark.slow  # exports a model (torch.export, a converter)
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

@@ -26,6 +26,8 @@ from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_
 pytest.importorskip("pnnx")
 pytest.importorskip("ncnn")
 
+pytestmark = pytest.mark.slow  # exports a model (torch.export, a converter)
+
 RACCOON = Path(__file__).resolve().parents[3] / "shared" / "data" / "raccoon" / "JPEGImages"
 SETTINGS = {"score_threshold": 0.3, "max_detections": 300}
 """Every detection at >= 0.3 (no cut at 100, where a tie could make the two runtimes keep different last boxes)."""

@@ -26,7 +26,7 @@ from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
 
-pytestmark = pytest.mark.xdist_group("openvino")  # one worker exports the files once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("openvino")]  # exports a model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RACCOON_IMAGES = REPO_ROOT.parent / "shared" / "data" / "raccoon" / "JPEGImages"

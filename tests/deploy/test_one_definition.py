@@ -86,6 +86,7 @@ def test_every_default_is_read_from_the_one_definition():
     assert DISPLAY_POSTPROCESS.nms_iou == EVALUATION_POSTPROCESS.nms_iou
 
 
+@pytest.mark.slow  # exports a model
 def test_the_input_scaling_is_the_same_in_training_deployment_and_the_exported_metadata():
     image = cv2.resize(tiny.scene_images()[0], (200, 150))
     sample = {"image": image, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
@@ -115,6 +116,7 @@ def exported_metadata(kind: str) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+@pytest.mark.slow  # exports a model
 def test_the_exported_graph_stores_the_evaluation_settings_and_variances():
     for kind in ("onnx_nms", "onnx_raw"):
         metadata = exported_metadata(kind)
@@ -158,6 +160,7 @@ def assert_same(ours: list[dict], theirs: list[dict]) -> None:
         np.testing.assert_allclose(mine["boxes"], reference["boxes"], rtol=0, atol=1e-2)
 
 
+@pytest.mark.slow  # exports a model
 def test_graph_defaults_evaluator_and_predictor_give_the_same_detections():
     """The graph run with its stored defaults = the graph fed the evaluation settings = validation's detections =
     the Predictor (eager and ONNX Runtime) given the deployed-evaluation settings."""

@@ -14,7 +14,7 @@ from ssdlite_runtime.backends.base import available_backends
 from ssdlite_runtime.predictor import Predictor
 from tests.deploy import tiny_detector as tiny
 
-pytestmark = pytest.mark.xdist_group("deploy_export")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy_export")]  # exports a model
 
 
 def test_ort_and_int8_are_registered():

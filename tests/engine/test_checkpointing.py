@@ -40,6 +40,7 @@ SLOW_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # kills a writing process
 def test_a_write_killed_half_way_leaves_the_previous_file_whole(tmp_path):
     target = tmp_path / "last.ckpt"
     target.write_bytes(b"old checkpoint")

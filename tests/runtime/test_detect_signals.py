@@ -29,6 +29,8 @@ from tests.tools.test_detect import (
     write_video,
 )
 
+pytestmark = pytest.mark.slow  # exports a model, and most tests start a process
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DETECT = REPO_ROOT / "detect.py"
 VIDEO_FRAMES = 300  # far more than are processed before the signal (it is sent after the third frame)

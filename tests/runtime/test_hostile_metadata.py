@@ -37,7 +37,7 @@ from ssdlite_runtime.predictor import Predictor
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-pytestmark = pytest.mark.xdist_group("hostile_metadata")  # one worker exports the model (`exported`) once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile_metadata")]  # exports a model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 4

@@ -23,6 +23,8 @@ from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, tiny_detector
 pytest.importorskip("pnnx")
 pytest.importorskip("ncnn")
 
+pytestmark = pytest.mark.slow  # exports a model and starts a process without torch
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

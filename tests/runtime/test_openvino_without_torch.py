@@ -18,7 +18,7 @@ from tests.deploy.test_export_openvino import NAMES, assert_same_detections, exp
 from tests.runtime.test_without_torch import REPO_ROOT, detect_without_torch, run_without_torch, write_scenes
 from tests.tools.test_detect import CATEGORY_IDS, draw_scene
 
-pytestmark = pytest.mark.xdist_group("openvino")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("openvino")]  # exports a model
 
 def test_detect_runs_an_openvino_ir_without_torch_and_matches_the_eager_model(tmp_path):
     images = write_scenes(tmp_path)

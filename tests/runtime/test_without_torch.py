@@ -19,6 +19,8 @@ from ssdlite.deploy.export import export_model
 from ssdlite_runtime.predictor import Predictor
 from tests.tools.test_detect import CATEGORY_IDS, CLASS_NAMES, draw_scene, tiny_detector
 
+pytestmark = pytest.mark.slow  # exports a model and starts a process without torch
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BLOCKED = ("torch", "torchvision", "lightning", "pytorch_lightning", "ssdlite")
 

@@ -19,7 +19,7 @@ from ssdlite_runtime.predictor import Predictor
 from tests.commands_in_process import run_main
 from tests.deploy import tiny_detector as tiny
 
-pytestmark = pytest.mark.xdist_group("deploy_export")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy_export")]  # exports a model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
