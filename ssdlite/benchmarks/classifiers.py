@@ -8,7 +8,6 @@ channels-last) and ONNX Runtime, of the classifiers (1000 classes, random weight
 from __future__ import annotations
 
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,17 +78,13 @@ def _classifier_calls(
     """``{key}_eager`` (BatchNorm folded, channels-last) and ``{key}_ort`` (ONNX Runtime) on image ``index``."""
     import onnxruntime as ort
 
-    from ssdlite.deploy.export import ONNX_OPSET
+    from ssdlite.deploy.export.onnx import trace_onnx
     from ssdlite.models.fold_bn import fold_batchnorm
     from ssdlite_runtime.backends.onnx_runtime import session_options
 
-    path = scratch / f"{key}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch/onnxscript)
-        torch.onnx.export(model, (images[0],), dynamo=True, opset_version=ONNX_OPSET,
-                          input_names=["images"], optimize=True, verbose=False).save(str(path))
+    path = trace_onnx(fold_batchnorm(model).eval(), images[0], scratch / f"{key}.onnx")
     session = ort.InferenceSession(str(path), session_options(threads=threads), providers=["CPUExecutionProvider"])
-    eager = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    eager = fold_batchnorm(model).eval().to(memory_format=torch.channels_last)
     eager_inputs = [image.contiguous(memory_format=torch.channels_last) for image in images]
     numpy_inputs = [image.numpy() for image in images]
     return {

@@ -54,7 +54,7 @@ from ssdlite_runtime.metadata import INPUT_NAME, RAW_OUTPUT_NAMES
 ONNX_OPSET = 18
 """ONNX opset of exported graphs (the dynamo exporter's own default; >= 17 as required, NMS needs >= 11)."""
 
-__all__ = ["ONNX_OPSET", "export_network_onnx", "export_onnx", "read_onnx_metadata", "write_onnx"]
+__all__ = ["ONNX_OPSET", "export_network_onnx", "export_onnx", "read_onnx_metadata", "trace_onnx", "write_onnx"]
 
 
 def export_network_onnx(model: nn.Module, path: str | Path, *, dynamic_batch: bool = False) -> Path:
@@ -65,20 +65,40 @@ def export_network_onnx(model: nn.Module, path: str | Path, *, dynamic_batch: bo
         path: output file.
         dynamic_batch: symbolic batch dimension; otherwise the batch is fixed to 1.
     """
-    path = Path(path)
-    network = _relu6_as_clamp(inference_network(model))
     size = int(model.image_size)
-    example = torch.zeros(1, 3, size, size)
+    return trace_onnx(inference_network(model), torch.zeros(1, 3, size, size), path, dynamic_batch=dynamic_batch,
+                      output_names=list(RAW_OUTPUT_NAMES))
+
+
+def trace_onnx(
+    network: nn.Module,
+    example: torch.Tensor,
+    path: str | Path,
+    *,
+    dynamic_batch: bool = False,
+    output_names: Sequence[str] | None = None,
+) -> Path:
+    """``network`` (an eval-mode copy made for export: its ReLU6 layers are replaced) traced by the dynamo exporter
+    on ``example`` and saved as ONNX with input ``images``; no metadata.
+
+    Args:
+        network: the module to trace, changed in place (see :func:`_relu6_as_clamp`).
+        example: an input of batch 1.
+        path: output file.
+        dynamic_batch: symbolic batch dimension; otherwise the batch is fixed to ``example``'s.
+        output_names: names of the outputs (default: the exporter's).
+    """
+    path = Path(path)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch/onnxscript)
         program = torch.onnx.export(
-            network,
+            _relu6_as_clamp(network),
             (example,),
             dynamo=True,
             opset_version=ONNX_OPSET,
             input_names=[INPUT_NAME],
-            output_names=list(RAW_OUTPUT_NAMES),
+            output_names=None if output_names is None else list(output_names),
             dynamic_shapes=dynamic_shapes,
             optimize=True,
             verbose=False,
