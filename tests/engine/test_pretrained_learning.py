@@ -37,7 +37,8 @@ def short_run(config_factory, name: str, pretrained: str | None) -> dict:
                "warmup_epochs": 0.5, "ema": False, "bn_calibration_batches": 0, "pretrained_backbone": pretrained,
                "freeze_backbone": True},
         data={"format": "voc", "train_images": str(RACCOON), "train_annotations": "train",
-              "val_images": str(RACCOON), "val_annotations": "val", "batch_size": 8, "augment": "ssd_mosaic"},
+              "val_images": str(RACCOON), "val_annotations": "val", "batch_size": 8, "augment": "ssd_mosaic",
+              "cache_images": True},
     )
     result = train(["--config", str(config), "--name", name])
     assert result.steps == STEPS
