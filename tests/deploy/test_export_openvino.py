@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 from pathlib import Path
 from unittest import mock
 
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 
 from ssdlite.deploy.export import ExportOptions, available_formats, export_model, export_network_onnx
-from ssdlite.deploy.export import openvino as openvino_exporter
 from ssdlite.deploy.export.base import exported_files
 from ssdlite.deploy.export.openvino import export_openvino
 from ssdlite.deploy.metadata import model_metadata
@@ -51,16 +49,14 @@ def model():
 def exported(kind: str) -> Path:
     """An IR, once per process: "fp32" (NMS inside) and "raw" (no NMS) of the tiny detector, from one raw-network
     ONNX export; "int8" (NMS inside) of the overfit detector of tests/deploy/tiny_detector.py, through
-    ``export_model`` as ``ssdlite-export --format openvino --with-nms --int8 --calib DIR`` calls it, its raw network
-    being the one exported once per test run (:func:`overfit_network`)."""
+    ``export_model`` as ``ssdlite-export --format openvino --with-nms --int8 --calib DIR`` calls it."""
     with mock.patch.dict(os.environ, NO_TELEMETRY):
         if kind == "int8":
-            with mock.patch.object(openvino_exporter, "export_network_onnx", overfit_network):
-                return export_model(
-                    tiny.overfit_tiny_detector(), tiny.scratch_dir() / "int8.xml", format="openvino", with_nms=True,
-                    int8=True, calibration_images=tiny.calibration_folder(), class_names=tiny.CLASS_NAMES,
-                    category_ids=tiny.CATEGORY_IDS,
-                )
+            return export_model(
+                tiny.overfit_tiny_detector(), tiny.scratch_dir() / "int8.xml", format="openvino", with_nms=True,
+                int8=True, calibration_images=tiny.calibration_folder(), class_names=tiny.CLASS_NAMES,
+                category_ids=tiny.CATEGORY_IDS,
+            )
         options = ExportOptions(**NAMES, with_nms=kind == "fp32")
         return export_openvino(model(), tiny.scratch_dir() / f"{kind}.xml", options, network_onnx=network_onnx())
 
@@ -68,14 +64,6 @@ def exported(kind: str) -> Path:
 @functools.cache
 def network_onnx() -> Path:
     return export_network_onnx(model(), tiny.scratch_dir() / "network.onnx")
-
-
-def overfit_network(model_to_export: object, path: Path, *, dynamic_batch: bool = False) -> Path:
-    """``export_network_onnx`` of the INT8 export: the overfit detector's raw network (batch 1) is exported once per
-    test run (``tiny.network_file()``), copied here rather than exported again."""
-    assert model_to_export is tiny.overfit_tiny_detector() and not dynamic_batch
-    shutil.copyfile(tiny.network_file(), path)
-    return path
 
 
 def eager(**settings) -> Predictor:

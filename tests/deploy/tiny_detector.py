@@ -178,21 +178,6 @@ def exported_file(kind: str) -> Path:
 
 
 @functools.cache
-def network_file() -> Path:
-    """The raw network (batch 1, BatchNorm folded) as ``ssdlite.deploy.export.export_network_onnx`` writes it, once per
-    test run: the "onnx_raw" file without its metadata (that file is this network with the metadata set, so no
-    second torch -> ONNX export)."""
-    import onnx
-
-    def strip(folder: Path) -> None:
-        graph = onnx.load(str(exported_file("onnx_raw")))
-        del graph.metadata_props[:]
-        onnx.save(graph, str(folder / "network.onnx"))
-
-    return built_once("tiny_detector_network", strip) / "network.onnx"
-
-
-@functools.cache
 def exported_for_predictor(backend: str) -> tuple[Path, Path]:
     """``ssdlite.deploy.model_files.export_for_predictor`` run once per test run: (the ``out_dir`` it was given, the
     path it returned).
