@@ -1,5 +1,6 @@
 """``ssdlite-check-dataset``: counts per class, images without objects, box sizes and every problem (with its
-file) of a detection dataset.
+file) of a detection dataset; ``--gallery`` writes a page of the ground truth of a few images per class, each box in
+its class's colour, to find wrong labels by eye.
 
 Exit status: 0 when there is no error (warnings allowed), 1 when there are errors, 2 when the check cannot run
 (one line on stderr, see ssdlite_runtime/errors.py).
@@ -8,7 +9,8 @@ Usage:
     ssdlite-check-dataset --format coco --images data/coco/val2017 \\
         --annotations data/coco/annotations/instances_val2017.json --plot runs/val2017_boxes.png
     ssdlite-check-dataset --format voc --images ../shared/data/raccoon/JPEGImages \\
-        --annotations ../shared/data/raccoon/Annotations --fix-report runs/raccoon_problems.json
+        --annotations ../shared/data/raccoon/Annotations --fix-report runs/raccoon_problems.json \\
+        --gallery runs/raccoon_gallery.html --gallery-per-class 16
     ssdlite-check-dataset --format yolo --images data/mydata/images/train \\
         --annotations data/mydata/labels/train --classes data/mydata/data.yaml
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssdlite.data.checks import FORMATS, check_dataset, plot_box_sizes
+from ssdlite.data.annotations import ImageRecord
+from ssdlite.data.checks import FORMATS, DatasetReport, check_dataset, plot_box_sizes
+from ssdlite.evaluation.gallery import GalleryBox, GalleryImage, class_kinds, write_gallery
 from ssdlite_runtime.errors import command
 
 PROG = "ssdlite-check-dataset"
@@ -38,6 +42,10 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
     parser.add_argument("--split", help="VOC only: ImageSets/Main/<split>.txt, or the split's name (default: every XML)")
     parser.add_argument("--fix-report", type=Path, help="write the summary and every problem to this JSON file")
     parser.add_argument("--plot", type=Path, help="write box-size and per-class histograms to this PNG")
+    parser.add_argument("--gallery", type=Path,
+                        help="write an HTML page of the ground truth of a few images per class to this file")
+    parser.add_argument("--gallery-per-class", type=positive_int, default=8, metavar="N",
+                        help="images per class in the --gallery page (default 8)")
     parser.add_argument("--workers", type=int, default=None, help="threads decoding images (default min(8, CPUs))")
     return parser.parse_args(argv)
 
@@ -54,5 +62,42 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         print(f"wrote {report.write_json(args.fix_report)}")
     if args.plot is not None:
         print(f"wrote {plot_box_sizes(report, args.plot)}")
+    if args.gallery is not None:
+        print(f"wrote {write_preview(report, args.gallery, per_class=args.gallery_per_class)}")
     return 1 if report.errors else 0
+
+
+def write_preview(report: DatasetReport, path: Path, *, per_class: int) -> Path:
+    """Writes the ``--gallery`` page: the ground truth of :meth:`DatasetReport.sample_per_class`, each box in its
+    class's colour and labelled with its name, crowd and VOC difficult boxes dashed.
+
+    It lives here because it joins two layers that may not import each other (``ssdlite.data``'s records and
+    ``ssdlite.evaluation``'s gallery, docs/design.md); the command layer sees both.
+    """
+    sample = report.sample_per_class(per_class)
+    images = [GalleryImage(record.path, _ground_truth(record, report.class_names), caption=record.file_name)
+              for record in sample]
+    intro = (f"The ground truth of {len(sample)} of the {report.num_images} images of {report.annotations}: up to "
+             f"{per_class} per class, evenly spaced over the images sorted by name. Each box is drawn in its "
+             "class's colour (crowd and difficult boxes dashed): look for boxes that are shifted, too large or "
+             "too small, and for classes swapped.")
+    return write_gallery(path, images, title=f"{report.format} dataset {report.annotations}: ground truth",
+                         kinds=class_kinds(report.class_names), intro=intro)
+
+
+def _ground_truth(record: ImageRecord, class_names: list[str]) -> list[GalleryBox]:
+    """A record's boxes for the gallery: kind and class are the class name."""
+    dashed = record.iscrowd if record.difficult is None else record.iscrowd | record.difficult
+    boxes = []
+    for box, label, faint in zip(record.boxes.tolist(), record.labels.tolist(), dashed.tolist()):
+        name = class_names[label - 1]
+        boxes.append(GalleryBox(tuple(box), kind=name, class_name=name, text=name, dashed=faint))
+    return boxes
+
+
+def positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 

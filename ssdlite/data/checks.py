@@ -56,6 +56,8 @@ class DatasetReport:
         box_sizes (np.ndarray[N, 2] float64): (width, height) of every kept box, pixels.
         relative_box_sizes (np.ndarray[N] float64): sqrt(box area / image area) of every kept box.
         problems: every problem, errors first.
+        records: the parsed images, sorted by file name, for views of the annotations themselves (the gallery of
+            ``ssdlite-check-dataset --gallery``); not written by :meth:`to_dict`.
     """
 
     format: str
@@ -68,6 +70,7 @@ class DatasetReport:
     box_sizes: np.ndarray
     relative_box_sizes: np.ndarray
     problems: list[Problem]
+    records: list[ImageRecord] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def errors(self) -> list[Problem]:
@@ -89,6 +92,26 @@ class DatasetReport:
             "medium": int(((side >= SMALL_OBJECT_LIMIT) & (side < LARGE_OBJECT_LIMIT)).sum()),
             "large": int((side >= LARGE_OBJECT_LIMIT).sum()),
         }
+
+    def sample_per_class(self, per_class: int) -> list[ImageRecord]:
+        """Up to ``per_class`` images holding each class, evenly spaced over the images sorted by file name (the
+        same sample on every run, spread over the whole set); an image chosen for several classes appears once.
+
+        Returns:
+            the chosen records, class by class (in label order), each class's in file-name order.
+        """
+        if per_class < 1:
+            raise ValueError(f"per_class must be at least 1, got {per_class}")
+        holding: dict[int, list[ImageRecord]] = {label: [] for label in range(1, len(self.class_names) + 1)}
+        for record in self.records:  # one pass: COCO's train set is 118k images of 80 classes
+            for label in np.unique(record.labels).tolist():
+                holding[label].append(record)
+        chosen: dict[str, ImageRecord] = {}
+        for records in holding.values():
+            picks = np.linspace(0, len(records) - 1, min(per_class, len(records))).round().astype(int)
+            for index in picks.tolist():
+                chosen.setdefault(records[index].file_name, records[index])
+        return list(chosen.values())
 
     def to_dict(self) -> dict:
         """JSON-able summary plus every error and warning (``kind``, ``file``, ``message``, ``severity``)."""
@@ -255,6 +278,7 @@ def _report(format, images_dir, annotations, parsed: ParsedDataset, problems: li
         box_sizes=box_sizes,
         relative_box_sizes=np.sqrt(box_sizes.prod(axis=1) / np.maximum(image_areas, 1)),
         problems=sorted(problems, key=lambda problem: problem.severity != "error"),
+        records=sorted(records, key=lambda record: record.file_name),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image
 
 from ssdlite.data.checks import check_dataset, plot_box_sizes
+from tests.browser import page_elements
+from tests.commands_in_process import run_main
 
 from .scene import SCENE, load_script, voc_xml
 
@@ -242,3 +245,42 @@ def test_an_unparsable_coco_file_is_reported_with_its_precise_reason(make_scene,
     captured = capsys.readouterr()
     assert status == 1
     assert re.search(reason, captured.out) and "no annotated images found" not in captured.out + captured.err
+
+
+def test_sample_per_class_is_evenly_spaced_and_counts_shared_images_once(make_scene):
+    paths = make_scene("coco")
+    report = check_dataset("coco", paths["images"], paths["annotations"])
+    names = [[record.file_name for record in report.sample_per_class(n)] for n in (1, 2, 8)]
+    # cat: 000001, 000003; dog: 000002, 000003; person: 000001 (already in for cat)
+    assert names == [["000001.jpg", "000002.jpg"], *[["000001.jpg", "000003.jpg", "000002.jpg"]] * 2]
+    many = [dataclasses.replace(report.records[0], file_name=f"{index:02d}.jpg") for index in range(10)]
+    spread = dataclasses.replace(report, records=many).sample_per_class(3)
+    assert [record.file_name for record in spread] == ["00.jpg", "04.jpg", "09.jpg"]  # first, middle, last
+    with pytest.raises(ValueError, match="at least 1"):
+        report.sample_per_class(0)
+
+
+def test_cli_gallery_shows_the_ground_truth_of_the_per_class_sample(make_scene, tmp_path, capfd, monkeypatch):
+    paths = make_scene("coco")
+    gallery = tmp_path / "out" / "preview.html"
+    result = run_main("tools/check_dataset.py", [
+        "--format", "coco", "--images", str(paths["images"]), "--annotations", str(paths["annotations"]),
+        "--gallery", str(gallery), "--gallery-per-class", "1",
+    ], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {gallery}" in result.stdout.splitlines()
+    page = gallery.read_text(encoding="utf-8")
+    assert [figure["title"] for figure in page_elements(page, "figure")] == \
+        [str(paths["images"] / name) for name in ("000001.jpg", "000002.jpg")]  # one per class, 000001 for two
+    assert sorted(path.name for path in (tmp_path / "out" / "preview_files").iterdir()) == ["0001.jpg", "0002.jpg"]
+    drawn = [(group["data-class"], group["data-kind"]) for group in page_elements(page, "g")]
+    assert drawn == [("cat", "cat"), ("person", "person"), ("dog", "dog")]
+    rects = [(rect["x"], rect["y"], rect["width"], rect["height"]) for rect in page_elements(page, "rect")]
+    assert rects == [("4", "6", "26", "34"), ("30", "2", "30", "44"), ("0", "0", "40", "64")]  # scene.py's boxes
+    colours = {rect["stroke"] for rect in page_elements(page, "rect")}
+    assert len(colours) == 3 and ">person</text>" in page
+
+    assert run_main("tools/check_dataset.py", ["--format", "coco", "--images", str(paths["images"]),
+                                               "--annotations", str(paths["annotations"]), "--gallery", "x.html",
+                                               "--gallery-per-class", "0"],
+                    cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch).returncode == 2

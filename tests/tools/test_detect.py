@@ -31,6 +31,7 @@ from ssdlite.models import build_model
 from ssdlite_runtime.image_io import read_image
 from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.visualize import class_color
+from tests.browser import chromium, needs_chromium
 from tests.commands_in_process import Completed, run_main
 
 pytestmark = pytest.mark.xdist_group("detect_cli")  # one worker builds the model and the media once
@@ -288,15 +289,6 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, str, bytes]:
     return response.status, response.getheader("Content-Type"), body
 
 
-def chromium(*args: str, user_data_dir: Path, timeout: float = 90) -> subprocess.CompletedProcess:
-    command = [
-        shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={user_data_dir}", "--window-size=800,600", *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture
 def web_view(workspace):
     """``detect.py webcam --serve 0`` on the looping file camera; yields its URL, stops it with Ctrl+C."""
@@ -360,7 +352,7 @@ def test_web_view_serves_page_stats_and_mjpeg_and_stops_on_ctrl_c(web_view):
 
 
 @pytest.mark.slow  # starts a command's process
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get install chromium)")
+@needs_chromium
 def test_web_view_in_headless_chromium(web_view, tmp_path):
     screenshot = tmp_path / "page.png"
     shot = chromium(f"--screenshot={screenshot}", "--virtual-time-budget=3000", web_view["url"],
