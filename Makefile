@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml runtime/pyproject.toml
 	touch $(STAMP)
 
 # The tests also need every export format's converter and runtime and the tracker (the extras).
+# And the oracle of the error-breakdown test, tidecv 1.0.1 (the TIDE authors' package): its metadata asks for
+# opencv-python, which would share the cv2 folder with our opencv-python-headless, so it goes in without its
+# dependencies, after the ones it imports.
 $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e './runtime[all]' -e '.[dev,export,formats,tracking]'
+	$(PY) -m pip install --quiet pandas seaborn appdirs
+	$(PY) -m pip install --quiet --no-deps tidecv==1.0.1
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)

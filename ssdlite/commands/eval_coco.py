@@ -15,8 +15,12 @@ backend its name selects; --backend runs any model through the Predictor with th
 The flags of the previous release still work, each with a warning naming its new name: --checkpoint (--model),
 --backend pycocotools|faster (--evaluator) and --model-backend (--backend).
 
-From a checkout, ``python tools/eval_coco.py`` is the same command. Prints the COCO summary table and the VOC
-AP@0.5; exits 2 with a one-line message on bad input (see ssdlite_runtime/errors.py).
+Beside the COCO metrics the report shows where the model fails: the confusion matrix (confusion_matrix.csv and .png,
+detections scored >= --score-threshold, default 0.25), TIDE's error breakdown (errors.png, and a table printed here),
+AP by object size and by objects per image, and, given the images, the error gallery errors.html.
+
+From a checkout, ``python tools/eval_coco.py`` is the same command. Prints the COCO summary table, the VOC AP@0.5
+and the error table; exits 2 with a one-line message on bad input (see ssdlite_runtime/errors.py).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ssdlite.evaluation import BACKENDS as EVALUATORS
 from ssdlite.evaluation import evaluate_results_file, format_coco_table, format_voc_lines
+from ssdlite.evaluation.confusion import DEFAULT_SCORE_THRESHOLD
 from ssdlite_runtime.backends.base import available_backends
 from ssdlite_runtime.errors import command
 
@@ -59,6 +65,16 @@ class BackendFlag(argparse.Action):
             namespace.backend = values
 
 
+def _unit_interval(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return number
+
+
 def warn_deprecated(parser: argparse.ArgumentParser, old: str, new: str) -> None:
     print(f"{parser.prog}: warning: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
 
@@ -73,7 +89,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="model to run over --images: a training checkpoint or an exported file")
     source.add_argument("--checkpoint", dest="model", metavar="FILE", action=DeprecatedAlias, new_flag="--model",
                         help="deprecated: --model")
-    parser.add_argument("--images", help="image directory of the ground truth (with --model)")
+    parser.add_argument("--images", help="image directory of the ground truth (needed with --model; with --results "
+                        "it adds the error gallery errors.html)")
     parser.add_argument("--evaluator", choices=EVALUATORS, default=None,
                         help="the COCO library: pycocotools (reference, the default) or faster (faster-coco-eval, "
                         "same numbers)")
@@ -85,6 +102,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--model-backend", dest="backend", choices=backends, action=DeprecatedAlias,
                         new_flag="--backend", help="deprecated: --backend")
     parser.add_argument("--calib", metavar="DIR", help="INT8 calibration images (--backend int8 with a checkpoint)")
+    parser.add_argument("--score-threshold", type=_unit_interval, default=DEFAULT_SCORE_THRESHOLD, metavar="S",
+                        help="the lowest score the confusion matrix counts and the error gallery draws (default: "
+                        f"{DEFAULT_SCORE_THRESHOLD:g}); AP and the error breakdown use every detection")
     parser.add_argument("--out", default="runs/eval", help="report directory (default: runs/eval)")
     return parser
 
@@ -103,7 +123,8 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
 
 def run_results_mode(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate an existing results file and write the report."""
-    return evaluate_results_file(args.ann, args.results, out_dir=args.out, backend=args.evaluator)
+    return evaluate_results_file(args.ann, args.results, out_dir=args.out, backend=args.evaluator,
+                                 images_dir=args.images, score_threshold=args.score_threshold)
 
 
 def run_model_mode(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +134,7 @@ def run_model_mode(args: argparse.Namespace) -> dict[str, Any]:
 
     return evaluate(
         args.model, annotations=args.ann, images=args.images, out_dir=args.out, backend=args.backend,
-        evaluator=args.evaluator, calibration_images=args.calib,
+        evaluator=args.evaluator, calibration_images=args.calib, score_threshold=args.score_threshold,
     )
 
 
@@ -123,5 +144,10 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     metrics = run_model_mode(args) if args.model is not None else run_results_mode(args)
     print(format_coco_table(metrics))
     print(format_voc_lines(metrics))
+    print(metrics["analysis"].lines(metrics))
+    out = Path(args.out)
+    print(f"confusion matrix: {out / 'confusion_matrix.png'} (score >= {args.score_threshold:g}, IoU >= 0.5)")
+    if args.images is not None:
+        print(f"error gallery: {out / 'errors.html'}")
     print(f"report written to {args.out}")
     return 0

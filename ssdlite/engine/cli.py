@@ -61,6 +61,7 @@ from ssdlite.engine.model_card import RunFacts, write_model_card
 from ssdlite.engine.module import SSDLiteModule
 from ssdlite.engine.recipes import resolve_config_arguments
 from ssdlite.engine.schedule import TimeBudget
+from ssdlite.evaluation import analyse_errors, write_error_analysis
 from ssdlite.models import CLASS_NAMES_KEY, MODEL_CONFIG_KEY, SSDLiteConfig, describe_config
 from ssdlite.models.checkpoints import checkpoint_step, read_training_checkpoint
 
@@ -294,8 +295,20 @@ def _fit(cli: SSDLiteCLI, argv: list[str]) -> TrainResult:
     result = _result(cli, time.perf_counter() - start)
     if cli.trainer.is_global_zero:
         result.model_card = write_model_card(_run_facts(cli, result, argv), cli.model.eval_model)
+        _write_error_analysis(cli)
         _log_summary(result)
     return result
+
+
+def _write_error_analysis(cli: SSDLiteCLI) -> None:
+    """The confusion matrix and the error breakdown of the final weights' validation, in the run folder
+    (confusion_matrix.csv, confusion_matrix.png, errors.png; ``ssdlite-eval`` writes the same and the gallery)."""
+    module = cli.model
+    evaluator = module.coco_evaluator()
+    analysis = analyse_errors(evaluator, module.last_val_results)
+    written = write_error_analysis(analysis, evaluator, cli.run_dir)
+    logger.info(f"validation errors: {written['confusion_plot']} (confusion matrix, score >= "
+                f"{analysis.confusion.score_threshold:g}), {written['errors_plot']} (AP50 lost per error type)")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ Steps (each prints what it did):
    run is replaced): a fixed number of optimizer steps, so every machine trains the same model and only the time it
    takes differs;
 3. evaluates ``runs/demo/last.ckpt`` on the validation set exactly as ``ssdlite-eval --model`` does
-   (``runs/demo/metrics.json``, ``detections.json``, ``per_class_ap.csv``, ``pr_curve.png``);
+   (``runs/demo/metrics.json``, ``detections.json``, ``per_class_ap.csv``, ``pr_curve.png``, and where the model
+   fails: ``confusion_matrix.png``, ``errors.png`` and the error gallery ``errors.html``);
 4. draws the detections (score >= 0.4) on validation images into ``runs/demo/detections/``.
 
 The dataset's size and the number of steps can be made smaller (``run_demo(num_train=..., steps=...)``,
@@ -209,7 +210,11 @@ def run_demo(
     print(f"[demo] trained {result.steps} steps in {_minutes_seconds(train_minutes)} (demo in all "
           f"{_minutes_seconds(total_minutes)}); AP50 {metrics['AP50']:.3f}, AP {metrics['AP']:.3f} on "
           f"{SHAPES_VAL_IMAGES if num_val is None else num_val} validation images")
+    print(metrics["analysis"].lines(metrics))
     print(f"[demo] metrics:          {run_dir / 'metrics.json'}")
+    print(f"[demo] confusion matrix: {run_dir / 'confusion_matrix.png'} (counts: {run_dir / 'confusion_matrix.csv'})")
+    print(f"[demo] errors by type:   {run_dir / 'errors.png'}")
+    print(f"[demo] error gallery:    {run_dir / 'errors.html'} (open it in a browser)")
     print(f"[demo] detections:       {run_dir / 'detections.json'}")
     print(f"[demo] annotated images: {detections_dir}/")
     print(f"[demo] model card:       {run_dir / 'MODEL_CARD.md'}")

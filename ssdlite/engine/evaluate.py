@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 from ssdlite.core.postprocess import EVALUATION_POSTPROCESS, PostprocessSettings, postprocess_detections
 from ssdlite.deploy.evaluate import EVALUATION_SETTINGS, PredictedResults, predict_coco_results
 from ssdlite.deploy.model_files import EXPORTED_FOR_BACKEND, export_for_predictor
-from ssdlite.evaluation import CocoEvaluator, unreadable_images_note, write_report
+from ssdlite.evaluation import CocoEvaluator, report_with_errors, unreadable_images_note
+from ssdlite.evaluation.confusion import DEFAULT_SCORE_THRESHOLD
 from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES, file_kind
 from ssdlite_runtime.predictor import AUTO_BACKEND, Predictor
 from ssdlite_runtime.records import predictions_to_coco_results
@@ -137,6 +138,7 @@ def evaluate(
     batch_size: int = 8,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
 ) -> dict[str, Any]:
     """COCO metrics of a model on a dataset, and its report: what ``ssdlite-eval --model`` does, for any model.
 
@@ -155,8 +157,9 @@ def evaluate(
         model: a training checkpoint, an exported file, an ``SSDLite`` or a Predictor.
         annotations: the COCO ground-truth JSON (the model's category ids must be among its own).
         images: the folder its ``file_name`` entries are relative to.
-        out_dir: report folder: metrics.json, detections.json, per_class_ap.csv, per_class_ap.png, pr_curve.png
-            (None: no report, the metrics only).
+        out_dir: report folder: metrics.json, detections.json, per_class_ap.csv, per_class_ap.png, pr_curve.png,
+            and the error analysis: confusion_matrix.csv/.png, errors.png, errors.html (None: no report, the
+            metrics only; see ``ssdlite.evaluation.report``).
         backend: run ``model`` through the Predictor with this runtime backend (None: validation's path for a
             checkpoint or model, the file's own backend for an exported file).
         evaluator: the COCO library, "pycocotools" or "faster" (faster-coco-eval, the same numbers).
@@ -164,10 +167,13 @@ def evaluate(
         class_names, category_ids: the labels of an ``SSDLite`` (default: "1".."K" and 1..K; a file has its own).
         batch_size, num_workers: images per forward pass and DataLoader workers (validation's path).
         device: where a checkpoint or model runs (validation's path and the eager backend).
+        score_threshold: the lowest score the confusion matrix counts and the error gallery draws (with out_dir).
 
     Returns:
         The metrics dict of :meth:`CocoEvaluator.evaluate`, with ``unreadable_images``: the file names of the images
-        that could not be read, scored as images with no detections (also logged as a warning).
+        that could not be read, scored as images with no detections (also logged as a warning); with ``out_dir``
+        also the error analysis (``errors``, ``AP_by_objects_per_image``, ``confusion_matrix``, and ``analysis``,
+        the ``ErrorAnalysis``).
 
     Raises:
         FileNotFoundError: a missing model file, annotation file or image folder.
@@ -190,10 +196,11 @@ def evaluate(
     if detections.unreadable_images:
         logger.warning(unreadable_images_note(detections.unreadable_images))
     evaluation = coco.run(detections.results)
-    metrics = {**evaluation.metrics, "unreadable_images": detections.unreadable_images}
-    if out_dir is not None:
-        write_report(metrics, out_dir, coco_eval=evaluation.coco_eval, detections=detections.results)
-    return metrics
+    extra = {"unreadable_images": detections.unreadable_images}
+    if out_dir is None:
+        return {**evaluation.metrics, **extra}
+    return report_with_errors(coco, evaluation, detections.results, out_dir, images_dir=images,
+                              score_threshold=score_threshold, extra_metrics=extra, detections=detections.results)
 
 
 def _runs_as_in_validation(model: str | Path | nn.Module) -> bool:

@@ -181,6 +181,7 @@ class SSDLiteModule(L.LightningModule):
         self.detection_settings = PostprocessSettings()
         self.last_val_metrics: dict[str, Any] = {}
         self.last_val_step: int | None = None
+        self.last_val_results: list[dict[str, Any]] = []
         self._evaluator: CocoEvaluator | None = None
         self._val_results: list[dict[str, Any]] = []
         self._val_image_ids: list[int] = []
@@ -331,6 +332,7 @@ class SSDLiteModule(L.LightningModule):
         metrics = self.trainer.strategy.broadcast(metrics, src=0)
         self.last_val_metrics = metrics
         self.last_val_step = self.trainer.global_step
+        self.last_val_results = results  # rank 0: the detections of the whole validation set; elsewhere []
         shown = ("AP", "AP50")
         self.log_dict({f"val/{name}": float(metrics[name]) for name in shown}, prog_bar=True)
         self.log_dict(

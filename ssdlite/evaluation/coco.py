@@ -107,9 +107,7 @@ class CocoEvaluator:
 
     def run(self, results: Sequence[Mapping[str, Any]] | str | os.PathLike) -> CocoEvaluation:
         """Like :meth:`evaluate`, but also returns the COCOeval object (for plots)."""
-        detections, source = load_results(results)
-        detection_boxes = _detection_table(detections, source)
-        self._check_known_ids(detection_boxes, source)
+        detection_boxes = self.detection_table(results)
         coco_eval = _run_coco_eval(self.backend, self._coco_ground_truth, self._detections_coco(detection_boxes))
         metrics: dict[str, Any] = {
             name: _measured_or_zero(value) for name, value in zip(COCO_METRIC_NAMES, coco_eval.stats[:12])
@@ -117,6 +115,42 @@ class CocoEvaluator:
         metrics.update(voc_metrics(self._ground_truth_boxes, detection_boxes))
         metrics["per_class_AP"] = self._per_class_ap(coco_eval)
         return CocoEvaluation(metrics=metrics, coco_eval=coco_eval)
+
+    @property
+    def ground_truth(self) -> BoxTable:
+        """The ground-truth boxes (crowd regions flagged ``is_crowd``), one row per annotation, in file order."""
+        return self._ground_truth_boxes
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        """The ground truth's ``images`` entries (``id``, ``file_name``, ``width``, ``height``), in file order."""
+        return self._dataset["images"]
+
+    def detection_table(self, results: Sequence[Mapping[str, Any]] | str | os.PathLike) -> BoxTable:
+        """The detections of ``results`` (list or JSON file) as a table, checked: well formed, and every image and
+        category id one of the ground truth's (ValueError naming the source otherwise)."""
+        detections, source = load_results(results)
+        detection_boxes = _detection_table(detections, source)
+        self._check_known_ids(detection_boxes, source)
+        return detection_boxes
+
+    def ap_of_images(self, detections: BoxTable, image_groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
+        """COCO AP (IoU 0.50:0.95, area all, 100 detections) on each group of images alone: COCOeval with
+        ``params.imgIds`` set to the group. A group without ground truth is left out.
+
+        Args:
+            detections: from :meth:`detection_table`.
+            image_groups: group name -> image ids.
+        """
+        coco_detections = self._detections_coco(detections)
+        aps = {}
+        for name, image_ids in image_groups.items():
+            if len(image_ids):
+                coco_eval = _run_coco_eval(self.backend, self._coco_ground_truth, coco_detections,
+                                           image_ids=sorted(int(i) for i in image_ids))
+                if coco_eval.stats[0] > -1:
+                    aps[name] = float(coco_eval.stats[0])
+        return aps
 
     def _check_known_ids(self, detections: BoxTable, source: str) -> None:
         for what, ids, known, fix in (
@@ -331,8 +365,11 @@ def _make_coco(backend: str, dataset: dict) -> Any:
     return coco
 
 
-def _run_coco_eval(backend: str, coco_ground_truth: Any, coco_detections: Any) -> Any:
-    """evaluate + accumulate + summarize with the backend's COCOeval, its progress prints suppressed."""
+def _run_coco_eval(
+    backend: str, coco_ground_truth: Any, coco_detections: Any, *, image_ids: list[int] | None = None
+) -> Any:
+    """evaluate + accumulate + summarize with the backend's COCOeval (on ``image_ids`` only, when given), its
+    progress prints suppressed."""
     if backend == "faster":
         from faster_coco_eval import COCOeval_faster
 
@@ -341,6 +378,8 @@ def _run_coco_eval(backend: str, coco_ground_truth: Any, coco_detections: Any) -
         from pycocotools.cocoeval import COCOeval
 
         coco_eval = COCOeval(coco_ground_truth, coco_detections, "bbox")
+    if image_ids is not None:
+        coco_eval.params.imgIds = image_ids
     with contextlib.redirect_stdout(io.StringIO()):
         coco_eval.evaluate()
         coco_eval.accumulate()

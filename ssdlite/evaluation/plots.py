@@ -1,4 +1,4 @@
-"""Evaluation figures: precision-recall curves and per-class AP bars (PNG, matplotlib's Agg canvas).
+"""Evaluation figures: precision-recall curves, per-class AP bars, the confusion matrix and the error breakdown (PNG, matplotlib's Agg canvas).
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects directly, never through pyplot, so plotting neither
 needs a display nor changes the caller's matplotlib backend, and leaves no open figures behind.
@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ssdlite.evaluation.confusion import ConfusionMatrix
+from ssdlite.evaluation.errors import COLOURS, ERROR_NAMES, ERROR_TYPES, ErrorBreakdown
 
 # Per-class PR lines are drawn only up to this many classes; beyond it the plot shows the class mean only.
 MAX_CLASS_LINES = 10
@@ -120,6 +123,49 @@ def plot_per_class_ap(per_class_ap: Mapping[str, float], path: str | os.PathLike
     else:
         axes.text(0.5, 0.5, "no class with ground truth", ha="center", va="center")
     axes.set(xlim=(0, 1), xlabel="AP @[IoU 0.50:0.95]", title="AP per class")
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: ConfusionMatrix, path: str | os.PathLike) -> Path:
+    """The confusion matrix twice, side by side: counts, and each row normalised by its true class.
+
+    Args:
+        matrix: see :mod:`ssdlite.evaluation.confusion`.
+        path: PNG to write.
+    """
+    labels, size = matrix.labels, len(matrix.labels)
+    side = min(3.0 + 0.45 * size, 14.0)
+    figure = Figure(figsize=(2 * side + 1.0, side + 0.6), dpi=_DPI)
+    FigureCanvasAgg(figure)
+    panels = (("counts", matrix.counts, "d"), ("normalised by true class", matrix.normalized(), ".2f"))
+    for position, (title, values, number_format) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, 2, position)
+        axes.imshow(values / max(values.max(), 1e-12), cmap="Blues", vmin=0, vmax=1)
+        axes.set_xticks(range(size), labels=labels, rotation=90, fontsize=8)
+        axes.set_yticks(range(size), labels=labels, fontsize=8)
+        axes.set(xlabel="predicted", ylabel="true",
+                 title=f"{title} (score >= {matrix.score_threshold:g}, IoU >= {matrix.iou_threshold:g})")
+        if size <= 30:
+            for (row, column), value in np.ndenumerate(values):
+                if value:
+                    dark = value / max(values.max(), 1e-12) > 0.5
+                    axes.text(column, row, format(value, number_format), ha="center", va="center", fontsize=7,
+                              color="white" if dark else "black")
+    return _save(figure, path)
+
+
+def plot_error_breakdown(breakdown: ErrorBreakdown, path: str | os.PathLike) -> Path:
+    """Bars of TIDE's dAP per error type (the AP50 gained if that type were fixed), with the error counts."""
+    figure, axes = _figure((6.4, 3.6))
+    names = [ERROR_NAMES[name] for name in ERROR_TYPES]
+    values = [breakdown.delta_ap[name] for name in ERROR_TYPES]
+    positions = np.arange(len(names))
+    axes.bar(positions, values, color=[COLOURS[name] for name in ERROR_TYPES])
+    for position, name, value in zip(positions, ERROR_TYPES, values):
+        axes.text(position, value, f"{value:.3f}\n({breakdown.counts[name]})", ha="center", va="bottom", fontsize=7)
+    axes.set_xticks(positions, labels=names, fontsize=8)
+    axes.set(ylabel="dAP (AP50 gained)", ylim=(0, max(max(values) * 1.3, 0.01)),
+             title=f"Errors by type (TIDE), AP50 {breakdown.ap50:.3f}")
     return _save(figure, path)
 
 

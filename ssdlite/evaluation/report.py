@@ -11,6 +11,15 @@
   hold the curves);
 * ``detections.json``: only when the detections are given (checkpoint mode writes the detections it made;
   results-file mode does not copy a file that already exists).
+
+``write_error_analysis`` adds where the model fails (:func:`analyse_errors`):
+
+* ``confusion_matrix.csv`` and ``confusion_matrix.png``: the (K+1) x (K+1) matrix, background included, at a score
+  threshold (default 0.25) and IoU 0.5 (:mod:`ssdlite.evaluation.confusion`); the PNG has the counts and the rows
+  normalised by true class;
+* ``errors.png``: TIDE's error breakdown, the AP50 each error type costs (:mod:`ssdlite.evaluation.errors`);
+* in ``metrics.json``: ``errors`` (the breakdown), ``AP_by_objects_per_image`` and ``confusion_matrix``;
+* ``errors.html``: the error gallery, when the images are at hand (:mod:`ssdlite.evaluation.error_gallery`).
 """
 
 from __future__ import annotations
@@ -19,11 +28,23 @@ import csv
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ssdlite.evaluation.coco import CocoEvaluator
-from ssdlite.evaluation.plots import PrecisionRecallCurves, plot_per_class_ap, plot_precision_recall
+from ssdlite.evaluation.confusion import DEFAULT_SCORE_THRESHOLD, ConfusionMatrix, confusion_matrix
+from ssdlite.evaluation.errors import ErrorBreakdown, error_breakdown
+from ssdlite.evaluation.plots import (
+    PrecisionRecallCurves,
+    plot_confusion_matrix,
+    plot_error_breakdown,
+    plot_per_class_ap,
+    plot_precision_recall,
+)
+from ssdlite.evaluation.voc import BoxTable
 
 # (metric key, AP or AR, IoU, area, max detections): the rows of COCOeval.summarize() for boxes.
 COCO_TABLE_ROWS = (
@@ -122,25 +143,137 @@ def evaluate_results_file(
     *,
     out_dir: str | os.PathLike,
     backend: str = "pycocotools",
+    images_dir: str | os.PathLike | None = None,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
 ) -> dict[str, Any]:
-    """Evaluate a COCO results file against a COCO ground-truth file and write the report.
+    """Evaluate a COCO results file against a COCO ground-truth file and write the report, with the error analysis.
 
     Args:
         annotation_file (str | Path): COCO ground truth JSON.
         results_file (str | Path): COCO results JSON (a list of {image_id, category_id, bbox, score}).
         out_dir (str | Path): report directory (see :func:`write_report`); the results file is not copied.
         backend (str): "pycocotools" or "faster".
+        images_dir: the images of the ground truth, for errors.html (None: no gallery).
+        score_threshold: the confusion matrix's and the gallery's lowest score.
 
     Returns:
-        dict: the metrics.
+        dict: the metrics, with the entries of :meth:`ErrorAnalysis.as_dict` and ``analysis`` (the
+        ErrorAnalysis itself, not written to metrics.json).
 
     Raises:
         FileNotFoundError: a file does not exist.
         ValueError: a file is malformed or the results name ids that are not in the ground truth.
     """
-    evaluation = CocoEvaluator(annotation_file, backend=backend).run(results_file)
-    write_report(evaluation.metrics, out_dir, coco_eval=evaluation.coco_eval)
-    return evaluation.metrics
+    evaluator = CocoEvaluator(annotation_file, backend=backend)
+    evaluation = evaluator.run(results_file)
+    return report_with_errors(evaluator, evaluation, results_file, out_dir, images_dir=images_dir,
+                              score_threshold=score_threshold)
+
+
+def report_with_errors(
+    evaluator: CocoEvaluator,
+    evaluation: Any,
+    results: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    images_dir: str | os.PathLike | None = None,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    extra_metrics: Mapping[str, Any] | None = None,
+    detections: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The whole report of one evaluation (a :class:`CocoEvaluation` of ``results``): :func:`write_report` with
+    the error analysis's files and entries added. Returns the metrics, ``extra_metrics`` and ``analysis``."""
+    analysis = analyse_errors(evaluator, results, score_threshold=score_threshold)
+    write_error_analysis(analysis, evaluator, out_dir, images_dir=images_dir)
+    metrics = {**evaluation.metrics, **(extra_metrics or {}), **analysis.as_dict()}
+    write_report(metrics, out_dir, coco_eval=evaluation.coco_eval, detections=detections)
+    return {**metrics, "analysis": analysis}
+
+
+# Images grouped by how many objects (non-crowd ground truth) they hold: (label, fewest, most or None).
+OBJECT_COUNT_BINS = (("1", 1, 1), ("2-5", 2, 5), ("6-10", 6, 10), (">10", 11, None))
+# COCO's area buckets (pixels^2): small < 32^2 <= medium < 96^2 <= large.
+SIZE_BUCKETS = (("small", "APs", 0.0, 32.0**2), ("medium", "APm", 32.0**2, 96.0**2), ("large", "APl", 96.0**2, np.inf))
+
+
+@dataclass(frozen=True)
+class ErrorAnalysis:
+    """Where a model fails on one dataset: see :func:`analyse_errors`."""
+
+    confusion: ConfusionMatrix
+    breakdown: ErrorBreakdown
+    ap_by_objects_per_image: dict[str, float]
+    objects_by_size: dict[str, int]
+    detections: BoxTable
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entries of metrics.json."""
+        return {
+            "errors": self.breakdown.as_dict(),
+            "AP_by_objects_per_image": dict(self.ap_by_objects_per_image),
+            "confusion_matrix": {"score_threshold": self.confusion.score_threshold,
+                                 "iou_threshold": self.confusion.iou_threshold, "labels": self.confusion.labels,
+                                 "counts": self.confusion.counts.tolist()},
+        }
+
+    def lines(self, metrics: Mapping[str, Any]) -> str:
+        """The report's text: the error table, AP by object size (buckets with objects) and by objects per image."""
+        sizes = "  ".join(f"{name} {metrics[key]:0.3f} ({self.objects_by_size[name]} objects)"
+                          for name, key, _, _ in SIZE_BUCKETS if self.objects_by_size[name] and key in metrics)
+        counts = "  ".join(f"{name}: {ap:0.3f}" for name, ap in self.ap_by_objects_per_image.items())
+        return "\n".join([self.breakdown.table(), f" AP by object size:        {sizes or 'no objects'}",
+                          f" AP by objects per image:  {counts or 'no objects'}"])
+
+
+def analyse_errors(
+    evaluator: CocoEvaluator,
+    results: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    *,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+) -> ErrorAnalysis:
+    """The confusion matrix (at ``score_threshold``), TIDE's error breakdown (every detection) and the AP of the
+    images grouped by their number of objects (``OBJECT_COUNT_BINS``; images without objects are in no group)."""
+    detections = evaluator.detection_table(results)
+    truth = evaluator.ground_truth
+    image_ids = [image["id"] for image in evaluator.images]
+    names = [evaluator.class_names[category] for category in evaluator.category_ids]
+    matrix = confusion_matrix(truth, detections, evaluator.category_ids, names, score_threshold=score_threshold)
+    objects = truth.image_ids[~truth.is_crowd]
+    per_image = {image_id: int(count) for image_id, count in zip(*np.unique(objects, return_counts=True))}
+    groups = {label: [i for i in image_ids if low <= per_image.get(i, 0) and (high is None or per_image[i] <= high)]
+              for label, low, high in OBJECT_COUNT_BINS}
+    areas = truth.areas[~truth.is_crowd]
+    return ErrorAnalysis(
+        confusion=matrix,
+        breakdown=error_breakdown(truth, detections, image_ids),
+        ap_by_objects_per_image=evaluator.ap_of_images(detections, groups),
+        objects_by_size={name: int(((areas >= low) & (areas < high)).sum()) for name, _, low, high in SIZE_BUCKETS},
+        detections=detections,
+    )
+
+
+def write_error_analysis(
+    analysis: ErrorAnalysis,
+    evaluator: CocoEvaluator,
+    out_dir: str | os.PathLike,
+    *,
+    images_dir: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """confusion_matrix.csv, confusion_matrix.png, errors.png and, with ``images_dir`` (the folder of the ground
+    truth's ``file_name`` entries), errors.html in ``out_dir``; returns them by name."""
+    from ssdlite.evaluation.error_gallery import write_error_gallery
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {
+        "confusion_csv": analysis.confusion.write_csv(out_dir / "confusion_matrix.csv"),
+        "confusion_plot": plot_confusion_matrix(analysis.confusion, out_dir / "confusion_matrix.png"),
+        "errors_plot": plot_error_breakdown(analysis.breakdown, out_dir / "errors.png"),
+    }
+    if images_dir is not None:
+        written["gallery"] = write_error_gallery(evaluator, analysis.detections, images_dir, out_dir / "errors.html",
+                                                 score_threshold=analysis.confusion.score_threshold)
+    return written
 
 
 def _write_json(content: Any, path: Path, *, indent: int | None = 2) -> Path:

@@ -237,6 +237,23 @@ def _detections_in_evaluation_order(detections: BoxTable, max_detections: int) -
     return order[np.arange(len(order)) - group_start < max_detections]
 
 
+def coco_iou(boxes: np.ndarray, others: np.ndarray, *, crowd: bool = False) -> np.ndarray:
+    """COCO IoU [D, G] of xywh boxes (pycocotools' ``maskUtils.iou``); with ``crowd`` the intersection over the
+    area of each of ``boxes``, as COCOeval scores a detection against a crowd region."""
+    if not len(boxes) or not len(others):
+        return np.zeros((len(boxes), len(others)))
+    return np.asarray(coco_mask.iou(np.asarray(boxes, np.float64).tolist(), np.asarray(others, np.float64).tolist(),
+                                    [int(crowd)] * len(others)), dtype=np.float64).reshape(len(boxes), len(others))
+
+
+def rows_by_image(image_ids: np.ndarray, kept: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Image id -> the rows of a table with that image id (among ``kept`` rows, default all), in table order."""
+    rows = np.arange(len(image_ids)) if kept is None else np.flatnonzero(kept)
+    order = rows[np.argsort(image_ids[rows], kind="stable")]
+    keys, starts = np.unique(image_ids[order], return_index=True)
+    return {int(key): part for key, part in zip(keys.tolist(), np.split(order, starts[1:]))}
+
+
 def _group_bounds(image_ids: np.ndarray, category_ids: np.ndarray) -> list[tuple[int, int]]:
     """(start, stop) of each run of equal (image id, category id) in sorted arrays."""
     if len(image_ids) == 0:

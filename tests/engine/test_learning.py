@@ -117,13 +117,21 @@ def test_eval_coco_checkpoint_mode_writes_the_report_with_dataset_category_ids(l
     assert min(d["score"] for d in detections) >= 0.001
     rows = (out / "per_class_ap.csv").read_text().splitlines()
     assert rows[0] == "class,AP" and {row.split(",")[0] for row in rows[1:]} == set(SHAPE_CLASSES)
+    # Where it fails: the confusion matrix, the error breakdown and the gallery, printed and written.
+    assert "Errors (TIDE, AP50" in printed and f"error gallery: {out / 'errors.html'}" in printed
+    for name in ("confusion_matrix.csv", "confusion_matrix.png", "errors.png", "errors.html"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert metrics["errors"]["AP50"] == pytest.approx(metrics["AP50"], abs=0.02)  # TIDE's AP50 is COCO's, nearly
+    # The end of training wrote the same matrix for the same weights (its final validation).
+    assert (result.run_dir / "confusion_matrix.csv").read_text() == (out / "confusion_matrix.csv").read_text()
 
 
 def test_run_folder_holds_config_logs_and_model_card(learned):
     result, _ = learned
     run_dir = result.run_dir
     assert run_dir.name == "memorise"
-    for name in ("best.ckpt", "last.ckpt", "config.yaml", "metrics.csv", "MODEL_CARD.md"):
+    for name in ("best.ckpt", "last.ckpt", "config.yaml", "metrics.csv", "MODEL_CARD.md", "confusion_matrix.csv",
+                 "confusion_matrix.png", "errors.png"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     columns = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")

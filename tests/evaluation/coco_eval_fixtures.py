@@ -79,3 +79,18 @@ def pycocotools_reference(ground_truth: dict, detections: list[dict]) -> COCOeva
         coco_eval.accumulate()
         coco_eval.summarize()
     return coco_eval
+
+
+CAT, DOG = 1, 2
+
+
+def hand_built_coco(images, annotations, detections):
+    """A COCO set from {image_id: (w, h)}, [(image_id, category, xywh)], [(image_id, category, xywh, score)]."""
+    ground_truth = {
+        "images": [{"id": i, "width": w, "height": h, "file_name": f"{i}.jpg"} for i, (w, h) in images.items()],
+        "annotations": [{"id": n + 1, "image_id": i, "category_id": c, "bbox": list(box), "area": box[2] * box[3],
+                         "iscrowd": 0} for n, (i, c, box) in enumerate(annotations)],
+        "categories": [{"id": CAT, "name": "cat"}, {"id": DOG, "name": "dog"}],
+    }
+    results = [{"image_id": i, "category_id": c, "bbox": list(box), "score": s} for i, c, box, s in detections]
+    return ground_truth, results
