@@ -7,18 +7,31 @@ Examples:
     ssdlite-detect webcam --camera 0              # OpenCV window, or http://127.0.0.1:8000 without a GUI
     ssdlite-detect webcam --camera rtsp://10.0.0.5/stream --serve 8080
     ssdlite-detect video clip.mp4 --track --mot tracks.txt --json tracks.jsonl --save tracked.mp4
+    ssdlite-detect dir photos/ --save-labels yolo runs/labels   # pre-labels for CVAT / Label Studio / training
+    ssdlite-detect video clip.mp4 --save-labels coco runs/clip_labels --every 10
 
 Exported files (.onnx, ...) run with this package alone, without PyTorch; a checkpoint (.ckpt) needs the full
 ssdlite package. From a checkout, ``python detect.py`` is the same command. Without --model the newest checkpoint
 under runs/ is used (best*.ckpt first). Errors are one line on stderr with exit status 2 (see
 ssdlite_runtime/errors.py). q (exit status 0), Ctrl+C (130) or SIGTERM (143, e.g. from a job scheduler) stops a
-stream cleanly: the saved video and the --json / --mot files hold every frame processed, and the last line says
-what stopped it, e.g. "stopped (SIGTERM): 120 frames in 9.8 s".
+stream cleanly: the saved video, the --json / --mot files and the --save-labels dataset hold every frame processed
+(the dataset: every one it keeps), and the last line says what stopped it, e.g. "stopped (SIGTERM): 120 frames in
+9.8 s".
 
 --track (video and webcam) follows objects across frames with ByteTrack (supervision; pip install
 'ssdlite-runtime[tracking]'), one tracker per class or, with --track-classes any, one for all classes with each
 track's class voted: boxes read "#ID class score" with a trail of recent centres, --mot writes the MOT Challenge
 text format, --json NAME.jsonl one JSON line per frame.
+
+--save-labels FORMAT OUT writes what is kept (above --score-threshold, of --classes) as a dataset in a training
+format, the images beside their labels, for a labelling tool (CVAT, Label Studio) to import and a person to
+correct, or to train on (ssdlite_runtime/labels.py has each layout):
+    yolo  OUT/images/, OUT/labels/STEM.txt (class cx cy w h, normalised), OUT/classes.txt, OUT/data.yaml
+    voc   OUT/JPEGImages/, OUT/Annotations/STEM.xml, OUT/ImageSets/Main/trainval.txt, OUT/labels.txt
+    coco  OUT/images/, OUT/annotations.json (the model's category ids)
+Image files are copied as they are; a video or camera gives one JPEG (<video stem>_<frame>.jpg) and one label per
+kept frame, every --every N-th. An image without detections still gets its (empty) label. A folder that already
+holds such a dataset is refused unless --overwrite, which deletes that dataset first.
 """
 
 from __future__ import annotations
@@ -141,6 +154,21 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _SaveLabels(argparse.Action):
+    """``--save-labels FORMAT OUT``: an unknown FORMAT is argparse's usage error."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from ssdlite_runtime.labels import LABEL_FORMATS
+
+        label_format, folder = values
+        if label_format not in LABEL_FORMATS:
+            raise argparse.ArgumentError(
+                self, f"invalid FORMAT {label_format!r} (choose from {', '.join(LABEL_FORMATS)})"
+            )
+        setattr(namespace, self.dest, (label_format, folder))
+
+
 def _port(value: str) -> int:
     number = _whole_number(value)
     if not 0 <= number <= 65535:
@@ -172,6 +200,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "(with --track each has a track_id); for video and webcam a .jsonl name gets one JSON line per frame "
         '({"frame", "time_s", "timestamp", "tracks" or "detections"}), written as frames come',
     )
+    common.add_argument(
+        "--save-labels", action=_SaveLabels, nargs=2, metavar=("FORMAT", "OUT"),
+        help="write the detections as a dataset in FORMAT (yolo, voc, coco) in folder OUT: the images and one label "
+        "each (an empty one without detections) and the class names, for CVAT / Label Studio or training",
+    )
+    common.add_argument("--overwrite", action="store_true",
+                        help="with --save-labels: replace the dataset already in OUT (else it is refused)")
     common.add_argument("--no-show", dest="show", action="store_false", help="do not display anything")
     common.add_argument(
         "--track", action="store_true", help="video and webcam: follow objects across frames, each with an id"
@@ -179,6 +214,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     streaming = argparse.ArgumentParser(add_help=False)
     streaming.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    streaming.add_argument("--every", type=_positive_int, metavar="N",
+                           help="with --save-labels: label every Nth frame, the first one included (default: 1)")
     streaming.add_argument("--serve", type=_port, metavar="PORT", help="web view on http://HOST:PORT (0 = free port)")
     streaming.add_argument("--host", default="127.0.0.1", help="interface for --serve (default: 127.0.0.1 only)")
     _add_tracking_options(streaming)
@@ -232,6 +269,10 @@ def run(args: argparse.Namespace) -> object:
         trail_length=getattr(args, "trail", DEFAULT_TRAIL_LENGTH),
         track_per_class=getattr(args, "track_classes", "each" if DEFAULT_PER_CLASS else "any") == "each",
         mot_path=getattr(args, "mot_path", None),
+        labels_format=args.save_labels[0] if args.save_labels else None,
+        labels_dir=args.save_labels[1] if args.save_labels else None,
+        overwrite_labels=args.overwrite,
+        labels_every=getattr(args, "every", None),
     )
     if args.command == "image":
         return jobs.detect_images(args.paths, options)

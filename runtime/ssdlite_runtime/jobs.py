@@ -23,7 +23,9 @@ from ssdlite_runtime import stream
 from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from ssdlite_runtime.labels import LabelWriter, check_label_folder, open_label_writer
 from ssdlite_runtime.predictor import AUTO_BACKEND, DISPLAY_SCORE_THRESHOLD, Predictor
+from ssdlite_runtime.signals import signals_deferred
 from ssdlite_runtime.tracking import (
     DEFAULT_PER_CLASS,
     DEFAULT_TRAIL_LENGTH,
@@ -66,6 +68,11 @@ class DetectOptions:
         track_per_class: one ByteTrack per class (True) or one for all classes with a class vote (False; see
             ``ssdlite_runtime.tracking``).
         mot_path: with ``track``, write the tracks in the MOT Challenge text format here.
+        labels_format: write the detections (with ``track``, the tracks) as a labelled dataset in this format
+            ("yolo", "voc", "coco"; ``ssdlite_runtime.labels``) into ``labels_dir``; None: no dataset.
+        labels_dir: the dataset's folder.
+        overwrite_labels: replace a dataset already in ``labels_dir`` (else it is refused).
+        labels_every: streams: label every Nth frame (frames 0, N, 2N, ... of those processed); None: every one.
     """
 
     model: str | Path | None = None
@@ -82,6 +89,10 @@ class DetectOptions:
     trail_length: int = DEFAULT_TRAIL_LENGTH
     track_per_class: bool = DEFAULT_PER_CLASS
     mot_path: str | Path | None = None
+    labels_format: str | None = None
+    labels_dir: str | Path | None = None
+    overwrite_labels: bool = False
+    labels_every: int | None = None
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -158,6 +169,36 @@ def _check_json_path(json_path: str | Path | None) -> None:
         raise ValueError(f"--json {json_path} is a folder; give a file name such as detections.json")
 
 
+# --------------------------------------------------------------------------------------------------- labels
+
+
+def _check_labels(options: DetectOptions, inputs: Sequence[Path]) -> None:
+    """Refuses ``--save-labels`` into a folder holding a dataset (before the model loads), and ``--overwrite`` or
+    ``--every`` without it."""
+    if options.labels_format is None:
+        for given, flag in ((options.overwrite_labels, "--overwrite"), (options.labels_every, "--every N")):
+            if given:
+                raise ValueError(f"{flag} goes with --save-labels FORMAT OUT, which is not given")
+        return
+    check_label_folder(options.labels_dir, overwrite=options.overwrite_labels, inputs=inputs)
+
+
+def _open_labels(options: DetectOptions, predictor: Predictor) -> LabelWriter | None:
+    """The ``--save-labels`` dataset, in the model's classes (an old one removed first with ``--overwrite``)."""
+    if options.labels_format is None:
+        return None
+    return open_label_writer(
+        options.labels_format, options.labels_dir, class_names=predictor.class_names,
+        category_ids=predictor.category_ids, overwrite=options.overwrite_labels,
+    )
+
+
+def _log_labels(labels: LabelWriter | None) -> None:
+    if labels is not None:
+        logger.info(f"wrote {labels.images} images and {labels.boxes} boxes as a {labels.format} dataset in "
+                    f"{labels.folder}; read it back with: {labels.check_command()}")
+
+
 # --------------------------------------------------------------------------------------------------- images
 
 
@@ -204,20 +245,24 @@ def detect_images(
     paths: Sequence[str | Path],
     options: DetectOptions,
 ) -> ImagesSummary:
-    """Detect objects in image files: log them, and save / show / write JSON as ``options`` say.
+    """Detect objects in image files: log them, and save / show / write JSON / write labels as ``options`` say.
 
-    An image that does not exist or cannot be read is skipped with a warning.
+    An image that does not exist or cannot be read is skipped with a warning (and gets no label). The labelled
+    dataset is finished also when the job stops early (Ctrl+C, SIGTERM, q in the window).
 
     Raises:
-        ValueError: none of the images could be read, a bad ``--save`` / ``--json`` target, or ``options.track``.
+        ValueError: none of the images could be read, a bad ``--save`` / ``--json`` / ``--save-labels`` target, or
+            ``options.track``.
     """
     if options.track:
         raise ValueError(TRACKING_NEEDS_A_STREAM)
     paths = [Path(path) for path in paths]
     save_paths = _image_save_paths(paths, options.save)
     _check_json_path(options.json_path)
+    _check_labels(options, paths)
     window = _image_window(options)
     predictor = load_predictor(options)
+    labels = _open_labels(options, predictor)
     records: list[dict] = []
     processed = skipped = 0
     try:
@@ -233,6 +278,9 @@ def detect_images(
             records.extend(image_records)
             logger.info(f"{path}: {_describe_records(image_records)}")
             processed += 1
+            if labels is not None:
+                with signals_deferred():  # the image and its label are written whole
+                    labels.add_file(path, detections, height=image.shape[0], width=image.shape[1])
             if save_path is not None or window is not None:
                 annotated = draw_detections(image, detections, predictor.class_names)
                 if save_path is not None:
@@ -242,12 +290,15 @@ def detect_images(
     finally:
         if window is not None:
             window.close()
+        if labels is not None:
+            labels.close()
     if processed == 0:
         raise ValueError(f"none of the {len(paths)} images could be read")
     if options.json_path is not None:
         write_json(records, options.json_path)
     if options.save is not None:
         logger.info(f"saved annotated images to {options.save}")
+    _log_labels(labels)
     return ImagesSummary(processed=processed, skipped=skipped, detections=len(records))
 
 
@@ -303,7 +354,8 @@ def detect_video(
     """
     with stream.VideoFileSource(path) as source:
         return _run_stream_job(
-            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=False
+            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=False,
+            frame_stem=Path(path).stem,
         )
 
 
@@ -327,11 +379,22 @@ def detect_camera(
     """
     with stream.open_camera(camera, loop=loop, open_timeout_s=open_timeout_s) as source:
         return _run_stream_job(
-            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=True
+            source, options, max_frames=max_frames, serve_port=serve_port, host=host, web_fallback=True,
+            frame_stem=camera_stem(camera),
         )
 
 
-def _check_stream_outputs(options: DetectOptions) -> None:
+def camera_stem(camera: str | int) -> str:
+    """The start of ``--save-labels``' frame names for ``--camera``: ``camera0``, ``stream``, a file's stem."""
+    target = stream.parse_camera(camera)
+    if isinstance(target, int):
+        return f"camera{target}"
+    return target.stem if isinstance(target, Path) else "stream"
+
+
+def _check_stream_outputs(options: DetectOptions, source: stream.FrameSource) -> None:
+    source_path = getattr(source, "path", None)
+    _check_labels(options, [] if source_path is None else [Path(source_path)])
     if options.save is not None and Path(options.save).suffix.lower() not in stream.VIDEO_WRITER_CODECS:
         raise ValueError(f"--save {options.save}: save a stream as a .mp4 or .avi file")
     _check_json_path(options.json_path)
@@ -364,15 +427,22 @@ def json_line(frame: stream.Frame, records: list[dict], *, fps: float | None, st
 
 class _FrameWriters:
     """The per-frame outputs of a stream: ``--json x.jsonl`` lines and ``--mot`` lines, written as frames come
-    (flushed, so a live run can be followed and Ctrl+C loses nothing)."""
+    (flushed, so a live run can be followed and Ctrl+C loses nothing), and every ``--every``-th frame with its
+    ``--save-labels`` label, named ``<frame_stem>_<frame index, 6 digits>.jpg``."""
 
-    def __init__(self, options: DetectOptions, source: stream.FrameSource) -> None:
+    def __init__(
+        self, options: DetectOptions, source: stream.FrameSource, labels: LabelWriter | None = None,
+        frame_stem: str = "frame",
+    ) -> None:
         self.options = options
         self.source = source
         self.files: list[IO[str]] = []
         self.json_file = self._open(options.json_path) if _json_lines(options) else None
         self.mot_file = self._open(options.mot_path) if options.mot_path is not None else None
+        self.labels = labels
+        self.frame_stem = frame_stem
         self.lines = 0
+        self._frames = 0
         self._started_at: float | None = None
 
     def _open(self, path: str | Path) -> IO[str]:
@@ -384,7 +454,7 @@ class _FrameWriters:
 
     @property
     def callback(self) -> Callable[[stream.Frame, dict, list[dict]], None] | None:
-        return self.write if self.files else None
+        return self.write if self.files or self.labels is not None else None
 
     def write(self, frame: stream.Frame, result: dict, records: list[dict]) -> None:
         if self._started_at is None:
@@ -400,10 +470,15 @@ class _FrameWriters:
                 self.mot_file.write(line + "\n")
                 self.lines += 1
             self.mot_file.flush()
+        if self.labels is not None and self._frames % (self.options.labels_every or 1) == 0:
+            self.labels.add_frame(f"{self.frame_stem}_{frame.index:06d}.jpg", frame.image, result)
+        self._frames += 1
 
     def close(self) -> None:
         for handle in self.files:
             handle.close()
+        if self.labels is not None:
+            self.labels.close()
 
 
 def _open_server(ports: Sequence[int], host: str) -> stream.StreamServer:
@@ -453,13 +528,14 @@ def _run_stream_job(
     serve_port: int | None,
     host: str,
     web_fallback: bool,
+    frame_stem: str,
 ) -> stream.StreamSummary:
-    _check_stream_outputs(options)
+    _check_stream_outputs(options, source)
     tracker = _stream_tracker(options)
     predictor = load_predictor(options)
     gui, ports = _stream_display(options, serve_port=serve_port, web_fallback=web_fallback)
     stop_event = threading.Event()
-    writers = _FrameWriters(options, source)
+    writers = _FrameWriters(options, source, _open_labels(options, predictor), frame_stem)
     window: stream.OpenCVWindow | None = None
     server: stream.StreamServer | None = None
     try:
@@ -471,13 +547,14 @@ def _run_stream_job(
         summary = stream.run_stream(
             predictor, source, max_frames=max_frames, window=window, server=server, save_path=options.save,
             collect_records=options.json_path is not None and not _json_lines(options), stop_event=stop_event,
-            tracker=tracker, on_frame=writers.callback,
+            tracker=tracker, on_frame=writers.callback, clean_frames=writers.labels is not None,
         )
     finally:
         for opened in (writers, window, server):
             if opened is not None:
                 opened.close()
     _finish_stream_outputs(options, summary, mot_lines=writers.lines)
+    _log_labels(writers.labels)
     return summary
 
 

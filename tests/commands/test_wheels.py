@@ -90,6 +90,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         assert Path(file).is_relative_to(site_packages), where  # the wheel's copy, not the checkout's
     assert (site_packages / "ssdlite" / "configs" / "shapes.yaml").is_file()
     assert (site_packages / "ssdlite_runtime" / "stream" / "webview.html").is_file()  # the web view's page
+    assert (site_packages / "ssdlite" / "evaluation" / "gallery.html").is_file()  # the galleries' page
     return venv / "bin", env
 
 
@@ -105,6 +106,9 @@ def test_the_installed_wheels_demo_train_export_and_detect_outside_the_checkout(
     assert "try it:           ssdlite-detect image" in out
     assert (work / "runs" / "demo" / "last.ckpt").is_file()
     assert json.loads((work / "runs" / "demo" / "metrics.json").read_text())["AP50"] >= 0
+    assert "[demo] error gallery:    runs/demo/errors.html" in out  # the page's template came from the wheel
+    for name in ("errors.html", "confusion_matrix.csv", "confusion_matrix.png", "errors.png"):
+        assert (work / "runs" / "demo" / name).is_file(), name
 
     # ssdlite-train with the packaged recipe by its name, on the demo's images, as an installed user types it
     shapes = work / "data" / "shapes"

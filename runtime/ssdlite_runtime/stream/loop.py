@@ -194,6 +194,7 @@ def run_stream(
     report_every_s: float = 2.0,
     tracker: FrameTracker | None = None,
     on_frame: FrameCallback | None = None,
+    clean_frames: bool = False,
 ) -> StreamSummary:
     """Detect, draw (boxes + FPS/latency overlay) and show / serve / save every frame of ``source``.
 
@@ -217,6 +218,8 @@ def run_stream(
             served, collected and passed to ``on_frame`` are its tracks (``#ID class score`` and trails).
         on_frame: called after each frame with the frame, its detections (or tracks, with ``track_ids``) and
             their COCO-style records (``track_id`` added when tracking), e.g. to write them out as they come.
+        clean_frames: draw on a copy of each frame, so that ``on_frame`` gets the frame as the source gave it (e.g.
+            to save it as a dataset image); by default the boxes are drawn on the frame itself.
     """
     summary = StreamSummary()
     outputs = _FrameOutputs(on_frame, summary.records if collect_records else None, save_path,
@@ -225,7 +228,7 @@ def run_stream(
     started = last_report = time.perf_counter()
     try:
         for frame in _frames_until_stopped(source, summary, max_frames=max_frames, stop_event=stop_event):
-            detections, annotated = _detect_and_draw(predictor, tracker, frame.image)
+            detections, annotated = _detect_and_draw(predictor, tracker, frame.image, copy=clean_frames)
             now = time.perf_counter()
             fps, latency_ms = meter.tick(now), (now - frame.captured_at) * 1000.0
             draw_stream_overlay(annotated, fps=fps, latency_ms=latency_ms)
@@ -266,15 +269,15 @@ def _frames_until_stopped(
 
 
 def _detect_and_draw(
-    predictor: Detector, tracker: FrameTracker | None, image: np.ndarray
+    predictor: Detector, tracker: FrameTracker | None, image: np.ndarray, *, copy: bool = False
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The image's detections (its tracks, with ``track_ids``, when tracking) and the image with them drawn on it
-    (in place: the frame is not used again)."""
+    (in place unless ``copy``: the frame is not used again)."""
     [detections] = predictor.predict(image)
     if tracker is None:
-        return detections, draw_detections(image, detections, predictor.class_names, copy=False)
+        return detections, draw_detections(image, detections, predictor.class_names, copy=copy)
     tracks = tracker.update(detections)
-    return tracks, draw_tracks(image, tracks, predictor.class_names, tracker.trails, copy=False)
+    return tracks, draw_tracks(image, tracks, predictor.class_names, tracker.trails, copy=copy)
 
 
 def _records(predictor: Detector, detections: dict[str, np.ndarray], frame_index: int) -> list[dict]:
