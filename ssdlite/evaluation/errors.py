@@ -114,13 +114,20 @@ class ErrorBreakdown:
                 "dAP_false_positives": self.false_positive_ap, "dAP_false_negatives": self.false_negative_ap}
 
     def table(self) -> str:
-        """The report's lines: one row per type with its dAP and count."""
-        lines = [f" Errors (TIDE, AP50 {self.ap50:0.3f}): AP gained if each type were fixed"]
-        lines += [f"   {ERROR_NAMES[name]:<15} dAP {self.delta_ap[name]:0.3f}   {self.counts[name]:>6d} errors"
+        """The report's lines: one row per type with its dAP and its count (every detection counted, as TIDE
+        counts them, down to the evaluation's score threshold)."""
+        lines = [f" Errors (TIDE, AP50 {self.ap50:0.3f}): the AP50 gained if each type were fixed",
+                 f"   {'type':<15} {'dAP':>5}  {'errors':>6}"]
+        lines += [f"   {ERROR_NAMES[name]:<15} {_three_digits(self.delta_ap[name])}  {self.counts[name]:>6d}"
                   for name in ERROR_TYPES]
-        lines.append(f"   {'false positives':<15} dAP {self.false_positive_ap:0.3f}   "
-                     f"{'false negatives'} dAP {self.false_negative_ap:0.3f}")
+        lines.append(f"   all false positives {_three_digits(self.false_positive_ap)}, all false negatives "
+                     f"{_three_digits(self.false_negative_ap)}")
         return "\n".join(lines)
+
+
+def _three_digits(value: float) -> str:
+    """0.123; a rounding error's -0.000 as 0.000."""
+    return f"{round(value, 3) + 0.0:0.3f}"
 
 
 def analyse_detections(
