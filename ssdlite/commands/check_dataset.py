@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ssdlite.commands import positive_int
 from ssdlite.data.annotations import ImageRecord
 from ssdlite.data.checks import FORMATS, DatasetReport, check_dataset, plot_box_sizes
 from ssdlite.evaluation.gallery import GalleryBox, GalleryImage, class_kinds, write_gallery
@@ -93,11 +94,3 @@ def _ground_truth(record: ImageRecord, class_names: list[str]) -> list[GalleryBo
         name = class_names[label - 1]
         boxes.append(GalleryBox(tuple(box), kind=name, class_name=name, text=name, dashed=faint))
     return boxes
-
-
-def positive_int(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-

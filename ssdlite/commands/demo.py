@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ssdlite.commands import positive_int
 from ssdlite.openmp import bound_openmp_spin_wait
 from ssdlite_runtime.errors import command
 
@@ -38,13 +39,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     quick.add_argument("--steps", type=positive_int, metavar="N",
                        help="optimizer steps (default: the recipe's trainer.max_steps)")
     return parser
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 @command(PROG)

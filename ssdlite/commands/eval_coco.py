@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ssdlite.commands import unit_interval
 from ssdlite.evaluation import BACKENDS as EVALUATORS
 from ssdlite.evaluation import evaluate_results_file, format_coco_table, format_voc_lines
 from ssdlite.evaluation.confusion import DEFAULT_SCORE_THRESHOLD
@@ -65,16 +66,6 @@ class BackendFlag(argparse.Action):
             namespace.backend = values
 
 
-def _unit_interval(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
-    return number
-
-
 def warn_deprecated(parser: argparse.ArgumentParser, old: str, new: str) -> None:
     print(f"{parser.prog}: warning: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
 
@@ -102,7 +93,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--model-backend", dest="backend", choices=backends, action=DeprecatedAlias,
                         new_flag="--backend", help="deprecated: --backend")
     parser.add_argument("--calib", metavar="DIR", help="INT8 calibration images (--backend int8 with a checkpoint)")
-    parser.add_argument("--score-threshold", type=_unit_interval, default=DEFAULT_SCORE_THRESHOLD, metavar="S",
+    parser.add_argument("--score-threshold", type=unit_interval, default=DEFAULT_SCORE_THRESHOLD, metavar="S",
                         help="the lowest score the confusion matrix counts and the error gallery draws (default: "
                         f"{DEFAULT_SCORE_THRESHOLD:g}); AP and the error breakdown use every detection")
     parser.add_argument("--out", default="runs/eval", help="report directory (default: runs/eval)")

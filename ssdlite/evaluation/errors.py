@@ -140,7 +140,7 @@ def analyse_detections(
     """Match and classify the detections of ``image_ids`` (see the module docstring); other images are left out."""
     truths_of, detections_of = rows_by_image(ground_truth.image_ids), rows_by_image(detections.image_ids)
     empty = np.zeros(0, dtype=np.int64)
-    parts: list[_ImageOutcomes] = []
+    parts: list[Outcomes] = []
     for image_id in image_ids:
         truth_rows = truths_of.get(int(image_id), empty)
         detection_rows = detections_of.get(int(image_id), empty)
@@ -179,19 +179,9 @@ def error_breakdown(ground_truth: BoxTable, detections: BoxTable, image_ids: Seq
                           false_positive_ap=false_positive_ap, false_negative_ap=false_negative_ap)
 
 
-@dataclass
-class _ImageOutcomes:
-    detection_rows: np.ndarray
-    outcome: np.ndarray
-    ground_truth_rows: np.ndarray
-    ignored: np.ndarray
-    fixes: np.ndarray
-    missed_rows: np.ndarray
-
-
 def _analyse_image(
     ground_truth: BoxTable, detections: BoxTable, truth_rows: np.ndarray, detection_rows: np.ndarray
-) -> _ImageOutcomes:
+) -> Outcomes:
     crowd = ground_truth.is_crowd[truth_rows]
     regions, truth_rows = truth_rows[crowd], truth_rows[~crowd]
     count, truth_count = len(detection_rows), len(truth_rows)
@@ -199,7 +189,7 @@ def _analyse_image(
     pointed = np.full(count, -1, dtype=np.int64)
     ignored, fixes = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
     if count == 0:
-        return _ImageOutcomes(detection_rows, outcome, pointed, ignored, fixes, truth_rows)
+        return Outcomes(detection_rows, outcome, pointed, ignored, fixes, truth_rows)
     taken = np.zeros(truth_count, dtype=bool)
     if truth_count:
         iou = coco_iou(detections.boxes[detection_rows], ground_truth.boxes[truth_rows], crowd=False)
@@ -217,7 +207,7 @@ def _analyse_image(
     usable[pointed[fixable]] = True
     usable &= ~taken
     pointed_rows = np.where(pointed >= 0, truth_rows[np.maximum(pointed, 0)] if truth_count else -1, -1)
-    return _ImageOutcomes(detection_rows, outcome, pointed_rows, ignored, fixes, truth_rows[~taken & ~usable])
+    return Outcomes(detection_rows, outcome, pointed_rows, ignored, fixes, truth_rows[~taken & ~usable])
 
 
 def _greedy_match(class_iou: np.ndarray) -> np.ndarray:
