@@ -47,11 +47,15 @@ def test_results_mode_writes_the_report_and_prints_the_table(files, coco_fixture
                         cwd=files)
     assert completed.returncode == 0, completed.stderr
     report = files / "report"
-    assert sorted(p.name for p in report.iterdir()) == ["metrics.json", "per_class_ap.csv", "per_class_ap.png",
-                                                         "pr_curve.png"]  # the results file is not copied
+    assert sorted(p.name for p in report.iterdir()) == [
+        "confusion_matrix.csv", "confusion_matrix.png", "errors.png", "metrics.json", "per_class_ap.csv",
+        "per_class_ap.png", "pr_curve.png",
+    ]  # the results file is not copied; without --images, no error gallery
     metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics) == {*COCO_METRIC_NAMES, *VOC_METRIC_NAMES, "per_class_AP"}
-    assert metrics == CocoEvaluator(coco_fixture[0], backend="faster").evaluate(coco_fixture[1])
+    assert set(metrics) == {*COCO_METRIC_NAMES, *VOC_METRIC_NAMES, "per_class_AP", "errors", "AP_by_objects_per_image",
+                            "confusion_matrix"}
+    expected = CocoEvaluator(coco_fixture[0], backend="faster").evaluate(coco_fixture[1])
+    assert {key: metrics[key] for key in expected} == expected
     lines = completed.stdout.splitlines()
     assert lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = ")
     assert lines[0].endswith(f"{metrics['AP']:0.3f}")
