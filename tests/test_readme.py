@@ -64,7 +64,7 @@ TINY = {
 }
 """Per command: the tiny settings appended to it in a ``runnable: tiny`` block."""
 LINKED = (".venv", "tools", "configs", "ssdlite", "detect.py", "pyproject.toml", "data/download.py")
-OTHER_PROGRAMS = ("make", "tensorboard")
+OTHER_PROGRAMS = ("make", "tensorboard", "curl")
 """Programs the README shows besides the commands of this repository."""
 
 

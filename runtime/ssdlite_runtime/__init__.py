@@ -19,14 +19,17 @@ Modules:
                   package write them, the backends read them)
     preprocess    resize to S x S and the file's input scaling (numpy, cv2)
     postprocess   ``PostprocessSettings``; decoding, class-wise NMS and the best detections per image, in numpy
+    slicing       sliced inference for small objects: the tiles of an image and the merge of their detections
     records       COCO-style result records (``--json``)
     image_io      reading images (EXIF orientation, truncated files) and listing a folder's
     visualize     drawing boxes, labels and the FPS read-out
     tracking      ByteTrack (supervision) over the Predictor's detections: persistent ids, trails
+    counting      tracks crossing lines and inside zones, per class (supervision's LineZone, PolygonZone)
     stream/       live detection: frame sources, the OpenCV window, the MJPEG web view, the loop
     signals       holding off stop signals while a frame's outputs or a checkpoint are written
     jobs          what ``ssdlite-detect`` does for images, a folder, a video, a camera
     detect        the ``ssdlite-detect`` command (argument parsing and ``main``)
+    serve/        ``ssdlite-serve``: the HTTP inference server (FastAPI, dynamic batching, Prometheus metrics)
     errors, logs  the one-line errors and the console logging of every command (the full package's too)
     plugins       checking the optional packages of a backend, an export format or a feature
 

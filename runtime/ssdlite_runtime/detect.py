@@ -9,6 +9,7 @@ Examples:
     ssdlite-detect video clip.mp4 --track --mot tracks.txt --json tracks.jsonl --save tracked.mp4
     ssdlite-detect dir photos/ --save-labels yolo runs/labels   # pre-labels for CVAT / Label Studio / training
     ssdlite-detect video clip.mp4 --save-labels coco runs/clip_labels --every 10
+    ssdlite-detect video drone_4k.mp4 --slice 640 --save boxes.mp4   # small objects: 640 px tiles + the frame
 
 Exported files (.onnx, ...) run with this package alone, without PyTorch; a checkpoint (.ckpt) needs the full
 ssdlite package. From a checkout, ``python detect.py`` is the same command. Without --model the newest checkpoint
@@ -21,7 +22,9 @@ stream cleanly: the saved video, the --json / --mot files and the --save-labels 
 --track (video and webcam) follows objects across frames with ByteTrack (supervision; pip install
 'ssdlite-runtime[tracking]'), one tracker per class or, with --track-classes any, one for all classes with each
 track's class voted: boxes read "#ID class score" with a trail of recent centres, --mot writes the MOT Challenge
-text format, --json NAME.jsonl one JSON line per frame.
+text format, --json NAME.jsonl one JSON line per frame. --count-line and --count-zone count the tracks crossing a
+line (in and out) and inside a polygon (entered, exited), per class (ssdlite_runtime/counting.py has the rules):
+    ssdlite-detect video clip.mp4 --track --count-line 0,240,640,240 --json counts.jsonl --save counted.mp4
 
 --save-labels FORMAT OUT writes what is kept (above --score-threshold, of --classes) as a dataset in a training
 format, the images beside their labels, for a labelling tool (CVAT, Label Studio) to import and a person to
@@ -37,28 +40,29 @@ holds such a dataset is refused unless --overwrite, which deletes that dataset f
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 # Before cv2 loads: keep OpenCV / FFmpeg from printing their own messages next to our one-line errors.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
+from ssdlite_runtime.argtypes import (  # noqa: E402
+    checked,
+    class_list,
+    port,
+    positive_int,
+    real_number,
+    unit_interval,
+    whole_number,
+)
 from ssdlite_runtime.backends.base import available_backends  # noqa: E402
 from ssdlite_runtime.errors import command  # noqa: E402
+from ssdlite_runtime.slicing import DEFAULT_SLICE_OVERLAP, MIN_SLICE_SIZE  # noqa: E402
 
 PROG = "ssdlite-detect"
-
-
-def _class_list(value: str) -> list[str]:
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give class names, e.g. --classes person,dog")
-    return names
 
 
 MAX_TRACK_FPS = 1000.0
@@ -70,64 +74,50 @@ MAX_TRAIL = 10_000
 MAX_TIMEOUT_S = 3600.0
 """--timeout at most, in seconds."""
 
-# The option types below check the whole range at parse time, so a value no setting can take (inf, nan, a number
-# too large for the library that gets it) is argparse's one-line usage error naming the option, exit status 2.
+# The option types check the whole range at parse time (ssdlite_runtime.argtypes), so a value no setting can take
+# (inf, nan, a number too large for the library that gets it) is argparse's one-line usage error naming the option.
 
-
-def _whole_number(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-
-
-def _real_number(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
-    return number
-
-
-def _checked(parse: Callable[[str], Any], accept: Callable[[Any], bool], requirement: str) -> Callable[[str], Any]:
-    """An option type: ``parse``, then the range ``accept`` checks; outside it "must be REQUIREMENT, got VALUE"."""
-
-    def check(value: str) -> Any:
-        number = parse(value)
-        if not accept(number):
-            raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
-        return number
-
-    return check
-
-
-_positive_int = _checked(_whole_number, lambda n: n > 0, "a positive number")
-_unit_interval = _checked(_real_number, lambda n: 0.0 <= n <= 1.0, "between 0 and 1")
-_non_negative_int = _checked(_whole_number, lambda n: n >= 0, "0 or more")
-_track_buffer = _checked(_non_negative_int, lambda n: n <= MAX_TRACK_BUFFER, f"at most {MAX_TRACK_BUFFER} frames")
-_frame_rate = _checked(
-    _real_number, lambda n: 0.0 < n <= MAX_TRACK_FPS, f"a frame rate above 0 and at most {MAX_TRACK_FPS:g}"
+_non_negative_int = checked(whole_number, lambda n: n >= 0, "0 or more")
+_track_buffer = checked(_non_negative_int, lambda n: n <= MAX_TRACK_BUFFER, f"at most {MAX_TRACK_BUFFER} frames")
+_frame_rate = checked(
+    real_number, lambda n: 0.0 < n <= MAX_TRACK_FPS, f"a frame rate above 0 and at most {MAX_TRACK_FPS:g}"
 )
-_trail = _checked(_positive_int, lambda n: n <= MAX_TRAIL, f"at most {MAX_TRAIL} points")
-_seconds = _checked(
-    _real_number, lambda n: 0.0 < n <= MAX_TIMEOUT_S, f"a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}"
+_trail = checked(positive_int, lambda n: n <= MAX_TRAIL, f"at most {MAX_TRAIL} points")
+_seconds = checked(
+    real_number, lambda n: 0.0 < n <= MAX_TIMEOUT_S, f"a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}"
 )
+_slice_size = checked(whole_number, lambda n: n >= MIN_SLICE_SIZE, f"at least {MIN_SLICE_SIZE} pixels")
+_slice_overlap = checked(real_number, lambda n: 0.0 <= n < 1.0, "at least 0 and below 1")
+
+
+def add_slicing_options(parser: argparse.ArgumentParser) -> None:
+    """--slice and --slice-overlap: sliced inference (``ssdlite_runtime.slicing``), ssdlite-detect's and
+    ssdlite-serve's."""
+    parser.add_argument(
+        "--slice", dest="slice_size", type=_slice_size, metavar="SIZE",
+        help="small objects in large images: also run the model on overlapping SIZE x SIZE tiles of each image "
+        f"(at least {MIN_SLICE_SIZE}; e.g. 640 for 4K frames) and merge their detections with the full frame's; "
+        "costs one forward pass per tile",
+    )
+    parser.add_argument(
+        "--slice-overlap", type=_slice_overlap, metavar="F",
+        help=f"with --slice: the fraction of a tile its neighbours overlap, 0 to below 1 (default: "
+        f"{DEFAULT_SLICE_OVERLAP:g}); an object no larger than F x SIZE is seen whole by some tile",
+    )
 
 
 _TRACKER_OPTIONS = (
     # (option, supervision's ByteTrack setting, type, metavar, help without the default)
-    ("--track-activation", "track_activation_threshold", _unit_interval, "S",
+    ("--track-activation", "track_activation_threshold", unit_interval, "S",
      "ByteTrack's track_activation_threshold: detections scoring at least S are matched first (and start tracks "
      "from S + 0.1); weaker ones, down to --score-threshold (default 0.1 with --track), only extend tracks"),
     ("--track-buffer", "lost_track_buffer", _track_buffer, "FRAMES",
      f"lost_track_buffer: frames a lost track waits to be found again, at most {MAX_TRACK_BUFFER}"),
-    ("--track-match", "minimum_matching_threshold", _unit_interval, "T",
+    ("--track-match", "minimum_matching_threshold", unit_interval, "T",
      "minimum_matching_threshold: the largest IoU distance (1 - IoU, fused with the score) of a match"),
     ("--track-fps", "frame_rate", _frame_rate, "FPS",
      f"frame_rate: scales --track-buffer by FPS / 30; above 0, at most {MAX_TRACK_FPS:g}"),
-    ("--track-min-frames", "minimum_consecutive_frames", _positive_int, "N",
+    ("--track-min-frames", "minimum_consecutive_frames", positive_int, "N",
      "minimum_consecutive_frames: frames an object must be tracked before it gets an id"),
 )
 
@@ -152,6 +142,36 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
         "--trail", type=_trail, default=DEFAULT_TRAIL_LENGTH, metavar="N",
         help=f"recent centres drawn per track (default: {DEFAULT_TRAIL_LENGTH}; at most {MAX_TRAIL})",
     )
+    group.add_argument(
+        "--count-line", dest="count_lines", type=_count_line, action="append", default=[], metavar="X1,Y1,X2,Y2",
+        help="count the tracks crossing the line from (X1, Y1) to (X2, Y2), frame pixels, per class: in when a box "
+        "passes whole to the left of that direction as drawn (upwards for a line drawn left to right), out to the "
+        "right; drawn on the frame, in --json NAME.jsonl (each frame's counts) and logged at the end; repeatable",
+    )
+    group.add_argument(
+        "--count-zone", dest="count_zones", type=_count_zone, action="append", default=[],
+        metavar="X1,Y1,X2,Y2,X3,Y3,...",
+        help="count the tracks inside the polygon (at least 3 corners, frame pixels), by the bottom centre of their "
+        "box, per class, and those that entered and left it; repeatable",
+    )
+
+
+def _count_line(value: str) -> Any:
+    from ssdlite_runtime.counting import CountLine
+
+    try:
+        return CountLine.parse(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _count_zone(value: str) -> Any:
+    from ssdlite_runtime.counting import CountZone
+
+    try:
+        return CountZone.parse(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class _SaveLabels(argparse.Action):
@@ -169,13 +189,6 @@ class _SaveLabels(argparse.Action):
         setattr(namespace, self.dest, (label_format, folder))
 
 
-def _port(value: str) -> int:
-    number = _whole_number(value)
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value} (0 = any free port)")
-    return number
-
-
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -190,9 +203,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     common.add_argument("--runs-dir", metavar="DIR", help="without --model: the folder the installed default model "
                         "is looked for in (the full ssdlite package: its newest checkpoint under DIR, default runs)")
     common.add_argument("--device", default="cpu", help="torch device of the eager backend, e.g. cuda (default: cpu)")
-    common.add_argument("--score-threshold", type=_unit_interval, default=None, metavar="S", help="minimum score, 0 to 1 (default: 0.4; 0.1 with --track)")
+    common.add_argument("--score-threshold", type=unit_interval, default=None, metavar="S", help="minimum score, 0 to 1 (default: 0.4; 0.1 with --track)")
     common.add_argument(
-        "--classes", type=_class_list, action="extend", metavar="NAME[,NAME...]", help="keep only these classes"
+        "--classes", type=class_list, action="extend", metavar="NAME[,NAME...]", help="keep only these classes"
     )
     common.add_argument("--save", metavar="PATH", help="annotated output: image file or folder; .mp4/.avi for video and webcam")
     common.add_argument(
@@ -211,12 +224,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     common.add_argument(
         "--track", action="store_true", help="video and webcam: follow objects across frames, each with an id"
     )
+    add_slicing_options(common)
 
     streaming = argparse.ArgumentParser(add_help=False)
-    streaming.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
-    streaming.add_argument("--every", type=_positive_int, metavar="N",
+    streaming.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    streaming.add_argument("--every", type=positive_int, metavar="N",
                            help="with --save-labels: label every Nth frame, the first one included (default: 1)")
-    streaming.add_argument("--serve", type=_port, metavar="PORT", help="web view on http://HOST:PORT (0 = free port)")
+    streaming.add_argument("--serve", type=port, metavar="PORT", help="web view on http://HOST:PORT (0 = free port)")
     streaming.add_argument("--host", default="127.0.0.1", help="interface for --serve (default: 127.0.0.1 only)")
     _add_tracking_options(streaming)
 
@@ -273,6 +287,10 @@ def run(args: argparse.Namespace) -> object:
         labels_dir=args.save_labels[1] if args.save_labels else None,
         overwrite_labels=args.overwrite,
         labels_every=getattr(args, "every", None),
+        count_lines=getattr(args, "count_lines", ()),
+        count_zones=getattr(args, "count_zones", ()),
+        slice_size=args.slice_size,
+        slice_overlap=args.slice_overlap,
     )
     if args.command == "image":
         return jobs.detect_images(args.paths, options)

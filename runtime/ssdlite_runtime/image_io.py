@@ -26,7 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "TRUNCATED_JPEG", "ImageReadError", "is_truncated_jpeg", "list_images", "read_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS", "TRUNCATED_JPEG", "ImageReadError", "decode_image", "is_truncated_jpeg", "list_images",
+    "read_image",
+]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -92,20 +95,40 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(path, "file not found", "missing") from None
     except OSError as error:
         raise ImageReadError(path, f"cannot open the file ({error.strerror or error})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes | np.ndarray, source: str | Path = "<bytes>") -> np.ndarray:
+    """Decodes the bytes of an image file as RGB, exactly as :func:`read_image` decodes a file (``ssdlite-serve``
+    gets its images as request bodies, not files).
+
+    Args:
+        data: the encoded image (JPEG, PNG, BMP or WebP bytes), as ``bytes`` or a uint8 array.
+        source: what the bytes are, for the error (a file name, "the request body").
+
+    Returns:
+        np.ndarray[H, W, 3] uint8 RGB, C-contiguous, EXIF orientation applied.
+
+    Raises:
+        ImageReadError: the bytes are empty, a truncated JPEG, too large to decode or not an image; its ``reason``
+            says which in a few words.
+    """
+    if not isinstance(data, np.ndarray):
+        data = np.frombuffer(data, dtype=np.uint8)
     if data.size == 0:
-        raise ImageReadError(path, "the file is empty")
+        raise ImageReadError(source, "the file is empty")
     if is_truncated_jpeg(data):
-        raise ImageReadError(path, TRUNCATED_JPEG, "truncated")
+        raise ImageReadError(source, TRUNCATED_JPEG, "truncated")
     try:
         image = _decode(data)
     except cv2.error as error:  # e.g. over OpenCV's pixel limit (CV_IO_MAX_IMAGE_PIXELS)
         if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
-            raise ImageReadError(path, "the image has more pixels than OpenCV decodes (2**30 unless the environment "
-                                 "variable OPENCV_IO_MAX_IMAGE_PIXELS sets another limit); resize the image or remove "
-                                 "it from the set", TOO_LARGE) from None
-        raise ImageReadError(path, f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
+            raise ImageReadError(source, "the image has more pixels than OpenCV decodes (2**30 unless the "
+                                 "environment variable OPENCV_IO_MAX_IMAGE_PIXELS sets another limit); resize the "
+                                 "image or remove it from the set", TOO_LARGE) from None
+        raise ImageReadError(source, f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
     if image is None:
-        raise ImageReadError(path, "truncated or corrupt image data, or not an image format OpenCV can decode")
+        raise ImageReadError(source, "truncated or corrupt image data, or not an image format OpenCV can decode")
     return image
 
 

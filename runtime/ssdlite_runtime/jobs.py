@@ -21,6 +21,7 @@ import cv2
 
 from ssdlite_runtime import stream
 from ssdlite_runtime.backends.base import APPLE_ONLY_SUFFIXES
+from ssdlite_runtime.counting import Counter, CountLine, CountZone, describe_totals
 from ssdlite_runtime.errors import one_line
 from ssdlite_runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
 from ssdlite_runtime.labels import LabelWriter, check_label_folder, open_label_writer
@@ -73,6 +74,13 @@ class DetectOptions:
         labels_dir: the dataset's folder.
         overwrite_labels: replace a dataset already in ``labels_dir`` (else it is refused).
         labels_every: streams: label every Nth frame (frames 0, N, 2N, ... of those processed); None: every one.
+        count_lines: with ``track``, count the tracks crossing these lines, in and out, per class
+            (``ssdlite_runtime.counting``).
+        count_zones: with ``track``, count the tracks inside these polygons, and those entering and leaving.
+        slice_size: sliced inference: also run the model on overlapping tiles of this side and merge their
+            detections with the full frame's (``Predictor(slice_size=...)``, ``ssdlite_runtime.slicing``); None: no.
+        slice_overlap: with ``slice_size``, the fraction of a tile its neighbours overlap (None: the Predictor's
+            default, 0.2).
     """
 
     model: str | Path | None = None
@@ -93,6 +101,10 @@ class DetectOptions:
     labels_dir: str | Path | None = None
     overwrite_labels: bool = False
     labels_every: int | None = None
+    count_lines: Sequence[CountLine] = ()
+    count_zones: Sequence[CountZone] = ()
+    slice_size: int | None = None
+    slice_overlap: float | None = None
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -145,13 +157,21 @@ def resolve_model_path(model: str | Path | None, runs_dir: str | Path | None = N
 
 def load_predictor(options: DetectOptions) -> Predictor:
     """A Predictor for ``options.model`` (``options.backend``, else from the file's name) with the options'
-    threshold and classes."""
+    threshold, classes and slicing.
+
+    Raises:
+        ValueError: ``slice_overlap`` without ``slice_size``; what ``resolve_model_path`` and the Predictor raise.
+    """
+    if options.slice_overlap is not None and options.slice_size is None:
+        raise ValueError("--slice-overlap goes with --slice SIZE, which is not given")
     path = resolve_model_path(options.model, options.runs_dir)  # before loading a runtime: fail fast
     backend = options.backend or AUTO_BACKEND
     default_threshold = SECOND_ASSOCIATION_MIN_SCORE if options.track else DISPLAY_SCORE_THRESHOLD
     threshold = default_threshold if options.score_threshold is None else options.score_threshold
+    slicing = {} if options.slice_overlap is None else {"slice_overlap": options.slice_overlap}
     predictor = Predictor(
-        path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes
+        path, backend=backend, device=options.device, score_threshold=threshold, classes=options.classes,
+        slice_size=options.slice_size, **slicing,
     )
     logger.info(f"model {path}: {predictor.describe()}")
     return predictor
@@ -403,36 +423,48 @@ def _check_stream_outputs(options: DetectOptions, source: stream.FrameSource) ->
             raise ValueError(f"--mot {options.mot_path} writes tracks: add --track")
         if Path(options.mot_path).is_dir():
             raise ValueError(f"--mot {options.mot_path} is a folder; give a file name such as tracks.txt")
+    if (options.count_lines or options.count_zones) and not options.track:
+        flag = "--count-line" if options.count_lines else "--count-zone"
+        raise ValueError(f"{flag} counts tracked objects: add --track")
 
 
 def _json_lines(options: DetectOptions) -> bool:
     return options.json_path is not None and Path(options.json_path).suffix.lower() in JSON_LINES_SUFFIXES
 
 
-def json_line(frame: stream.Frame, records: list[dict], *, fps: float | None, started_at: float, tracking: bool) -> str:
-    """One frame of ``--json x.jsonl``: ``{"frame", "time_s", "timestamp", "tracks" | "detections"}``.
+def json_line(
+    frame: stream.Frame, records: list[dict], *, fps: float | None, started_at: float, tracking: bool,
+    counts: dict | None = None,
+) -> str:
+    """One frame of ``--json x.jsonl``: ``{"frame", "time_s", "timestamp", "tracks" | "detections"[, "counts"]}``.
 
     ``frame`` is the frame's 0-based index in the source (a live source counts the frames it dropped too),
     ``time_s`` its time in the stream (index / the source's frame rate; the capture time since the first frame
     where the rate is unknown), ``timestamp`` the Unix time it was read; ``tracks`` (with ``--track``: each with
-    ``track_id``) or ``detections`` are COCO-style records without ``image_id``.
+    ``track_id``) or ``detections`` are COCO-style records without ``image_id``; ``counts`` (with
+    ``--count-line`` / ``--count-zone``) is the frame's ``Counter.update`` result: per line the tracks that crossed
+    in and out so far, per zone those inside now and those that entered and exited so far, per class, and the
+    track ids of this frame's events.
     """
     time_s = frame.index / fps if fps else frame.captured_at - started_at
     timestamp = time.time() - (time.perf_counter() - frame.captured_at)
     objects = [{key: value for key, value in record.items() if key != "image_id"} for record in records]
     line = {"frame": frame.index, "time_s": round(time_s, 4), "timestamp": round(timestamp, 4)}
     line["tracks" if tracking else "detections"] = objects
+    if counts is not None:
+        line["counts"] = counts
     return json.dumps(line)
 
 
 class _FrameWriters:
     """The per-frame outputs of a stream: ``--json x.jsonl`` lines and ``--mot`` lines, written as frames come
     (flushed, so a live run can be followed and Ctrl+C loses nothing), and every ``--every``-th frame with its
-    ``--save-labels`` label, named ``<frame_stem>_<frame index, 6 digits>.jpg``."""
+    ``--save-labels`` label, named ``<frame_stem>_<frame index, 6 digits>.jpg``. With a ``counter``, each JSON
+    line gets the frame's counts (``counter.latest``: ``run_stream`` counts a frame before it calls ``write``)."""
 
     def __init__(
         self, options: DetectOptions, source: stream.FrameSource, labels: LabelWriter | None = None,
-        frame_stem: str = "frame",
+        frame_stem: str = "frame", counter: Counter | None = None,
     ) -> None:
         self.options = options
         self.source = source
@@ -441,6 +473,7 @@ class _FrameWriters:
         self.mot_file = self._open(options.mot_path) if options.mot_path is not None else None
         self.labels = labels
         self.frame_stem = frame_stem
+        self.counter = counter
         self.lines = 0
         self._frames = 0
         self._started_at: float | None = None
@@ -461,7 +494,8 @@ class _FrameWriters:
             self._started_at = frame.captured_at
         if self.json_file is not None:
             line = json_line(
-                frame, records, fps=self.source.fps, started_at=self._started_at, tracking=self.options.track
+                frame, records, fps=self.source.fps, started_at=self._started_at, tracking=self.options.track,
+                counts=None if self.counter is None else self.counter.latest,
             )
             self.json_file.write(line + "\n")
             self.json_file.flush()
@@ -505,6 +539,20 @@ def _stream_tracker(options: DetectOptions) -> Tracker | None:
     return tracker
 
 
+def _stream_counter(options: DetectOptions, tracker: Tracker | None, class_names: Sequence[str]) -> Counter | None:
+    """The counter ``--count-line`` / ``--count-zone`` ask for, remembering a lost track as long as the tracker
+    does."""
+    if tracker is None or not (options.count_lines or options.count_zones):
+        return None
+    counter = Counter(options.count_lines, options.count_zones, class_names=class_names,
+                      forget_after=tracker.lost_track_frames)
+    counted = [f"line {index} ({line.describe()})" for index, line in enumerate(counter.lines, 1)]
+    counted += [f"zone {index} ({zone.describe()})" for index, zone in enumerate(counter.zones, 1)]
+    logger.info(f"counting: {', '.join(counted)}; a line counts a box whose four corners crossed it, a zone the "
+                "bottom centre of a box")
+    return counter
+
+
 def _stream_display(options: DetectOptions, *, serve_port: int | None, web_fallback: bool) -> tuple[bool, list[int]]:
     """(whether to show an OpenCV window, the ports to try for the web view): ``--serve``'s port; without a GUI,
     for a camera, the default port then any free one."""
@@ -535,7 +583,8 @@ def _run_stream_job(
     predictor = load_predictor(options)
     gui, ports = _stream_display(options, serve_port=serve_port, web_fallback=web_fallback)
     stop_event = threading.Event()
-    writers = _FrameWriters(options, source, _open_labels(options, predictor), frame_stem)
+    counter = _stream_counter(options, tracker, predictor.class_names)
+    writers = _FrameWriters(options, source, _open_labels(options, predictor), frame_stem, counter)
     window: stream.OpenCVWindow | None = None
     server: stream.StreamServer | None = None
     try:
@@ -547,7 +596,7 @@ def _run_stream_job(
         summary = stream.run_stream(
             predictor, source, max_frames=max_frames, window=window, server=server, save_path=options.save,
             collect_records=options.json_path is not None and not _json_lines(options), stop_event=stop_event,
-            tracker=tracker, on_frame=writers.callback, clean_frames=writers.labels is not None,
+            tracker=tracker, on_frame=writers.callback, clean_frames=writers.labels is not None, counter=counter,
         )
     finally:
         for opened in (writers, window, server):
@@ -575,3 +624,6 @@ def _finish_stream_outputs(options: DetectOptions, summary: stream.StreamSummary
             write_json(summary.records, options.json_path)
     if options.mot_path is not None:
         logger.info(f"wrote {mot_lines} MOT lines ({summary.frames} frames) to {options.mot_path}")
+    if summary.counts is not None:
+        for described in describe_totals(summary.counts):
+            logger.info(f"counted {described}")

@@ -11,6 +11,10 @@ itself, straight into detections). Backends are found through the registry of :m
 Its defaults are display settings (:data:`DISPLAY_POSTPROCESS`: score > 0.4, 100 per class and per image);
 evaluation passes :data:`~ssdlite_runtime.postprocess.EVALUATION_POSTPROCESS`'s (``ssdlite.deploy.evaluate``).
 
+For small objects in large images, ``slice_size=S`` runs the network on overlapping S x S tiles of each image as
+well as on the full frame, and merges their detections (:mod:`ssdlite_runtime.slicing`); ``predict`` returns the
+same detections per image.
+
 Example::
 
     predictor = Predictor("runs/shapes/model.onnx", score_threshold=0.4)
@@ -35,6 +39,12 @@ from ssdlite_runtime.metadata import metadata_error
 from ssdlite_runtime.postprocess import PostprocessSettings, postprocess_raw_outputs
 from ssdlite_runtime.preprocess import preprocess_images
 from ssdlite_runtime.records import predictions_to_coco_results
+from ssdlite_runtime.slicing import (
+    DEFAULT_SLICE_OVERLAP,
+    check_slicing,
+    merge_sliced_detections,
+    slice_windows,
+)
 
 __all__ = ["AUTO_BACKEND", "DISPLAY_POSTPROCESS", "DISPLAY_SCORE_THRESHOLD", "Predictor"]
 
@@ -95,7 +105,12 @@ class Predictor:
             :class:`~ssdlite_runtime.postprocess.PostprocessSettings`; the defaults are :data:`DISPLAY_POSTPROCESS`
             (evaluation passes ``**dataclasses.asdict(EVALUATION_POSTPROCESS)``).
         classes: keep only these class names (None: all).
-        batch_size: images per forward pass when ``predict`` gets a long list.
+        batch_size: images per forward pass when ``predict`` gets a long list (with slicing: tiles and full frames).
+        slice_size: sliced inference (:mod:`ssdlite_runtime.slicing`): each image larger than this many pixels in
+            a side also runs as overlapping tiles of this side, whose detections are merged with the full frame's
+            (cut objects left to the view that saw them whole, class-wise NMS at ``nms_iou``, then
+            ``max_detections``); at least 32. None: the full frame only.
+        slice_overlap: the fraction of a tile its neighbours overlap, in [0, 1) (with ``slice_size``).
         **backend_options: passed to the backend loader (ort / int8: threads; eager: class_names, category_ids,
             fold_bn, channels_last).
 
@@ -105,8 +120,8 @@ class Predictor:
 
     Raises:
         FileNotFoundError: the model file does not exist.
-        ValueError: unknown backend, a setting out of range, a file that is not a model of ours, or unknown class
-            names in ``classes``.
+        ValueError: unknown backend, a setting out of range (slicing's too), a file that is not a model of ours, or
+            unknown class names in ``classes``.
         MissingPackageError: the backend's package is not installed (names the file and what to install).
     """
 
@@ -122,6 +137,8 @@ class Predictor:
         max_detections: int = DISPLAY_POSTPROCESS.max_detections,
         classes: Sequence[str] | None = None,
         batch_size: int = 8,
+        slice_size: int | None = None,
+        slice_overlap: float = DEFAULT_SLICE_OVERLAP,
         **backend_options: Any,
     ) -> None:
         self.postprocess = PostprocessSettings(
@@ -130,6 +147,7 @@ class Predictor:
             topk_per_class=topk_per_class,
             max_detections=max_detections,
         )
+        self.slice_size, self.slice_overlap = check_slicing(slice_size, slice_overlap)
         if backend == AUTO_BACKEND:
             backend = backend_for(model_or_path)
         self.backend = load_backend(backend, model_or_path, device=device, **backend_options)
@@ -169,10 +187,13 @@ class Predictor:
         return self.backend.info.image_size
 
     def describe(self) -> str:
-        """One line: backend, input size, classes."""
+        """One line: backend, input size, classes (and the tiles, when slicing)."""
+        sliced = "" if self.slice_size is None else (
+            f", sliced into {self.slice_size} px tiles overlapping {self.slice_overlap:g}"
+        )
         return (
             f"{self.backend.describe()}, input {self.image_size}x{self.image_size}, "
-            f"{len(self.class_names)} classes, score > {self.score_threshold:g}"
+            f"{len(self.class_names)} classes, score > {self.score_threshold:g}{sliced}"
         )
 
     def _labels_for(self, classes: Sequence[str] | None) -> np.ndarray | None:
@@ -220,12 +241,38 @@ class Predictor:
         images = [_check_image(image, index) for index, image in enumerate(images)]
         if not images:
             raise ValueError("predict() got no images")
+        if self.slice_size is not None:
+            return self._predict_sliced(images)
+        return self._predict_in_batches(images)
+
+    __call__ = predict
+
+    def _predict_in_batches(self, images: list[np.ndarray]) -> list[Detections]:
         detections: list[Detections] = []
         for start in range(0, len(images), self.batch_size):
             detections.extend(self._predict_batch(images[start : start + self.batch_size]))
         return detections
 
-    __call__ = predict
+    def _predict_sliced(self, images: list[np.ndarray]) -> list[Detections]:
+        """Each image's full frame and tiles through the network in batches, then each image's merge."""
+        windows = [slice_windows(*image.shape[:2], self.slice_size, self.slice_overlap) for image in images]
+        views = []
+        for image, image_windows in zip(images, windows):
+            views.append(image)
+            views.extend(image[y1:y2, x1:x2] for x1, y1, x2, y2 in image_windows.tolist())
+        view_detections = iter(self._predict_in_batches(views))
+        detections = []
+        for image, image_windows in zip(images, windows):
+            full_frame = next(view_detections)
+            if not len(image_windows):  # no larger than a tile: the full frame alone, as without slicing
+                detections.append(full_frame)
+                continue
+            tiles = [next(view_detections) for _ in image_windows]
+            detections.append(merge_sliced_detections(
+                full_frame, tiles, image_windows, image_size=image.shape[:2], iou_threshold=self.postprocess.nms_iou,
+                max_detections=self.postprocess.max_detections,
+            ))
+        return detections
 
     def _predict_batch(self, images: list[np.ndarray]) -> list[Detections]:
         outputs = self.backend.run(self.preprocess(images))

@@ -153,6 +153,7 @@ class Tracker:
         self._last_seen: dict[int, int] = {}  # our id -> frame it was last output
         self._votes: dict[int, dict[int, float]] = {}  # class-agnostic: our id -> {label: summed score}
         self._next_id = 1
+        self._max_time_lost: int | None = None
         self.trails: dict[int, deque[tuple[float, float]]] = {}
         """Recent box centres (x, y) per track id, oldest first, at most ``trail_length``."""
 
@@ -288,6 +289,17 @@ class Tracker:
         self.trails.clear()
         self._next_id = 1
         self.frames = 0
+
+    @property
+    def lost_track_frames(self) -> int:
+        """The most frames in a row a track can go unseen and still come back with its id: ByteTrack's
+        ``max_time_lost`` (``lost_track_buffer`` scaled by ``frame_rate`` / 30) + 1 (see
+        :data:`_FRAMES_AFTER_REMOVAL`). An id unseen for longer is never used again."""
+        if self._max_time_lost is None:
+            with warnings.catch_warnings():  # see _tracker_for
+                warnings.simplefilter("ignore", FutureWarning)
+                self._max_time_lost = int(self._byte_track(**self.settings).max_time_lost)
+        return self._max_time_lost + _FRAMES_AFTER_REMOVAL - 1
 
     def describe(self) -> str:
         """``ByteTrack (supervision 0.30.9), per class: lost_track_buffer=30, ...`` with the settings in use

@@ -4,11 +4,12 @@ A measurement is a function ``measure_<name>(options: BenchmarkOptions) -> dict`
 any of the sections ``latency_ms``, ``throughput``, ``ratios``, ``accuracy`` and ``info``, its keys prefixed with
 its name. :func:`run_benchmarks` runs the named ones and merges their reports; to add one, write its module and
 add it to :data:`MEASUREMENTS`. The ratios are time ratios ours / reference, lower is better, except the
-throughput ratios ``train_vs_tv_ssd`` and ``data_pipeline_ssdlite_vs_torchvision_v2``, higher is better.
+throughput ratios ``train_vs_tv_ssd``, ``data_pipeline_ssdlite_vs_torchvision_v2`` and
+``serve_c16_vs_predictor_best``, higher is better.
 
 Modules:
-    latency, classifiers, train_step, postprocess, evaluator, data_pipeline, int8_accuracy, formats: the
-                          measurements
+    latency, classifiers, train_step, postprocess, evaluator, data_pipeline, int8_accuracy, formats, tracking,
+    counting, serve, slicing: the measurements
     options               BenchmarkOptions, what every measurement may read
     timing                alternating rounds, medians, thread settings
     inputs                our detector and camera-like frames

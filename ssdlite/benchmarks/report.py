@@ -29,6 +29,15 @@ def format_report(report: Report) -> str:
     info = report.get("info", {})
     if isinstance(info.get("int8_accuracy"), str):
         lines.append(f"accuracy: {info['int8_accuracy']}")
+    counting = info.get("counting")
+    if isinstance(counting, dict):
+        lines.append(f"counting, line {counting['line']}: {counting['true_crossings']} true crossings, count error "
+                     f"{counting['count_error']}")
+        for name, result in counting["sequences"].items():
+            lines.append(f"  {name}: true {result['true']}, counted {result['counted']}, net error "
+                         f"{result['net_error']:+d}, count error {result['count_error']}")
+    elif isinstance(counting, str):
+        lines.append(f"counting: {counting}")
     machine = info.get("machine")
     if machine:
         lines.append(
@@ -50,6 +59,10 @@ def markdown_tables(report: Report) -> str:
         sections.append(_detector_table(latency, info["latency"]))
     if info.get("formats"):
         sections.append(_formats_table(report))
+    if isinstance(info.get("counting"), dict):
+        sections.append(_counting_table(info["counting"]))
+    if info.get("slicing"):
+        sections.append(_slicing_table(report))
     return "\n\n".join(sections)
 
 
@@ -121,6 +134,37 @@ def _formats_table(report: Report) -> str:
     lines.append(f"| torchvision ssdlite320_mobilenet_v3_large | | {latency['formats_tv_ssdlite_v3']:.2f} ms | 1.00x "
                  "| | | |")
     return "Export formats end to end (batch 1, 640 x 480 uint8 frame in, detections out)\n\n" + "\n".join(lines)
+
+
+def _counting_table(info: dict[str, Any]) -> str:
+    """True vs counted line crossings per sequence, per class, with the errors."""
+
+    def per_class(counts: dict[str, int]) -> str:
+        total = sum(counts.values())
+        return f"{total} ({', '.join(f'{name} {count}' for name, count in counts.items())})" if total else "0"
+
+    lines = [
+        "| sequence | true in | counted in | true out | counted out | net error | count error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in info["sequences"].items():
+        true, counted = result["true"], result["counted"]
+        lines.append(f"| {name} | {per_class(true['in'])} | {per_class(counted['in'])} | {per_class(true['out'])} | "
+                     f"{per_class(counted['out'])} | {result['net_error']:+d} | {result['count_error']} |")
+    return (f"Counting: line {info['line']}, {info['videos']}; {info['true_crossings']} true crossings, "
+            f"count error {info['count_error']}\n\n" + "\n".join(lines))
+
+
+def _slicing_table(report: Report) -> str:
+    """AP, AP50, AP_small and time per image of the full frame alone and of each tile size."""
+    accuracy, latency, info = report["accuracy"], report["latency_ms"], report["info"]["slicing"]
+    lines = ["| views | tiles per image | AP | AP50 | AP_small | time per image |", "|---|---|---|---|---|---|"]
+    for key, tiles in info["tiles_per_image"].items():
+        views = "full frame" if key == "full_frame" else f"{key.removeprefix('tiles_')} px tiles + full frame"
+        lines.append(f"| {views} | {tiles} | {accuracy[f'slicing_ap_{key}']:.1f} | {accuracy[f'slicing_ap50_{key}']:.1f} "
+                     f"| {accuracy[f'slicing_ap_small_{key}']:.1f} | {latency[f'slicing_{key}_per_image']:.0f} ms |")
+    return (f"Sliced inference: {info['frames']} ({info['objects']} objects, {info['small_objects']} small), "
+            f"{info['model']} (input {info['input_size']}), overlap {info['overlap']:g}\n\n" + "\n".join(lines))
 
 
 def _ap(value: float | None) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .classifiers import measure_classifiers
+from .counting import measure_counting
 from .data_pipeline import measure_data_pipeline
 from .evaluator import measure_evaluator
 from .formats import measure_formats
@@ -15,6 +16,8 @@ from .int8_accuracy import measure_int8_accuracy
 from .latency import measure_latency
 from .options import BenchmarkOptions
 from .postprocess import measure_postprocess
+from .serve import measure_serve
+from .slicing import measure_slicing
 from .tracking import measure_tracking
 from .train_step import measure_train_step
 
@@ -32,11 +35,16 @@ MEASUREMENTS: dict[str, Callable[[BenchmarkOptions], Report]] = {
     "classifiers": measure_classifiers,
     "formats": measure_formats,
     "tracking": measure_tracking,
+    "serve": measure_serve,
+    "counting": measure_counting,
+    "slicing": measure_slicing,
 }
 """Every measurement by name, in the order a full run takes them; each returns a partial report."""
 
-ON_REQUEST = ("formats",)
-"""Measurements a run without ``--only`` leaves out: ``formats`` converts the model to every format (minutes)."""
+ON_REQUEST = ("formats", "serve", "slicing")
+"""Measurements a run without ``--only`` leaves out: ``formats`` converts the model to every format (minutes);
+``serve`` starts an HTTP server and loads it (a few hundred requests per level); ``slicing`` runs hundreds of tiles
+per frame and wants a trained shapes model (``--checkpoint``)."""
 
 DEFAULT_MEASUREMENTS = tuple(name for name in MEASUREMENTS if name not in ON_REQUEST)
 """What ``ssdlite-benchmark`` measures without ``--only``."""

@@ -31,10 +31,12 @@ spin-wait (:mod:`ssdlite.openmp`), which must be set before torch loads.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from ssdlite_runtime.argtypes import positive_int, unit_interval
 from ssdlite_runtime.errors import expect_errors
+
+__all__ = ["lightning_misconfiguration", "positive_int", "unit_interval"]
 
 LIGHTNING_EXCEPTIONS = "lightning.fabric.utilities.exceptions"
 
@@ -45,22 +47,3 @@ def lightning_misconfiguration(error: BaseException) -> bool:
     importing Lightning (slow), which only the commands that train load: the exception exists only where it is."""
     exceptions = sys.modules.get(LIGHTNING_EXCEPTIONS)
     return exceptions is not None and isinstance(error, exceptions.MisconfigurationException)
-
-
-def positive_int(text: str) -> int:
-    """An argument type: a whole number >= 1."""
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
-def unit_interval(text: str) -> float:
-    """An argument type: a number from 0 to 1 (a score threshold, a fraction)."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return number

@@ -4,6 +4,8 @@ and smoke training, or with ``--video`` moving-shapes sequences with ground-trut
 Usage:
     ssdlite-make-shapes --out data/shapes --num-train 400 --num-val 100 --size 320 --seed 0
     ssdlite-make-shapes --out data/shapes --num-train 4000 --num-val 200 --size 256 --object-sizes 0.1 0.5
+    ssdlite-make-shapes --out data/small_shapes --num-train 0 --num-val 20 --width 1920 --height 1080 \
+        --object-pixels 12 40 --max-shapes 30       # small objects in large frames (sliced inference)
     ssdlite-make-shapes --video --out data/shapes_video --num-sequences 5 --num-frames 300 --size 320
 
 Layout: OUT/train/*.jpg, OUT/val/*.jpg, OUT/annotations/train.json, OUT/annotations/val.json; with --video
@@ -18,7 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ssdlite.data.synthetic import DEFAULT_OBJECT_SIZES, make_shapes
+from ssdlite.data.synthetic import DEFAULT_MAX_SHAPES, DEFAULT_OBJECT_SIZES, make_shapes
 from ssdlite.data.synthetic_video import (
     DEFAULT_MIN_VISIBILITY,
     DEFAULT_VIDEO_OBJECT_SIZES,
@@ -45,9 +47,16 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
         type=float,
         nargs=2,
         metavar=("MIN", "MAX"),
-        help="smallest and largest shape extent as fractions of the image side "
+        help="smallest and largest shape extent as fractions of the image's (shorter) side "
         f"(default {DEFAULT_OBJECT_SIZES}; with --video {DEFAULT_VIDEO_OBJECT_SIZES})",
     )
+    still = parser.add_argument_group("large images with small objects (still images)")
+    still.add_argument("--width", type=int, help="image width in pixels (default: --size)")
+    still.add_argument("--height", type=int, help="image height in pixels (default: --size)")
+    still.add_argument("--object-pixels", type=float, nargs=2, metavar=("MIN", "MAX"),
+                       help="smallest and largest shape extent in pixels, instead of --object-sizes")
+    still.add_argument("--max-shapes", type=int,
+                       help=f"shapes per image at most, 1 to it drawn uniformly (default {DEFAULT_MAX_SHAPES})")
     video = parser.add_argument_group("video sequences (--video)")
     video.add_argument("--video", action="store_true",
                        help="write moving-shapes videos with MOT ground truth instead of still images")
@@ -57,12 +66,15 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
                        help="shapes less visible than this fraction are don't-care (0 in gt.txt's column 7; "
                        f"default {DEFAULT_MIN_VISIBILITY})")
     args = parser.parse_args(argv)
-    still_only, video_only = ("num_train", "num_val"), ("num_sequences", "num_frames", "min_visibility")
+    still_only = ("num_train", "num_val", "width", "height", "object_pixels", "max_shapes")
+    video_only = ("num_sequences", "num_frames", "min_visibility")
     wrong = still_only if args.video else video_only
     given = [f"--{name.replace('_', '-')}" for name in wrong if getattr(args, name) is not None]
     if given:
         parser.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for "
                      f"{'still images, not --video' if args.video else '--video only'}")
+    if args.object_pixels is not None and args.object_sizes is not None:
+        parser.error("give --object-sizes (fractions of the side) or --object-pixels (pixels), not both")
     return args
 
 
@@ -82,11 +94,14 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> None:
         size=args.size,
         seed=args.seed,
         object_sizes=tuple(args.object_sizes or DEFAULT_OBJECT_SIZES),
+        width=args.width,
+        height=args.height,
+        object_pixels=None if args.object_pixels is None else tuple(args.object_pixels),
+        max_shapes=DEFAULT_MAX_SHAPES if args.max_shapes is None else args.max_shapes,
     )
     elapsed = time.perf_counter() - start
-    print(
-        f"wrote {num_train} train + {num_val} val images ({args.size}x{args.size}) in {elapsed:.1f} s"
-    )
+    width, height = args.width or args.size, args.height or args.size
+    print(f"wrote {num_train} train + {num_val} val images ({width}x{height}) in {elapsed:.1f} s")
     for key in ("train_images", "train_annotations", "val_images", "val_annotations"):
         print(f"  {key}: {paths[key]}")
 

@@ -134,3 +134,31 @@ def test_object_sizes_bound_the_shapes_and_are_recorded(tmp_path):
     for bad in ((0.0, 0.5), (0.4, 0.2), (0.1, 1.5)):
         with pytest.raises(ValueError, match="object_sizes"):
             make_shapes(tmp_path / "bad", num_train=1, num_val=0, size=64, object_sizes=bad)
+
+
+def test_large_frames_with_small_shapes_in_pixels(tmp_path, capsys):
+    """--width/--height/--object-pixels/--max-shapes: the set sliced inference is measured on, here at 640 x 360."""
+    cli = load_script("tools/make_shapes.py")
+    out = tmp_path / "small"
+    arguments = ["--out", str(out), "--num-train", "0", "--num-val", "6", "--width", "640", "--height", "360",
+                 "--object-pixels", "12", "40", "--max-shapes", "20"]
+    assert cli.main(arguments) == 0
+    assert "(640x360)" in capsys.readouterr().out
+    coco = json.loads((out / "annotations" / "val.json").read_text())
+    assert {(image["width"], image["height"]) for image in coco["images"]} == {(640, 360)}
+    assert coco["info"]["ssdlite_shapes"]["size"] == [640, 360]
+    assert coco["info"]["ssdlite_shapes"]["max_shapes"] == 20
+    assert cv2.imread(str(out / "val" / "000001.jpg")).shape == (360, 640, 3)
+    boxes = np.array([annotation["bbox"] for annotation in coco["annotations"]])
+    per_image = np.bincount([annotation["image_id"] for annotation in coco["annotations"]])
+    assert per_image.max() > 6  # more than the default's six shapes
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 640).all()
+    assert (boxes[:, 1] + boxes[:, 3] <= 360).all()
+    # extents of 12-40 px: boxes within a rotated square's diagonal (1.42 x 40) and at least 60 % visible
+    sides = boxes[:, 2:].max(axis=1)
+    assert sides.min() >= 12 * 0.3 and sides.max() <= 40 * 1.5
+    with pytest.raises(SystemExit) as usage_error:
+        cli.main(["--out", str(tmp_path / "v"), "--video", "--width", "640"])
+    assert usage_error.value.code == 2 and "--width is for still images" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="object_pixels"):
+        make_shapes(tmp_path / "bad", num_train=1, num_val=0, width=640, height=360, object_pixels=(12, 400))

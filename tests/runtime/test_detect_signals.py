@@ -151,6 +151,10 @@ def test_numeric_options_out_of_range_are_usage_errors_naming_the_option(capsys)
         ("--timeout", "0"): "must be a number of seconds above 0 and at most 3600, got 0",
         ("--timeout", "-5"): "must be a number of seconds above 0 and at most 3600, got -5",
         ("--timeout", "1e9"): "must be a number of seconds above 0 and at most 3600, got 1e9",
+        ("--slice", "1e3"): "not a whole number: '1e3'",
+        ("--slice", "31"): "must be at least 32 pixels, got 31",
+        ("--slice-overlap", "nan"): "must be a finite number, got nan",
+        ("--slice-overlap", "1"): "must be at least 0 and below 1, got 1",
     }
     for (option, value), message in cases.items():
         args = ["webcam", "--camera", "clip.mp4"] if option == "--timeout" else ["video", "clip.mp4", "--track"]

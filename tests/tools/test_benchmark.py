@@ -133,3 +133,41 @@ def test_formats_measures_each_format_against_eager(tmp_path, monkeypatch, capsy
             assert info["parity_vs_eager"][key]["max_box_difference_px"] <= 1.0, key
             assert abs(accuracy[f"formats_ap_{key}"] - accuracy["formats_ap_eager"]) < 0.5, key
     assert "| onnx |" in printed and "| torchvision ssdlite320_mobilenet_v3_large |" in printed
+
+
+def test_slicing_measures_the_full_frame_and_tiles(tmp_path, monkeypatch, capsys):
+    """Smoke: a random shapes model (eager) on one generated 480 x 270 frame, the full frame and 128 px tiles."""
+    report_path = tmp_path / "report.json"
+    printed = run_benchmark(monkeypatch, capsys, "--only", "slicing", "--json", str(report_path), "--markdown")
+    report = json.loads(report_path.read_text())
+    info = report["info"]["slicing"]
+    assert info["tiles_per_image"] == {"full_frame": 0, "tiles_128": 15}  # 5 x 3 tiles of 128 px in 480 x 270
+    assert info["objects"] > 0 and info["small_objects"] > 0.8 * info["objects"]
+    for key in ("full_frame", "tiles_128"):
+        for metric in ("ap", "ap50", "ap_small"):
+            assert 0 <= report["accuracy"][f"slicing_{metric}_{key}"] <= 100
+        assert is_number(report["latency_ms"][f"slicing_{key}_per_image"])
+    assert "| 128 px tiles + full frame | 15 |" in printed
+
+
+def test_serve_load_test_reports_every_level_without_errors(tmp_path, monkeypatch, capsys):
+    """``--only serve`` on the tiny detector's ONNX file (served as it is, no export): a server process, 8 requests
+    at each concurrency level; the report's shape and no failed request, not the speed."""
+    report_path = tmp_path / "report.json"
+    model = tiny.exported_for_predictor("ort")[1]
+    printed = run_benchmark(monkeypatch, capsys, "--only", "serve", "--checkpoint", str(model), "--json", str(report_path))
+    report = json.loads(report_path.read_text())
+    levels = (1, 4, 16)
+    for clients in levels:
+        assert is_number(report["throughput"][f"serve_c{clients}"])
+        for percentile in ("p50", "p99"):
+            assert is_number(report["latency_ms"][f"serve_c{clients}_{percentile}"])
+    for batch in (1, 4, 8):
+        assert is_number(report["throughput"][f"serve_predictor_b{batch}"])
+    assert report["throughput"]["serve_predictor_best"] == max(report["throughput"][f"serve_predictor_b{batch}"]
+                                                               for batch in (1, 4, 8))
+    assert is_number(report["ratios"]["serve_c16_vs_predictor_best"])
+    info = report["info"]["serve"]
+    assert info["errors"] == 0 and info["requests_per_level"] == 8 and info["server"]["exit_status"] == 0
+    assert set(info["levels"]) == {f"c{clients}" for clients in levels}
+    assert "serve_c16_vs_predictor_best" in printed

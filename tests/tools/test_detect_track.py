@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ssdlite_runtime import jobs, stream
+from ssdlite_runtime.counting import Counter, CountLine, CountZone
 from ssdlite_runtime.predictor import Predictor
 from ssdlite_runtime.tracking import SECOND_ASSOCIATION_MIN_SCORE, Tracker
 from tests.tools.test_detect import (
@@ -187,6 +188,12 @@ def test_the_web_view_lists_the_live_track_ids(workspace):
         (["video", "{video}", "--track", "--track-bufer", "5"], "unrecognized arguments: --track-bufer 5"),
         (["video", "{video}", "--track", "--track-classes", "all"], "argument --track-classes: invalid choice: 'all'"),
         (["image", "scene.png", "--track-buffer", "5"], "unrecognized arguments: --track-buffer 5"),
+        (["video", "{video}", "--track", "--count-line", "1,2,3"],
+         "argument --count-line: give 4 numbers x1,y1,x2,y2 (the line's ends, in pixels), e.g. 0,240,640,240"),
+        (["video", "{video}", "--count-line", "0,120,320,120"], "error: --count-line counts tracked objects: add --track"),
+        (["video", "{video}", "--count-zone", "0,0,9,0,9,9"], "error: --count-zone counts tracked objects: add --track"),
+        (["video", "{video}", "--track", "--count-zone", "0,0,50,50"],
+         "argument --count-zone: a counting zone needs at least 3 corners (a polygon)"),
     ],
 )
 def test_bad_tracking_input_is_a_one_line_error(args, message, workspace, capfd, monkeypatch):
@@ -219,3 +226,39 @@ def test_each_tracker_option_reaches_its_byte_track_setting(monkeypatch):
 
     detect.run(detect.build_parser().parse_args(["video", "clip.mp4", "--model", "model.onnx", "--track"]))
     assert captured["options"].tracker_settings == {}
+
+
+COUNT_LINE, COUNT_ZONE = "0,120,320,120", "20,20,300,20,300,220,20,220"
+"""Across the middle of the clip's 320 x 240 frames, and most of the frame."""
+
+
+def test_count_line_and_zone_write_each_frames_counts_log_the_totals_and_draw_the_line(workspace, capfd, monkeypatch):
+    """The counts of every JSON line are those a Counter gives for Predictor + Tracker's tracks in-process."""
+    root = workspace["root"]
+    lines, saved = root / "count" / "counts.jsonl", root / "count" / "counted.avi"
+    result = run_detect(
+        "video", workspace["video"], "--model", workspace["checkpoint"], "--track", "--max-frames", FRAMES,
+        "--count-line", COUNT_LINE, "--count-zone", COUNT_ZONE, "--json", lines, "--save", saved, "--no-show",
+        cwd=root, capfd=capfd, monkeypatch=monkeypatch,
+    )
+    assert result.returncode == 0, result.stderr
+    counter = Counter([CountLine.parse(COUNT_LINE)], [CountZone.parse(COUNT_ZONE)], class_names=CLASS_NAMES,
+                      forget_after=Tracker().lost_track_frames)
+    expected = [counter.update(tracks) for tracks in workspace["tracks"]]
+    frames = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [frame["counts"] for frame in frames] == expected
+    assert sum(len(zone["this_frame"]["inside"]) for frame in expected for zone in frame["zones"]) > 0
+    assert "counting: line 1 (0,120 -> 320,120), zone 1 (20,20 300,20 300,220 20,220)" in result.stdout
+    for described in (f"counted line 1 (0,120 -> 320,120): in {_total(counter, 'in')}",
+                      f"counted zone 1 (20,20 300,20 300,220 20,220): entered {_total(counter, 'entered')}"):
+        assert described in result.stdout
+    for frame in read_video(saved):  # the line drawn in white (but where its labels and the boxes are)
+        assert (frame[119:122].min(axis=-1) > 180).any(axis=0).mean() > 0.6
+    assert not (workspace["frames"][0][110:130].min(axis=-1) > 180).any()  # the clip itself has no white
+
+
+def _total(counter: Counter, what: str) -> str:
+    """``3 (disc 2, square 1)`` for the counter's first line (in, out) or zone (entered, exited)."""
+    [entry] = counter.totals()["lines" if what in ("in", "out") else "zones"]
+    total = sum(entry[what].values())
+    return f"{total} (" + ", ".join(f"{name} {count}" for name, count in entry[what].items()) + ")" if total else "0"

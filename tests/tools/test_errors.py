@@ -27,6 +27,7 @@ BAD_INPUTS = {
     "tools/summary.py": ["ssd_vgg16"],
     "tools/benchmark.py": ["--only", "no_such_measurement"],
     "tools/demo.py": ["--data", "a_file", "--runs-dir", "runs"],
+    "tools/serve.py": ["missing.onnx", "--port", "0"],
     "detect.py": ["image", "photo.jpg", "--model", "missing.ckpt", "--no-show"],
     "data/download.py": ["coco", "--root", "data", "--only", "no_such_archive.zip", "--dry-run"],
 }

@@ -5,7 +5,8 @@ sources        where frames come from: a video file read frame by frame (nothing
 window         the OpenCV window, and the probe for whether this OpenCV can open one here
 webview        the MJPEG web view (``StreamServer``) and its page, ``webview.html`` (package data)
 bounded_http   the HTTP server under the web view, which idle, stalled and slow clients cannot hold
-loop           ``run_stream``: detect, track, draw, show / serve / save each frame; its summary and ``StopSignal``
+loop           ``run_stream``: detect, track, count, draw, show / serve / save each frame; its summary and
+               ``StopSignal``
 stdin          q + Enter in the terminal stops a stream
 
 The names below are what ``ssdlite_runtime.jobs`` and ``ssdlite-detect`` use.
@@ -20,6 +21,7 @@ from ssdlite_runtime.stream.loop import (
     VIDEO_WRITER_CODECS,
     Detector,
     FpsMeter,
+    FrameCounter,
     FrameTracker,
     StopSignal,
     StreamSummary,
@@ -49,6 +51,7 @@ __all__ = [
     "Detector",
     "FpsMeter",
     "Frame",
+    "FrameCounter",
     "FrameSource",
     "FrameTracker",
     "LiveCameraSource",

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -53,6 +53,16 @@ class FrameTracker(Protocol):
     trails: Mapping[int, Sequence[tuple[float, float]]]
 
     def update(self, detections: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class FrameCounter(Protocol):
+    """What :func:`run_stream` needs of a counter (:class:`ssdlite_runtime.counting.Counter` is one)."""
+
+    def update(self, tracks: Mapping[str, np.ndarray]) -> dict[str, Any]: ...
+
+    def draw(self, image: np.ndarray) -> np.ndarray: ...
+
+    def totals(self) -> dict[str, Any]: ...
 
 
 class FpsMeter:
@@ -119,6 +129,8 @@ class StreamSummary:
         stop_signal: the signal that stopped the loop (SIGINT for Ctrl+C), None if none did.
         records: COCO-style detections per processed frame (image_id = frame index), if collected; with a
             tracker, the tracked objects, each with its ``track_id``.
+        counts: with a counter, its totals at the end (``Counter.totals()``: per line the tracks that crossed in
+            and out, per zone those that entered and exited, per class); None without one.
     """
 
     frames: int = 0
@@ -127,6 +139,7 @@ class StreamSummary:
     stop_reason: str = "end of stream"
     stop_signal: int | None = None
     records: list[dict] = field(default_factory=list)
+    counts: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
@@ -161,7 +174,7 @@ class _FrameOutputs:
 
     def write(
         self, frame: Frame, detections: dict[str, np.ndarray], records: list[dict], annotated: np.ndarray,
-        *, fps: float, latency_ms: float,
+        *, fps: float, latency_ms: float, counts: dict[str, Any] | None = None,
     ) -> None:
         if self.on_frame is not None:
             self.on_frame(frame, detections, records)
@@ -174,6 +187,8 @@ class _FrameOutputs:
             self._writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
         if self.server is not None:
             stats = {"fps": fps, "latency_ms": latency_ms, "frame": frame.index, "detections": records}
+            if counts is not None:
+                stats["counts"] = counts
             self.server.publish(annotated, stats)
 
     def close(self) -> None:
@@ -195,6 +210,7 @@ def run_stream(
     tracker: FrameTracker | None = None,
     on_frame: FrameCallback | None = None,
     clean_frames: bool = False,
+    counter: FrameCounter | None = None,
 ) -> StreamSummary:
     """Detect, draw (boxes + FPS/latency overlay) and show / serve / save every frame of ``source``.
 
@@ -220,7 +236,15 @@ def run_stream(
             their COCO-style records (``track_id`` added when tracking), e.g. to write them out as they come.
         clean_frames: draw on a copy of each frame, so that ``on_frame`` gets the frame as the source gave it (e.g.
             to save it as a dataset image); by default the boxes are drawn on the frame itself.
+        counter: a ``ssdlite_runtime.counting.Counter`` (needs ``tracker``): each frame's tracks go through it
+            before ``on_frame`` is called (so ``counter.latest`` is that frame's counts), its lines, zones and counts
+            are drawn, the web view's stats get the frame's ``counts``, and the summary its totals.
+
+    Raises:
+        ValueError: a ``counter`` without a ``tracker``.
     """
+    if counter is not None and tracker is None:
+        raise ValueError("counting needs tracks: pass a tracker with the counter")
     summary = StreamSummary()
     outputs = _FrameOutputs(on_frame, summary.records if collect_records else None, save_path,
                             source.fps or DEFAULT_SAVE_FPS, server)
@@ -229,13 +253,19 @@ def run_stream(
     try:
         for frame in _frames_until_stopped(source, summary, max_frames=max_frames, stop_event=stop_event):
             detections, annotated = _detect_and_draw(predictor, tracker, frame.image, copy=clean_frames)
+            counts = None
+            if counter is not None:
+                counts = counter.update(detections)
+                counter.draw(annotated)
             now = time.perf_counter()
             fps, latency_ms = meter.tick(now), (now - frame.captured_at) * 1000.0
             draw_stream_overlay(annotated, fps=fps, latency_ms=latency_ms)
             records = _records(predictor, detections, frame.index) if outputs.wants_records else []
             with signals_deferred():  # a frame's outputs are written whole, and it is counted, or none of them is
-                outputs.write(frame, detections, records, annotated, fps=fps, latency_ms=latency_ms)
+                outputs.write(frame, detections, records, annotated, fps=fps, latency_ms=latency_ms, counts=counts)
                 summary.frames += 1
+                if counter is not None:  # the totals of the frames written, also when a signal comes next
+                    summary.counts = counter.totals()
             if window is not None and not window.show(annotated):
                 summary.stop_reason = "q"
                 break
@@ -249,6 +279,8 @@ def run_stream(
         outputs.close()
         summary.seconds = time.perf_counter() - started
         summary.dropped_frames = source.dropped_frames
+        if counter is not None and summary.counts is None:  # no frame written
+            summary.counts = counter.totals()
     return summary
 
 

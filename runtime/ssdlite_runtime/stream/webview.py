@@ -1,6 +1,6 @@
 """The web view of a stream: a small page at http://127.0.0.1:PORT with the annotated frames (MJPEG,
 multipart/x-mixed-replace), the FPS and the current detections (``/stats.json``, polled by the page; with
-tracking, the live track ids).
+tracking, the live track ids; with counting, each line's and zone's counts per class).
 
 The page is ``webview.html`` (package data), its ``$title`` filled in with :class:`string.Template`; the server is
 a :class:`~ssdlite_runtime.stream.bounded_http.BoundedHTTPServer`, so idle, stalled and slow viewers cannot hold
