@@ -31,7 +31,7 @@ def format_report(report: Report) -> str:
         lines.append(f"accuracy: {info['int8_accuracy']}")
     counting = info.get("counting")
     if isinstance(counting, dict):
-        lines.append(f"counting, line {counting['line']}: {counting['true_crossings']} true crossings, count error "
+        lines.append(f"counting, lines {counting['line']}: {counting['true_crossings']} true crossings, count error "
                      f"{counting['count_error']}")
         for name, result in counting["sequences"].items():
             lines.append(f"  {name}: true {result['true']}, counted {result['counted']}, net error "
@@ -144,14 +144,14 @@ def _counting_table(info: dict[str, Any]) -> str:
         return f"{total} ({', '.join(f'{name} {count}' for name, count in counts.items())})" if total else "0"
 
     lines = [
-        "| sequence | true in | counted in | true out | counted out | net error | count error |",
+        "| sequence, line | true in | counted in | true out | counted out | net error | count error |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, result in info["sequences"].items():
         true, counted = result["true"], result["counted"]
         lines.append(f"| {name} | {per_class(true['in'])} | {per_class(counted['in'])} | {per_class(true['out'])} | "
                      f"{per_class(counted['out'])} | {result['net_error']:+d} | {result['count_error']} |")
-    return (f"Counting: line {info['line']}, {info['videos']}; {info['true_crossings']} true crossings, "
+    return (f"Counting: lines {info['line']}, {info['videos']}; {info['true_crossings']} true crossings, "
             f"count error {info['count_error']}\n\n" + "\n".join(lines))
 
 
