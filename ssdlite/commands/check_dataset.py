@@ -76,12 +76,13 @@ def write_preview(report: DatasetReport, path: Path, *, per_class: int) -> Path:
     ``ssdlite.evaluation``'s gallery, docs/design.md); the command layer sees both.
     """
     sample = report.sample_per_class(per_class)
-    images = [GalleryImage(record.path, _ground_truth(record, report.class_names), caption=record.file_name)
+    images = [GalleryImage(record.path, _ground_truth(record, report.class_names),
+                           caption=record.file_name + ("" if len(record.labels) else ": no objects"))
               for record in sample]
     intro = (f"The ground truth of {len(sample)} of the {report.num_images} images of {report.annotations}: up to "
-             f"{per_class} per class, evenly spaced over the images sorted by name. Each box is drawn in its "
-             "class's colour (crowd and difficult boxes dashed): look for boxes that are shifted, too large or "
-             "too small, and for classes swapped.")
+             f"{per_class} per class and {per_class} without any object, evenly spaced over the images sorted by "
+             "name. Each box is drawn in its class's colour (crowd and difficult boxes dashed): look for boxes that "
+             "are shifted, too large or too small, for classes swapped, and for objects left unlabelled.")
     return write_gallery(path, images, title=f"{report.format} dataset {report.annotations}: ground truth",
                          kinds=class_kinds(report.class_names), intro=intro)
 

@@ -94,17 +94,20 @@ class DatasetReport:
         }
 
     def sample_per_class(self, per_class: int) -> list[ImageRecord]:
-        """Up to ``per_class`` images holding each class, evenly spaced over the images sorted by file name (the
-        same sample on every run, spread over the whole set); an image chosen for several classes appears once.
+        """Up to ``per_class`` images holding each class, then up to ``per_class`` images without any object (where
+        missing labels hide), evenly spaced over the images sorted by file name (the same sample on every run,
+        spread over the whole set); an image chosen for several classes appears once.
 
         Returns:
-            the chosen records, class by class (in label order), each class's in file-name order.
+            the chosen records, class by class (in label order), each class's in file-name order, then the images
+            without objects.
         """
         if per_class < 1:
             raise ValueError(f"per_class must be at least 1, got {per_class}")
-        holding: dict[int, list[ImageRecord]] = {label: [] for label in range(1, len(self.class_names) + 1)}
+        without_objects = len(self.class_names) + 1
+        holding: dict[int, list[ImageRecord]] = {label: [] for label in range(1, without_objects + 1)}
         for record in self.records:  # one pass: COCO's train set is 118k images of 80 classes
-            for label in np.unique(record.labels).tolist():
+            for label in np.unique(record.labels).tolist() or [without_objects]:
                 holding[label].append(record)
         chosen: dict[str, ImageRecord] = {}
         for records in holding.values():

@@ -251,8 +251,9 @@ def test_sample_per_class_is_evenly_spaced_and_counts_shared_images_once(make_sc
     paths = make_scene("coco")
     report = check_dataset("coco", paths["images"], paths["annotations"])
     names = [[record.file_name for record in report.sample_per_class(n)] for n in (1, 2, 8)]
-    # cat: 000001, 000003; dog: 000002, 000003; person: 000001 (already in for cat)
-    assert names == [["000001.jpg", "000002.jpg"], *[["000001.jpg", "000003.jpg", "000002.jpg"]] * 2]
+    # cat: 000001, 000003; dog: 000002, 000003; person: 000001 (already in for cat); no objects: 000004
+    assert names == [["000001.jpg", "000002.jpg", "000004.jpg"],
+                     *[["000001.jpg", "000003.jpg", "000002.jpg", "000004.jpg"]] * 2]
     many = [dataclasses.replace(report.records[0], file_name=f"{index:02d}.jpg") for index in range(10)]
     spread = dataclasses.replace(report, records=many).sample_per_class(3)
     assert [record.file_name for record in spread] == ["00.jpg", "04.jpg", "09.jpg"]  # first, middle, last
@@ -270,9 +271,12 @@ def test_cli_gallery_shows_the_ground_truth_of_the_per_class_sample(make_scene, 
     assert result.returncode == 0, result.stderr
     assert f"wrote {gallery}" in result.stdout.splitlines()
     page = gallery.read_text(encoding="utf-8")
+    # one per class (000001 for two), then one without objects, where missing labels hide
     assert [figure["title"] for figure in page_elements(page, "figure")] == \
-        [str(paths["images"] / name) for name in ("000001.jpg", "000002.jpg")]  # one per class, 000001 for two
-    assert sorted(path.name for path in (tmp_path / "out" / "preview_files").iterdir()) == ["0001.jpg", "0002.jpg"]
+        [str(paths["images"] / name) for name in ("000001.jpg", "000002.jpg", "000004.jpg")]
+    assert "000004.jpg: no objects" in page
+    assert sorted(path.name for path in (tmp_path / "out" / "preview_files").iterdir()) == [
+        "0001.jpg", "0002.jpg", "0003.jpg"]
     drawn = [(group["data-class"], group["data-kind"]) for group in page_elements(page, "g")]
     assert drawn == [("cat", "cat"), ("person", "person"), ("dog", "dog")]
     rects = [(rect["x"], rect["y"], rect["width"], rect["height"]) for rect in page_elements(page, "rect")]
