@@ -21,6 +21,7 @@ every platform and so that a missing file and an undecodable one give different 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -123,9 +124,10 @@ def decode_image(data: bytes | np.ndarray, source: str | Path = "<bytes>") -> np
         image = _decode(data)
     except cv2.error as error:  # e.g. over OpenCV's pixel limit (CV_IO_MAX_IMAGE_PIXELS)
         if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
-            raise ImageReadError(source, "the image has more pixels than OpenCV decodes (2**30 unless the "
-                                 "environment variable OPENCV_IO_MAX_IMAGE_PIXELS sets another limit); resize the "
-                                 "image or remove it from the set", TOO_LARGE) from None
+            limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**30))
+            raise ImageReadError(source, f"the image has more than {limit} pixels, the most OpenCV decodes here (the "
+                                 "environment variable OPENCV_IO_MAX_IMAGE_PIXELS sets it); resize the image or "
+                                 "remove it from the set", TOO_LARGE) from None
         raise ImageReadError(source, f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
     if image is None:
         raise ImageReadError(source, "truncated or corrupt image data, or not an image format OpenCV can decode")

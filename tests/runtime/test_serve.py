@@ -30,6 +30,7 @@ import pytest
 
 from ssdlite_runtime.image_io import decode_image
 from ssdlite_runtime.predictor import Predictor
+from ssdlite_runtime.serve import MAX_IMAGE_PIXELS
 from tests.deploy import tiny_detector as tiny
 from tests.runtime.test_without_torch import BLOCKER
 
@@ -286,6 +287,10 @@ def test_bad_requests_get_one_line_json_errors(server, jpeg):
     assert status == 400 and "field 'image' is missing (fields: picture)" in answer["error"]
     status, answer = detect(server, b"--x\r\nbroken", "multipart/form-data; boundary=x")
     assert status == 400 and "field 'image' is missing (fields: none)" in answer["error"]
+    # A decompression bomb: a 0.2 MB PNG of 64 megapixels (190 MB decoded) is over the server's decoding limit.
+    bomb = cv2.imencode(".png", np.zeros((8000, 8000), np.uint8))[1].tobytes()
+    status, answer = detect(server, bomb, "image/png")
+    assert status == 400 and f"more than {MAX_IMAGE_PIXELS} pixels" in answer["error"], answer
     assert detect(server, jpeg)[0] == 200
 
 

@@ -20,12 +20,20 @@ Modules:
 
 from __future__ import annotations
 
-__all__ = ["main"]
+import os
+
+__all__ = ["MAX_IMAGE_PIXELS", "main"]
+
+MAX_IMAGE_PIXELS = 50_000_000
+"""The most pixels the server decodes an image to (a 50-megapixel photo, 150 MB decoded): a 20 MB upload of a
+flat PNG could otherwise decode to OpenCV's own limit, 2**30 pixels (3 GB), per request. The environment variable
+OPENCV_IO_MAX_IMAGE_PIXELS, which OpenCV reads when it loads, sets another limit."""
 
 
 def main(argv: list[str] | None = None, *, prog: str = "ssdlite-serve") -> int:
     """The ``ssdlite-serve`` command (:func:`ssdlite_runtime.serve.cli.main`), imported when it runs: importing this
-    package loads nothing else."""
+    package loads nothing else. The decoding limit is set first, before OpenCV loads (larger images: 400)."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
     from ssdlite_runtime.serve import cli
 
     return cli.main(argv, prog=prog)
