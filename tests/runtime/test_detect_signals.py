@@ -102,6 +102,23 @@ def test_a_signal_stops_the_stream_cleanly_with_the_shells_status_for_it(job, si
     assert len(read_video(saved)) == processed  # the saved video was finished, not cut off
 
 
+@pytest.mark.slow  # starts a command's process
+def test_sigterm_mid_stream_finishes_the_labelled_dataset(media, tmp_path):
+    """--save-labels coco: a real SIGTERM while frames are labelled leaves a complete annotations.json naming every
+    frame processed, each image on disk (the README's "finished also after Ctrl+C or SIGTERM")."""
+    labels = tmp_path / "labels"
+    returncode, stdout, stderr, _, _ = signal_after_some_frames(
+        ["video", str(media["video"]), "--model", str(media["model"]), "--save-labels", "coco", str(labels)],
+        signal.SIGTERM, tmp_path,
+    )
+    assert returncode == 143, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+    [stopped] = [line for line in stdout.splitlines() if line.startswith("stopped (")]
+    processed = int(stopped.split(": ")[1].split()[0])
+    dataset = json.loads((labels / "annotations.json").read_text())
+    assert [image["file_name"] for image in dataset["images"]] == [f"clip_{index:06d}.jpg" for index in range(processed)]
+    assert all((labels / "images" / image["file_name"]).is_file() for image in dataset["images"])
+
+
 def test_sigterm_before_the_stream_starts_exits_143_at_once_and_puts_the_handler_back(media, monkeypatch, capsys):
     """A real SIGTERM to this process while the model loads (the job's loop has not started, so there is nothing
     to finish): one line naming the signal, status 143; the SIGTERM handler in place before ``main`` is restored."""
