@@ -161,9 +161,12 @@ def evaluate_results_file(
         ErrorAnalysis itself, not written to metrics.json).
 
     Raises:
-        FileNotFoundError: a file does not exist.
+        FileNotFoundError: a file or the image folder does not exist.
         ValueError: a file is malformed or the results name ids that are not in the ground truth.
     """
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist; --images is the folder the ground "
+                                "truth's file_name entries are relative to (leave it out for no error gallery)")
     evaluator = CocoEvaluator(annotation_file, backend=backend)
     evaluation = evaluator.run(results_file)
     return report_with_errors(evaluator, evaluation, results_file, out_dir, images_dir=images_dir,

@@ -75,6 +75,16 @@ def test_ssdlite_eval_results_mode_writes_the_gallery_given_the_images(dataset, 
     assert len(list((tmp_path / "report" / "errors_files").glob("*.jpg"))) == 3
 
 
+def test_a_missing_image_folder_is_one_clear_error_before_any_work(dataset, tmp_path):
+    ground_truth, detections, _ = dataset
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth))
+    (tmp_path / "dt.json").write_text(json.dumps(detections))
+    with pytest.raises(FileNotFoundError, match="image folder '.*nowhere' does not exist; --images is the folder"):
+        evaluate_results_file(tmp_path / "gt.json", tmp_path / "dt.json", out_dir=tmp_path / "report",
+                              images_dir=tmp_path / "nowhere")
+    assert not (tmp_path / "report").exists()
+
+
 @pytest.mark.slow  # starts Chromium
 @needs_chromium
 def test_the_error_gallery_in_chromium(dataset, tmp_path):
