@@ -199,7 +199,7 @@ def evaluate(
     extra = {"unreadable_images": detections.unreadable_images}
     if out_dir is None:
         return {**evaluation.metrics, **extra}
-    return report_with_errors(coco, evaluation, detections.results, out_dir, images_dir=images,
+    return report_with_errors(coco, evaluation, out_dir, images_dir=images,
                               score_threshold=score_threshold, extra_metrics=extra, detections=detections.results)
 
 

@@ -50,10 +50,12 @@ class CocoEvaluation:
         metrics (dict): see :meth:`CocoEvaluator.evaluate`.
         coco_eval: the backend's COCOeval after ``accumulate()``/``summarize()``; ``eval["precision"]`` is
             [T=10 IoUs, R=101 recalls, K categories, A=4 areas, M=3 maxDets].
+        detections: the evaluated detections as a checked table (what the error analysis reads).
     """
 
     metrics: dict[str, Any]
     coco_eval: Any
+    detections: BoxTable | None = None
 
 
 class CocoEvaluator:
@@ -114,7 +116,7 @@ class CocoEvaluator:
         }
         metrics.update(voc_metrics(self._ground_truth_boxes, detection_boxes))
         metrics["per_class_AP"] = self._per_class_ap(coco_eval)
-        return CocoEvaluation(metrics=metrics, coco_eval=coco_eval)
+        return CocoEvaluation(metrics=metrics, coco_eval=coco_eval, detections=detection_boxes)
 
     @property
     def ground_truth(self) -> BoxTable:

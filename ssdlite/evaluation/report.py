@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdlite.evaluation.coco import CocoEvaluator
+from ssdlite.evaluation.coco import CocoEvaluation, CocoEvaluator
 from ssdlite.evaluation.confusion import DEFAULT_SCORE_THRESHOLD, ConfusionMatrix, confusion_matrix
 from ssdlite.evaluation.errors import ErrorBreakdown, error_breakdown
 from ssdlite.evaluation.plots import (
@@ -169,14 +169,12 @@ def evaluate_results_file(
                                 "truth's file_name entries are relative to (leave it out for no error gallery)")
     evaluator = CocoEvaluator(annotation_file, backend=backend)
     evaluation = evaluator.run(results_file)
-    return report_with_errors(evaluator, evaluation, results_file, out_dir, images_dir=images_dir,
-                              score_threshold=score_threshold)
+    return report_with_errors(evaluator, evaluation, out_dir, images_dir=images_dir, score_threshold=score_threshold)
 
 
 def report_with_errors(
     evaluator: CocoEvaluator,
-    evaluation: Any,
-    results: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    evaluation: CocoEvaluation,
     out_dir: str | os.PathLike,
     *,
     images_dir: str | os.PathLike | None = None,
@@ -184,9 +182,9 @@ def report_with_errors(
     extra_metrics: Mapping[str, Any] | None = None,
     detections: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The whole report of one evaluation (a :class:`CocoEvaluation` of ``results``): :func:`write_report` with
-    the error analysis's files and entries added. Returns the metrics, ``extra_metrics`` and ``analysis``."""
-    analysis = analyse_errors(evaluator, results, score_threshold=score_threshold)
+    """The whole report of one evaluation (``evaluator.run(...)``): :func:`write_report` with the error analysis's
+    files and entries added. Returns the metrics, ``extra_metrics`` and ``analysis``."""
+    analysis = analyse_errors(evaluator, evaluation.detections, score_threshold=score_threshold)
     write_error_analysis(analysis, evaluator, out_dir, images_dir=images_dir)
     metrics = {**evaluation.metrics, **(extra_metrics or {}), **analysis.as_dict()}
     write_report(metrics, out_dir, coco_eval=evaluation.coco_eval, detections=detections)
@@ -230,13 +228,14 @@ class ErrorAnalysis:
 
 def analyse_errors(
     evaluator: CocoEvaluator,
-    results: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    results: Sequence[Mapping[str, Any]] | str | os.PathLike | BoxTable,
     *,
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
 ) -> ErrorAnalysis:
     """The confusion matrix (at ``score_threshold``), TIDE's error breakdown (every detection) and the AP of the
-    images grouped by their number of objects (``OBJECT_COUNT_BINS``; images without objects are in no group)."""
-    detections = evaluator.detection_table(results)
+    images grouped by their number of objects (``OBJECT_COUNT_BINS``; images without objects are in no group).
+    ``results``: COCO results, or their table as :meth:`CocoEvaluator.run` already checked it."""
+    detections = results if isinstance(results, BoxTable) else evaluator.detection_table(results)
     truth = evaluator.ground_truth
     image_ids = [image["id"] for image in evaluator.images]
     names = [evaluator.class_names[category] for category in evaluator.category_ids]
