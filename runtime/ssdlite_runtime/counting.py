@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from ssdlite_runtime.plugins import require
-from ssdlite_runtime.visualize import draw_label
+from ssdlite_runtime.visualize import draw_label, label_size
 
 __all__ = [
     "DEFAULT_FORGET_AFTER",
@@ -51,6 +51,7 @@ __all__ = [
     "CountZone",
     "Counter",
     "describe_totals",
+    "per_class_text",
 ]
 
 INSTALL_HINT = "pip install 'ssdlite-runtime[tracking]' (supervision>=0.30,<0.31)"
@@ -322,9 +323,9 @@ class Counter:
             cv2.polylines(image, [corners], True, _OUTLINE, thickness + 2, cv2.LINE_AA)
             cv2.polylines(image, [corners], True, LINE_COLOR, thickness, cv2.LINE_AA)
             texts = [
-                f"zone {index + 1} inside {_per_class(self._named(self._latest_inside[index]))}",
-                f"entered {_per_class(self._named(self._entered[index]))}",
-                f"exited {_per_class(self._named(self._exited[index]))}",
+                f"zone {index + 1} inside {per_class_text(self._named(self._latest_inside[index]))}",
+                f"entered {per_class_text(self._named(self._entered[index]))}",
+                f"exited {per_class_text(self._named(self._exited[index]))}",
             ]
             left, top = corners.reshape(-1, 2).min(axis=0)
             _draw_stacked(image, texts, (int(left), int(top)), **label)
@@ -339,23 +340,16 @@ class Counter:
             tail, head = middle - to_in * reach, middle + to_in * reach
             cv2.arrowedLine(image, tuple(int(v) for v in np.round(tail)), tuple(int(v) for v in np.round(head)),
                             LINE_COLOR, thickness, cv2.LINE_AA, tipLength=0.4)
-            for side, text in ((1, f"line {index + 1} in {_per_class(self._named(line_zone.in_count_per_class))}"),
-                               (-1, f"out {_per_class(self._named(line_zone.out_count_per_class))}")):
+            for side, text in ((1, f"line {index + 1} in {per_class_text(self._named(line_zone.in_count_per_class))}"),
+                               (-1, f"out {per_class_text(self._named(line_zone.out_count_per_class))}")):
                 _draw_beside(image, text, middle + side * to_in * (reach + 4), side * to_in, **label)
         return image
 
 
-def _per_class(counts: Mapping[str, int]) -> str:
+def per_class_text(counts: Mapping[str, int]) -> str:
     """``3 (disc 2, square 1)``, or ``0``."""
     total = sum(counts.values())
-    return f"{total} ({', '.join(f'{name} {count}' for name, count in counts.items())})" if counts else "0"
-
-
-def _label_size(text: str, font_scale: float, thickness: int) -> tuple[int, int]:
-    """(width, height) of :func:`ssdlite_runtime.visualize.draw_label`'s box for ``text``."""
-    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-    pad = max(2, thickness + 1)
-    return width + 2 * pad, height + baseline + 2 * pad
+    return f"{total} ({', '.join(f'{name} {count}' for name, count in counts.items())})" if total else "0"
 
 
 def _draw_stacked(image: np.ndarray, texts: Sequence[str], top_left: tuple[int, int], *, font_scale: float,
@@ -363,7 +357,7 @@ def _draw_stacked(image: np.ndarray, texts: Sequence[str], top_left: tuple[int, 
     """Labels one under the other from ``top_left`` down."""
     x, y = top_left
     for text in texts:
-        _, height = _label_size(text, font_scale, thickness)
+        _, height = label_size(text, font_scale=font_scale, thickness=thickness)
         y += height
         draw_label(image, text, (x, y), _LABEL_BACKGROUND, font_scale=font_scale, thickness=thickness)
 
@@ -371,7 +365,7 @@ def _draw_stacked(image: np.ndarray, texts: Sequence[str], top_left: tuple[int, 
 def _draw_beside(image: np.ndarray, text: str, point: np.ndarray, direction: np.ndarray, *, font_scale: float,
                  thickness: int) -> None:
     """A label whose nearest edge to ``point`` is at ``point``, lying in ``direction`` (a unit vector) from it."""
-    width, height = _label_size(text, font_scale, thickness)
+    width, height = label_size(text, font_scale=font_scale, thickness=thickness)
     # the box's centre: far enough along the direction that the box does not reach back over the point
     reach = abs(direction[0]) * width / 2 + abs(direction[1]) * height / 2
     centre = point + direction * reach
@@ -386,10 +380,10 @@ def describe_totals(totals: Mapping[str, Any]) -> list[str]:
     described = []
     for line in totals["lines"]:
         x1, y1, x2, y2 = line["points"]
-        described.append(f"{line['name']} ({x1:g},{y1:g} -> {x2:g},{y2:g}): in {_per_class(line['in'])}, "
-                         f"out {_per_class(line['out'])}")
+        described.append(f"{line['name']} ({x1:g},{y1:g} -> {x2:g},{y2:g}): in {per_class_text(line['in'])}, "
+                         f"out {per_class_text(line['out'])}")
     for zone in totals["zones"]:
         corners = " ".join(f"{x},{y}" for x, y in zone["corners"])
-        described.append(f"{zone['name']} ({corners}): entered {_per_class(zone['entered'])}, exited "
-                         f"{_per_class(zone['exited'])}, inside at the end {_per_class(zone['inside'])}")
+        described.append(f"{zone['name']} ({corners}): entered {per_class_text(zone['entered'])}, exited "
+                         f"{per_class_text(zone['exited'])}, inside at the end {per_class_text(zone['inside'])}")
     return described

@@ -58,6 +58,17 @@ def _font_scale(image: np.ndarray) -> float:
     return max(0.4, min(image.shape[:2]) / 900)
 
 
+def _label_padding(thickness: int) -> int:
+    return max(2, thickness + 1)
+
+
+def label_size(text: str, *, font_scale: float, thickness: int) -> tuple[int, int]:
+    """(width, height) in pixels of the filled box :func:`draw_label` draws for ``text``."""
+    (text_width, text_height), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
+    pad = _label_padding(thickness)
+    return text_width + 2 * pad, text_height + baseline + 2 * pad
+
+
 def draw_label(
     image: np.ndarray,
     text: str,
@@ -72,9 +83,9 @@ def draw_label(
     The box sits above ``anchor_xy`` (a box's top-left corner) and moves inside the image when there is no room
     above or to the right; the text colour is black or white, whichever contrasts more with the fill.
     """
-    (text_width, text_height), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
-    pad = max(2, thickness + 1)
-    box_width, box_height = text_width + 2 * pad, text_height + baseline + 2 * pad
+    (_, text_height), _ = cv2.getTextSize(text, _FONT, font_scale, thickness)
+    pad = _label_padding(thickness)
+    box_width, box_height = label_size(text, font_scale=font_scale, thickness=thickness)
     image_height, image_width = image.shape[:2]
     left = int(min(max(anchor_xy[0], 0), max(image_width - box_width, 0)))
     top = int(anchor_xy[1]) - box_height

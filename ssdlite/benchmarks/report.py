@@ -139,9 +139,7 @@ def _formats_table(report: Report) -> str:
 def _counting_table(info: dict[str, Any]) -> str:
     """True vs counted line crossings per sequence, per class, with the errors."""
 
-    def per_class(counts: dict[str, int]) -> str:
-        total = sum(counts.values())
-        return f"{total} ({', '.join(f'{name} {count}' for name, count in counts.items())})" if total else "0"
+    from ssdlite_runtime.counting import per_class_text as per_class
 
     lines = [
         "| sequence, line | true in | counted in | true out | counted out | net error | count error |",
