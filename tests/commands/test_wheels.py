@@ -1,6 +1,6 @@
 """The wheels are not the checkout: both distributions built as wheels (``pip wheel ./runtime .``), installed into a
 fresh virtual environment, work from a folder that is not the checkout -- the demo (whose recipe is package data),
-``ssdlite-train --config shapes`` (the packaged recipe by its name), ``ssdlite-export`` and ``ssdlite-detect``; and
+``ssdlite-train --config shapes`` (the packaged recipe by its name), ``ssdlite-export``, ``ssdlite-detect`` and ``ssdlite-serve``; and
 runtime/README.md, what a device's user reads, explains every extra ssdlite-runtime declares.
 
 The fresh environment gets the wheels' own files only; their dependencies (torch, Lightning, onnxruntime, ...) come
@@ -14,9 +14,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,22 @@ def test_the_installed_wheels_demo_train_export_and_detect_outside_the_checkout(
          "boxes.jpg", "--json", "boxes.json", "--no-show", "--score-threshold", "0"], cwd=work, env=env)
     assert (work / "boxes.jpg").is_file()
     assert json.loads((work / "boxes.json").read_text())
+
+    # ... and serve it over HTTP with the installed ssdlite-serve, stopped as a scheduler stops it
+    server = subprocess.Popen(["ssdlite-serve", "model.onnx", "--port", "0", "--score-threshold", "0"], cwd=work,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = next(line.split(" on ", 1)[1].split()[0] for line in server.stdout if line.startswith("serving "))
+        request = urllib.request.Request(f"{url}/v1/detect", data=(shapes / "val" / "000001.jpg").read_bytes(),
+                                         headers={"Content-Type": "image/jpeg"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert json.loads(answer.read())["detections"]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 def test_the_runtime_readme_explains_every_extra():
