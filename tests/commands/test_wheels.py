@@ -1,6 +1,7 @@
 """The wheels are not the checkout: both distributions built as wheels (``pip wheel ./runtime .``), installed into a
 fresh virtual environment, work from a folder that is not the checkout -- the demo (whose recipe is package data),
-``ssdlite-train --config shapes`` (the packaged recipe by its name), ``ssdlite-export``, ``ssdlite-detect`` and ``ssdlite-serve``; and
+``ssdlite-train --config shapes`` (the packaged recipe by its name), ``ssdlite-export``, ``ssdlite-detect`` and
+``ssdlite-serve``; and
 runtime/README.md, what a device's user reads, explains every extra ssdlite-runtime declares.
 
 The fresh environment gets the wheels' own files only; their dependencies (torch, Lightning, onnxruntime, ...) come
