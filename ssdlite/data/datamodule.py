@@ -31,6 +31,7 @@ Example (the raccoon set, VOC layout)::
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import warnings
@@ -161,6 +162,8 @@ class DetectionDataModule(L.LightningDataModule):
         self.class_names: list[str] = []
         self.category_ids: list[int] = []
         self._val_coco_gt: dict | None = None
+        self._calibration_dataset: DetectionDataset | None = None
+        self._calibration_seed = 0
 
     @property
     def num_classes(self) -> int:
@@ -179,7 +182,11 @@ class DetectionDataModule(L.LightningDataModule):
             if self.cache_images:
                 self._cache("train", self.train_dataset)
             # Seeds the main-process augmentation (num_workers=0) from torch's generator, i.e. seed_everything.
-            self.train_dataset.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+            augment_seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            self.train_dataset.transform.set_random_seed(augment_seed)
+            self._calibration_dataset = _calibration_copy(self.train_dataset)
+            # Derived from that seed rather than drawn: another draw would move every later training draw.
+            self._calibration_seed = random.Random(augment_seed).randrange(2**31 - 1)
             self.class_names = list(self.train_dataset.class_names)
             self.category_ids = list(self.train_dataset.category_ids)
         if self.val_dataset is None and (self.val_images is not None or not needs_train):
@@ -207,17 +214,22 @@ class DetectionDataModule(L.LightningDataModule):
     def calibration_dataloader(self) -> DataLoader | None:
         """Training batches to recompute BatchNorm statistics on before validation ("precise BN", see
         ``SSDLiteModule.calibrate_batchnorm``): training augmentation, shuffled, read in the main process (a few
-        batches do not pay for starting workers). None before ``setup("fit")``.
+        batches do not pay for starting workers), from a copy of the training set with its own random state (see
+        ``_calibration_copy``), seeded by the step. None before ``setup("fit")``.
         """
-        dataset = self.train_dataset
+        dataset = self._calibration_dataset
         if dataset is None:
             return None
+        # Seeded by the step it is drawn at: the same batches at a step however often the run validated before.
+        seed = self._calibration_seed + (self.trainer.global_step if self.trainer is not None else 0)
+        dataset.transform.set_random_seed(seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=True,
             drop_last=len(dataset) > self.batch_size,
             collate_fn=collate_detections,
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def val_coco_gt(self) -> dict:
@@ -237,6 +249,9 @@ class DetectionDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             worker_init_fn=seed_worker if self.num_workers > 0 else None,
+            # The training loader draws its order and worker seeds from torch's generator (seed_everything); the
+            # validation loader gets its own, so that validating does not move the training's random draws.
+            generator=None if shuffle else torch.Generator().manual_seed(0),
         )
 
     @staticmethod
@@ -333,6 +348,15 @@ class DetectionDataModule(L.LightningDataModule):
             "voc": "VOC split name (e.g. 'trainval') or split file",
             "yolo": "folder of the YOLO label files",
         }[self.format]
+
+
+def _calibration_copy(train: DetectionDataset) -> DetectionDataset:
+    """The training set (sharing its image cache) with its own augmentation: BatchNorm calibration before a
+    validation then draws nothing from the training's random state, so how often a run validates does not change
+    the weights it trains."""
+    dataset = copy.copy(train)
+    dataset.transform = copy.deepcopy(train.transform)
+    return dataset
 
 
 def _required_path(value: str | Path | None, key: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -88,13 +89,24 @@ def test_calibration_batches_are_shuffled_training_batches_in_the_main_process(s
     assert module.calibration_dataloader() is None  # nothing to calibrate on before setup("fit")
     module.setup("fit")
     loader = module.calibration_dataloader()
-    assert loader.dataset is module.train_dataset and loader.num_workers == 0 and loader.drop_last
+    # the training images (one cache), with an augmentation of its own that draws nothing from the training's
+    assert loader.dataset.records is module.train_dataset.records and loader.num_workers == 0 and loader.drop_last
+    assert loader.dataset.transform is not module.train_dataset.transform
     batches = list(loader)
     assert len(batches) == 2
     for batch in batches:
         _check_batch(batch, batch_size=4, num_classes=4)
-    orders = {tuple(torch.cat([b["image_ids"] for b in module.calibration_dataloader()]).tolist()) for _ in range(5)}
-    assert len(orders) > 1  # shuffled anew each time
+
+    def order() -> tuple[int, ...]:
+        return tuple(torch.cat([b["image_ids"] for b in module.calibration_dataloader()]).tolist())
+
+    module.trainer = SimpleNamespace(global_step=0)
+    assert order() == order()  # seeded by the step: the same batches at a step, however often it is drawn
+    orders = set()
+    for step in range(5):
+        module.trainer.global_step = step
+        orders.add(order())
+    assert len(orders) > 1  # and shuffled anew at another step
 
 
 def test_worker_processes_draw_different_augmentations(shapes):
