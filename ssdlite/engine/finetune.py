@@ -1,4 +1,5 @@
-"""Fine-tuning: start from another checkpoint's weights, as far as they fit, and optionally freeze the backbone.
+"""Fine-tuning: start from another checkpoint's weights, as far as they fit, and optionally freeze the backbone (or
+its first layers).
 
 ``load_compatible_weights`` copies every tensor whose name and shape match from a trained SSDLite (any of our
 checkpoints: width, classes, input size may differ) into a freshly built one. The final 1x1 convolutions of the
@@ -111,6 +112,47 @@ def freeze_backbone(model: nn.Module) -> int:
     """
     frozen = 0
     for parameter in model.backbone.parameters():
+        parameter.requires_grad_(False)
+        frozen += parameter.numel()
+    return frozen
+
+
+def _block_strides(features: nn.Sequential) -> list[int]:
+    """The output stride of each block of a backbone's ``features`` (the product of its convolutions' strides)."""
+    strides, stride = [], 1
+    for block in features:
+        for module in block.modules():
+            if isinstance(module, nn.Conv2d):
+                stride *= module.stride[0]
+        strides.append(stride)
+    return strides
+
+
+def frozen_block_count(model: nn.Module, stride: int) -> int:
+    """How many of the backbone's first ``features`` blocks output at a stride <= ``stride``.
+
+    Raises:
+        ValueError: ``stride`` is not the output stride of one of the backbone's blocks below its last stride.
+    """
+    strides = _block_strides(model.backbone.features)
+    choices = sorted(set(strides) - {strides[-1]})
+    if stride not in choices:
+        raise ValueError(
+            f"freeze_backbone_stride={stride}: the backbone's blocks output at strides {choices} below its last "
+            f"({strides[-1]}); pick one of those, 0 to train every layer, or freeze_backbone: true for all of it"
+        )
+    return sum(1 for value in strides if value <= stride)
+
+
+def freeze_backbone_blocks(model: nn.Module, count: int) -> int:
+    """Stops gradients into the backbone's first ``count`` ``features`` blocks; returns the frozen parameters.
+
+    Their BatchNorm layers must stay in eval mode as well (``SSDLiteModule.train`` does that). Autograd then
+    skips their whole backward pass, not only their weight gradients: the first blocks run at the largest
+    resolution, so this is the cheapest part of the network to stop training.
+    """
+    frozen = 0
+    for parameter in model.backbone.features[:count].parameters():
         parameter.requires_grad_(False)
         frozen += parameter.numel()
     return frozen

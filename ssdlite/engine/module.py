@@ -76,6 +76,10 @@ class SSDLiteModule(L.LightningModule):
         init_from: checkpoint to initialise from (fine-tuning): every weight whose name and shape fit is copied,
             the class head is re-initialised when the classes differ.
         freeze_backbone: train the extra layers and heads only (backbone weights and BatchNorm statistics fixed).
+        freeze_backbone_stride: freeze the backbone's first layers, those whose output stride is at most this (2,
+            4, 8 or 16 on MobileNetV2; 0: none): their weights and BatchNorm statistics stay the pretrained ones.
+            Early layers compute generic edges and textures that a small data set cannot improve, and they run at
+            the largest resolution, so their backward pass is the costliest: 8 halves a CPU training step at 320.
         freeze_backbone_bn: keep the backbone's BatchNorm statistics at the pretrained ones (its BatchNorm layers
             stay in eval mode; every weight still learns), for a pretrained backbone fine-tuned at small batches.
         backbone_lr_factor: a factor on the backbone's learning rate (say 0.1 for a pretrained backbone, so that
@@ -123,6 +127,7 @@ class SSDLiteModule(L.LightningModule):
         init_from: str | None = None,
         freeze_backbone: bool = False,
         freeze_backbone_bn: bool = False,
+        freeze_backbone_stride: int = 0,
         backbone_lr_factor: float = 1.0,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
@@ -170,6 +175,15 @@ class SSDLiteModule(L.LightningModule):
             _info_on_rank_zero(transfer.summary())
         if freeze_backbone:
             _info_on_rank_zero(f"backbone frozen: {finetune.freeze_backbone(self.model):,} parameters")
+        self._frozen_blocks = (
+            finetune.frozen_block_count(self.model, freeze_backbone_stride) if freeze_backbone_stride else 0
+        )
+        if self._frozen_blocks and not freeze_backbone:
+            frozen = finetune.freeze_backbone_blocks(self.model, self._frozen_blocks)
+            _info_on_rank_zero(
+                f"backbone frozen up to stride {freeze_backbone_stride}: its first {self._frozen_blocks} blocks, "
+                f"{frozen:,} parameters"
+            )
         parameter_groups(  # names and values checked now
             self.model, weight_decay=weight_decay, overrides=weight_decay_overrides,
             lr_factors={"backbone": backbone_lr_factor},
@@ -219,20 +233,23 @@ class SSDLiteModule(L.LightningModule):
         return self.eval_model(images)
 
     def train(self, mode: bool = True) -> SSDLiteModule:
-        """Like ``nn.Module.train``, but a frozen backbone stays in eval mode, and with ``freeze_backbone_bn`` its
-        BatchNorm layers do (their statistics stay the pretrained ones)."""
+        """Like ``nn.Module.train``, but a frozen backbone (or its frozen first blocks) stays in eval mode, and with
+        ``freeze_backbone_bn`` its BatchNorm layers do (their statistics stay the pretrained ones)."""
         super().train(mode)
         if self.hparams.freeze_backbone:
             self.model.backbone.eval()
+        self.model.backbone.features[: self._frozen_blocks].eval()
         for module in self._frozen_batchnorm(self.model):
             module.eval()
         return self
 
     def _frozen_batchnorm(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         """The BatchNorm layers of ``model`` (the trained network or its EMA copy) whose statistics stay fixed."""
-        if not (self.hparams.freeze_backbone or self.hparams.get("freeze_backbone_bn", False)):
-            return []
-        return [module for module in model.backbone.modules() if isinstance(module, _BatchNorm)]
+        if self.hparams.freeze_backbone or self.hparams.get("freeze_backbone_bn", False):
+            frozen = model.backbone
+        else:
+            frozen = model.backbone.features[: self._frozen_blocks]
+        return [module for module in frozen.modules() if isinstance(module, _BatchNorm)]
 
     # ----------------------------------------------------------------------------------------------- training
 

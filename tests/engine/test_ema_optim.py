@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ssdlite.engine.ema import ModelEMA
-from ssdlite.engine.finetune import freeze_backbone, load_compatible_weights
+from ssdlite.engine.finetune import freeze_backbone, frozen_block_count, load_compatible_weights
 from ssdlite.engine.optim import build_optimizer, parameter_groups
 from ssdlite.models import build_model
 
@@ -160,3 +160,23 @@ def test_freeze_backbone():
     assert frozen == sum(p.numel() for p in model.backbone.parameters())
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert all(p.requires_grad for p in model.extras.parameters())
+
+
+@pytest.mark.parametrize(("arch", "stride", "blocks"), [
+    ("ssdlite_mobilenet_v2", 2, 2), ("ssdlite_mobilenet_v2", 4, 4), ("ssdlite_mobilenet_v2", 8, 7),
+    ("ssdlite_mobilenet_v2", 16, 14), ("ssdlite_mobilenet_v1", 8, 6),
+])
+def test_frozen_blocks_are_those_up_to_the_stride(arch, stride, blocks):
+    model = build_model(arch, num_classes=3, width_mult=0.35, image_size=128)
+    assert frozen_block_count(model, stride) == blocks
+    # the next block is the first at a larger stride: the blocks counted are exactly those up to it
+    stem = model.backbone.features[:blocks](torch.zeros(1, 3, 128, 128))
+    assert stem.shape[-1] == 128 // stride
+    assert model.backbone.features[: blocks + 1](torch.zeros(1, 3, 128, 128)).shape[-1] == 128 // (2 * stride)
+
+
+@pytest.mark.parametrize("stride", [3, 32, 64])
+def test_a_stride_that_is_no_block_boundary_is_refused(stride):
+    model = build_model("ssdlite_mobilenet_v2", num_classes=3, width_mult=0.35, image_size=128)
+    with pytest.raises(ValueError, match=r"freeze_backbone_stride=.*\[2, 4, 8, 16\].*freeze_backbone: true"):
+        frozen_block_count(model, stride)

@@ -1,5 +1,5 @@
-"""Frozen backbone BatchNorm statistics (``freeze_backbone_bn``, and ``freeze_backbone``): kept while training and
-by the BatchNorm recalibration before validation.
+"""Frozen backbone BatchNorm statistics (``freeze_backbone_bn``, ``freeze_backbone`` and the first blocks of
+``freeze_backbone_stride``): kept while training and by the BatchNorm recalibration before validation.
 
 The oracle for the recalibration is ``torch.optim.swa_utils.update_bn``: alone when nothing is frozen, and on a copy
 whose frozen layers are torchvision's ``FrozenBatchNorm2d`` (not a ``_BatchNorm``, so ``update_bn`` leaves it be)
@@ -79,16 +79,29 @@ def test_frozen_layers_keep_their_statistics_and_normalise_with_them():
     assert max((statistics(plain)[name] - after[name]).abs().max().item() for name in changed) > 1e-2
 
 
-@pytest.mark.parametrize("option", ["freeze_backbone_bn", "freeze_backbone"])
-def test_training_keeps_the_backbone_statistics(option):
-    module = SSDLiteModule(arch="ssdlite_mobilenet_v2", num_classes=2, width_mult=0.35, image_size=96, ema=False,
-                           **{option: True})
+FROZEN_FIRST_BLOCKS = 7  # MobileNetV2's blocks up to stride 8: the stem, then 1, 2 and 3 inverted residuals
+
+
+@pytest.mark.parametrize(("option", "value", "frozen_prefix"), [
+    ("freeze_backbone_bn", True, "backbone."),
+    ("freeze_backbone", True, "backbone."),
+    ("freeze_backbone_stride", 8, tuple(f"backbone.features.{i}." for i in range(FROZEN_FIRST_BLOCKS))),
+])
+def test_training_keeps_the_frozen_statistics(option, value, frozen_prefix):
+    module = SSDLiteModule(arch="ssdlite_mobilenet_v2", num_classes=2, width_mult=0.35, image_size=96,
+                           **{option: value})
     module.train()
-    backbone_norms = [m for m in module.model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    frozen_norms = [m for n, m in module.model.named_modules()
+                    if isinstance(m, nn.BatchNorm2d) and f"{n}.".startswith(frozen_prefix)]
     other_norms = [m for n, m in module.model.named_modules()
-                   if isinstance(m, nn.BatchNorm2d) and not n.startswith("backbone.")]
-    assert backbone_norms and not any(m.training for m in backbone_norms)
+                   if isinstance(m, nn.BatchNorm2d) and not f"{n}.".startswith(frozen_prefix)]
+    assert frozen_norms and not any(m.training for m in frozen_norms)
     assert other_norms and all(m.training for m in other_norms)
+    # the recalibration before validation leaves the same layers of the EMA copy alone
+    ema_frozen = {id(m) for m in module._frozen_batchnorm(module.ema_model.module)}
+    ema_expected = {id(m) for n, m in module.ema_model.module.named_modules()
+                    if isinstance(m, nn.BatchNorm2d) and f"{n}.".startswith(frozen_prefix)}
+    assert ema_frozen == ema_expected
     before = statistics(module.model)
     images = batches(1)[0]
     boxes = torch.tensor([[[0.2, 0.2, 0.7, 0.8]]]).repeat(4, 1, 1)
@@ -98,6 +111,7 @@ def test_training_keeps_the_backbone_statistics(option):
     loss.backward()
     after = statistics(module.model)
     for name in after:
-        assert torch.equal(after[name], before[name]) == name.startswith("backbone."), name
-    if option == "freeze_backbone_bn":  # the weights still learn
-        assert all(p.grad is not None for p in module.model.backbone.parameters())
+        assert torch.equal(after[name], before[name]) == name.startswith(frozen_prefix), name
+    for name, parameter in module.model.named_parameters():
+        learns = option == "freeze_backbone_bn" or not name.startswith(frozen_prefix)
+        assert (parameter.grad is not None) == learns, name
