@@ -79,7 +79,7 @@ class SSDLiteModule(L.LightningModule):
         freeze_backbone_stride: freeze the backbone's first layers, those whose output stride is at most this (2,
             4, 8 or 16 on MobileNetV2; 0: none): their weights and BatchNorm statistics stay the pretrained ones.
             Early layers compute generic edges and textures that a small data set cannot improve, and they run at
-            the largest resolution, so their backward pass is the costliest: 8 halves a CPU training step at 320.
+            the largest resolution, so their backward pass is the costliest to run (docs/recipes.md measures 8).
         freeze_backbone_bn: keep the backbone's BatchNorm statistics at the pretrained ones (its BatchNorm layers
             stay in eval mode; every weight still learns), for a pretrained backbone fine-tuned at small batches.
         backbone_lr_factor: a factor on the backbone's learning rate (say 0.1 for a pretrained backbone, so that
