@@ -238,7 +238,8 @@ class SSDLiteModule(L.LightningModule):
         super().train(mode)
         if self.hparams.freeze_backbone:
             self.model.backbone.eval()
-        self.model.backbone.features[: self._frozen_blocks].eval()
+        if self._frozen_blocks:
+            self.model.backbone.features[: self._frozen_blocks].eval()
         for module in self._frozen_batchnorm(self.model):
             module.eval()
         return self
@@ -247,8 +248,10 @@ class SSDLiteModule(L.LightningModule):
         """The BatchNorm layers of ``model`` (the trained network or its EMA copy) whose statistics stay fixed."""
         if self.hparams.freeze_backbone or self.hparams.get("freeze_backbone_bn", False):
             frozen = model.backbone
-        else:
+        elif self._frozen_blocks:
             frozen = model.backbone.features[: self._frozen_blocks]
+        else:
+            return []
         return [module for module in frozen.modules() if isinstance(module, _BatchNorm)]
 
     # ----------------------------------------------------------------------------------------------- training
