@@ -13,6 +13,8 @@ import torch
 
 from ssdlite.engine.cli import train
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("num_workers", [0, 1])
 def test_validating_every_epoch_or_at_the_end_trains_the_same_weights(config_factory, tmp_path, num_workers):
