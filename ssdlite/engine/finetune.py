@@ -110,11 +110,7 @@ def freeze_backbone(model: nn.Module) -> int:
     The backbone's BatchNorm layers must also be kept in eval mode while training (their running statistics
     would otherwise keep moving): :class:`ssdlite.engine.module.SSDLiteModule` does that in ``train()``.
     """
-    frozen = 0
-    for parameter in model.backbone.parameters():
-        parameter.requires_grad_(False)
-        frozen += parameter.numel()
-    return frozen
+    return _freeze(model.backbone)
 
 
 def _block_strides(features: nn.Sequential) -> list[int]:
@@ -151,8 +147,13 @@ def freeze_backbone_blocks(model: nn.Module, count: int) -> int:
     skips their whole backward pass, not only their weight gradients: the first blocks run at the largest
     resolution, so this is the cheapest part of the network to stop training.
     """
+    return _freeze(model.backbone.features[:count])
+
+
+def _freeze(module: nn.Module) -> int:
+    """Stops gradients into ``module``'s parameters; returns how many numbers they hold."""
     frozen = 0
-    for parameter in model.backbone.features[:count].parameters():
+    for parameter in module.parameters():
         parameter.requires_grad_(False)
         frozen += parameter.numel()
     return frozen
